@@ -1,0 +1,53 @@
+# Pathway: run `make help` for the targets.
+SHELL     := /bin/bash
+GO        ?= go
+PKGS      := ./...
+CORPUS    ?= ../shared/corpus
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 6
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the pathway binary into ./bin/pathway.
+	$(GO) build -o bin/pathway ./cmd/pathway
+
+.PHONY: test
+test: ## Run every test (PostgreSQL store tests run when PATHWAY_TEST_DATABASE_URL is set).
+	$(GO) test $(PKGS)
+
+.PHONY: lint
+lint: ## Check formatting, vet, and that go.mod's dependencies are intact.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) mod verify
+
+.PHONY: bench
+bench: ## Run the benchmarks (BENCHCOUNT runs each, for benchstat).
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Fuzz the FHIR parser for FUZZTIME (default 30s).
+	$(GO) test ./fhir -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+
+.PHONY: corpus
+corpus: ## Parse, validate and round-trip every resource in ../shared/corpus (when present).
+	@if [ -d "$(CORPUS)" ]; then \
+		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./fhir -count=1 -run '^TestCorpusExamples$$' -v \
+			| grep -E '^(--- |FAIL|ok|\s+corpus_test.go)' ; exit $${PIPESTATUS[0]}; \
+	else \
+		echo "corpus: $(CORPUS) not found, skipping (the copy in testdata/ is checked by make test)"; \
+	fi
+
+.PHONY: demo
+demo: ## Validate the sample referral data and store it in ./pathway-demo.db (SQLite).
+	$(GO) run ./cmd/pathway demo --database sqlite://pathway-demo.db
+
+.PHONY: ci
+ci: lint test corpus ## What CI runs: lint, test, corpus.
