@@ -119,8 +119,11 @@ func (s *scanner) enter() bool {
 // descending into nested values.
 func (s *scanner) resourceType(i int) string {
 	i = s.ws(i + 1)
-	for i < len(s.data) && s.data[i] == '"' {
+	for i < len(s.data) && s.data[i] == '"' && !s.bad {
 		kEnd := s.str(i)
+		if s.bad {
+			return ""
+		}
 		key := s.data[i+1 : kEnd-1]
 		i = s.ws(kEnd)
 		if i >= len(s.data) || s.data[i] != ':' {
@@ -129,7 +132,7 @@ func (s *scanner) resourceType(i int) string {
 		i = s.ws(i + 1)
 		if string(key) == "resourceType" && i < len(s.data) && s.data[i] == '"' {
 			end := s.str(i)
-			if end-1 <= i+1 {
+			if s.bad || end-1 <= i+1 {
 				return ""
 			}
 			return string(s.data[i+1 : end-1])
