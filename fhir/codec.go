@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
+	"github.com/google/fhir/go/jsonformat/fhirvalidate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -141,6 +142,25 @@ func Decode(data []byte) (*ContainedResource, error) {
 		return nil, err
 	}
 	return r.Resource, nil
+}
+
+// Validate checks a resource built in Go (not read from JSON): google/fhir's
+// validation (required elements, reference types, primitive formats) and
+// Pathway's rules. JSON-only checks (ele-1 on nulls and empty values,
+// unknown elements) do not apply to protos.
+func Validate(res proto.Message) Issues {
+	cr, err := Wrap(res)
+	if err != nil {
+		return Issues{{Severity: SeverityFatal, Path: "(root)", Code: "unknown-resource-type", Details: "not an R4 resource"}}
+	}
+	rep := &reporter{}
+	if err := fhirvalidate.ValidateWithErrorReporter(cr, rep); err != nil {
+		rep.issues = append(rep.issues, libIssues(err, SeverityError)...)
+	}
+	is := append(rep.issues, checkRules(cr)...)
+	is = dedupe(is)
+	is.sort()
+	return is
 }
 
 var (
