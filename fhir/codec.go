@@ -356,6 +356,10 @@ func Marshal(res proto.Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// google/fhir's marshaller rewrites typed references in place; marshal
+	// a copy so the caller's resource (which builders may share between
+	// resources, and other goroutines may be reading) is never changed.
+	cr = proto.Clone(cr).(*ContainedResource)
 	b, err := c.m.Marshal(cr)
 	if err != nil {
 		return nil, fmt.Errorf("marshalling %s: %w", Key(cr), err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // issueKey is how tests name an expected issue: "severity path code".
@@ -334,5 +336,21 @@ func TestOperationOutcome(t *testing.T) {
 	ok, _ := Marshal(OperationOutcome(nil))
 	if !bytes.Contains(ok, []byte(`"code":"informational"`)) {
 		t.Errorf("empty outcome: %s", ok)
+	}
+}
+
+// Marshal must not change its input: google/fhir's marshaller rewrites
+// typed references in place, and builders share datatypes between resources.
+func TestMarshalLeavesInputAlone(t *testing.T) {
+	cr, err := Decode([]byte(`{"resourceType":"Task","id":"t","status":"requested","intent":"order","for":{"reference":"Patient/p1"},"focus":{"reference":"ServiceRequest/s1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := proto.Clone(cr)
+	if _, err := Marshal(cr); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(before, cr) {
+		t.Fatal("Marshal changed the resource it was given")
 	}
 }
