@@ -6,6 +6,8 @@ CORPUS    ?= ../shared/corpus
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 6
+DEMO_DB   ?= pathway-demo.db
+DEMO_REJECTS ?= pathway-demo-rejects.ndjson
 
 .DEFAULT_GOAL := help
 
@@ -22,10 +24,11 @@ test: ## Run every test (PostgreSQL store tests run when PATHWAY_TEST_DATABASE_U
 	$(GO) test $(PKGS)
 
 .PHONY: lint
-lint: ## Check formatting, vet, and that go.mod's dependencies are intact.
+lint: ## Check formatting, vet, go.mod tidiness, and that dependencies are intact.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -e -diff
 	$(GO) mod verify
 
 .PHONY: bench
@@ -47,7 +50,7 @@ corpus: ## Parse, validate and round-trip every resource in ../shared/corpus (wh
 
 .PHONY: demo
 demo: ## Validate the sample referral data and store it in ./pathway-demo.db (SQLite).
-	$(GO) run ./cmd/pathway demo --database sqlite://pathway-demo.db
+	$(GO) run ./cmd/pathway demo --database sqlite://$(DEMO_DB) --rejects $(DEMO_REJECTS)
 
 .PHONY: ci
 ci: lint test corpus ## What CI runs: lint, test, corpus.

@@ -72,6 +72,7 @@ records every decision in a verifiable audit log.`,
 	root.SetErr(s.err)
 	root.AddCommand(
 		newValidateCmd(s),
+		newDemoCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,520 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Resource is one version of a FHIR resource as the store holds it: its
+// identity, its version metadata, its serialised bytes and the few values
+// searches need.
+//
+// Data and the indexed values (Patient, Status, Owner, Requester) may hold
+// personal data; Resource logs as its type/id and version only.
+type Resource struct {
+	// Type is the FHIR resource type, such as "ServiceRequest".
+	Type string
+	// ID is the FHIR logical id, unique within Type.
+	ID string
+	// Version counts the changed writes of this resource: 1 for the first,
+	// one more for each Put whose content differs. Set by the store.
+	Version int64
+	// LastUpdated is when this version was written, in UTC to the
+	// microsecond, from the store's clock. Set by the store.
+	LastUpdated time.Time
+	// Source names the partner or connector this version came from.
+	Source string
+	// Format names the encoding of Data, such as "proto" or "json"; the
+	// caller chooses it and the store only keeps it.
+	Format string
+	// Data is the serialised resource.
+	Data []byte
+	// Hash is the SHA-256 of Data. Set by the store.
+	Hash [32]byte
+	// Patient is the reference of the patient the resource is about, such as
+	// "Patient/123", or empty.
+	Patient string
+	// Status is the resource's status code, such as "active", or empty.
+	Status string
+	// Owner is the reference of the organisation the resource is addressed
+	// to (a Task's owner, a ServiceRequest's performer), or empty.
+	Owner string
+	// Requester is the reference of the organisation that asked (a Task's or
+	// ServiceRequest's requester), or empty.
+	Requester string
+}
+
+// Ref returns the resource's relative reference, "Type/ID".
+func (r Resource) Ref() string { return r.Type + "/" + r.ID }
+
+// LogValue implements slog.LogValuer: a resource logs as its reference and
+// version, never its data or indexed values.
+func (r Resource) LogValue() slog.Value {
+	if r.Version == 0 {
+		return slog.GroupValue(slog.String("ref", r.Ref()))
+	}
+	return slog.GroupValue(slog.String("ref", r.Ref()), slog.Int64("version", r.Version))
+}
+
+// Default and largest page sizes of Search.
+const (
+	DefaultSearchLimit = 100
+	MaxSearchLimit     = 1000
+)
+
+// Query selects current resources of one type. Every non-zero field narrows
+// the result; zero fields do not filter.
+type Query struct {
+	// Type is the resource type searched. Required.
+	Type string
+	// Patient matches Resource.Patient exactly.
+	Patient string
+	// Status matches Resource.Status exactly.
+	Status string
+	// Owner matches Resource.Owner exactly.
+	Owner string
+	// Requester matches Resource.Requester exactly.
+	Requester string
+	// UpdatedSince keeps resources whose current version was written at or
+	// after this time (FHIR _lastUpdated=ge).
+	UpdatedSince time.Time
+	// Limit caps the number of results: 0 means DefaultSearchLimit, and more
+	// than MaxSearchLimit is an error.
+	Limit int
+	// AfterID keeps resources whose id sorts (bytewise) after it: pass the
+	// last id of one page to get the next.
+	AfterID string
+}
+
+// LogValue implements slog.LogValuer: a query logs its type and the names of
+// the filters it uses, not their values.
+func (q Query) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("type", q.Type)}
+	var filters []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"patient", q.Patient != ""},
+		{"status", q.Status != ""},
+		{"owner", q.Owner != ""},
+		{"requester", q.Requester != ""},
+		{"updated_since", !q.UpdatedSince.IsZero()},
+		{"after_id", q.AfterID != ""},
+	} {
+		if f.set {
+			filters = append(filters, f.name)
+		}
+	}
+	if len(filters) > 0 {
+		attrs = append(attrs, slog.Any("filters", filters))
+	}
+	if q.Limit != 0 {
+		attrs = append(attrs, slog.Int("limit", q.Limit))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// validTypeName reports whether s looks like a FHIR resource type name:
+// an upper-case ASCII letter, then ASCII letters, at most 64 bytes.
+func validTypeName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// validID reports whether s is a FHIR id: 1 to 64 of A-Z a-z 0-9 - .
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkKey validates a type and id. Invalid values are not echoed: they came
+// from outside and could be anything.
+func checkKey(resourceType, id string) error {
+	if !validTypeName(resourceType) {
+		return errors.New("resource type is not a FHIR resource type name")
+	}
+	if !validID(id) {
+		return fmt.Errorf("%s id is not a FHIR id (1 to 64 of A-Z a-z 0-9 - .)", resourceType)
+	}
+	return nil
+}
+
+// checkResource validates what Put needs. The messages name the resource by
+// type/id only.
+func checkResource(r *Resource) error {
+	if err := checkKey(r.Type, r.ID); err != nil {
+		return err
+	}
+	if r.Format == "" {
+		return fmt.Errorf("resource %s has no format", r.Ref())
+	}
+	if len(r.Data) == 0 {
+		return fmt.Errorf("resource %s has no data", r.Ref())
+	}
+	return nil
+}
+
+// stamp sets the store-owned fields of r for a write at time at.
+func stamp(r *Resource, at time.Time) {
+	r.Hash = sha256.Sum256(r.Data)
+	r.LastUpdated = at
+	r.Version = 0
+}
+
+// clock returns the store's time, in UTC truncated to the microsecond so that
+// both databases return exactly what was written.
+func (s *Store) clock() time.Time { return normTime(s.now()) }
+
+func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+const resourceColumns = "resource_type, id, version, last_updated, source, format, data, hash, patient, status, owner, requester"
+
+// statements are the fixed SQL texts of a dialect, with its placeholders.
+type statements struct {
+	upsert     string
+	get        string
+	getVersion string
+	count      string
+	countAll   string
+}
+
+// upsertTail is the conflict clause shared by single and multi-row upserts:
+// a new version only when the content differs.
+const upsertTail = ` ON CONFLICT (resource_type, id) DO UPDATE SET
+	version = resources.version + 1,
+	last_updated = excluded.last_updated,
+	source = excluded.source,
+	format = excluded.format,
+	data = excluded.data,
+	hash = excluded.hash,
+	patient = excluded.patient,
+	status = excluded.status,
+	owner = excluded.owner,
+	requester = excluded.requester
+WHERE resources.hash <> excluded.hash OR resources.format <> excluded.format`
+
+func newStatements(d Dialect) *statements {
+	return &statements{
+		upsert: rebind(d, `INSERT INTO resources (`+resourceColumns+`)
+VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+upsertTail+`
+RETURNING version`),
+		get:        rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ?`),
+		getVersion: rebind(d, `SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id = ? AND version = ?`),
+		count:      rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
+		countAll:   `SELECT count(*) FROM resources`,
+	}
+}
+
+// timeArg encodes a time as the dialect stores it.
+func (s *Store) timeArg(t time.Time) any {
+	if s.dialect == DialectSQLite {
+		return formatSQLiteTime(t)
+	}
+	return t
+}
+
+func (s *Store) put(ctx context.Context, q querier, r Resource) (Resource, error) {
+	if err := checkResource(&r); err != nil {
+		return Resource{}, fmt.Errorf("putting resource: %w", err)
+	}
+	stamp(&r, s.clock())
+	version, written, err := s.upsertOne(ctx, q, &r)
+	if err != nil {
+		return Resource{}, fmt.Errorf("putting resource %s: %w", r.Ref(), err)
+	}
+	if written {
+		r.Version = version
+		return r, nil
+	}
+	// Same content as the current version: return that, unchanged.
+	cur, err := s.get(ctx, q, r.Type, r.ID)
+	if err != nil {
+		return Resource{}, fmt.Errorf("putting resource %s: reading unchanged version: %w", r.Ref(), err)
+	}
+	return cur, nil
+}
+
+// upsertOne runs the single-row upsert. written is false when the stored
+// content was the same and nothing changed.
+func (s *Store) upsertOne(ctx context.Context, q querier, r *Resource) (version int64, written bool, err error) {
+	rs, err := q.query(ctx, s.sql.upsert,
+		r.Type, r.ID, s.timeArg(r.LastUpdated), r.Source, r.Format, r.Data, r.Hash[:],
+		r.Patient, r.Status, r.Owner, r.Requester)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rs.Close()
+	if rs.Next() {
+		if err := rs.Scan(&version); err != nil {
+			return 0, false, err
+		}
+		written = true
+	}
+	if err := rs.Err(); err != nil {
+		return 0, false, err
+	}
+	return version, written, nil
+}
+
+func (s *Store) putBatch(ctx context.Context, q querier, rs []Resource) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	at := s.clock()
+	batch := make([]Resource, len(rs))
+	for i, r := range rs {
+		if err := checkResource(&r); err != nil {
+			return fmt.Errorf("putting batch: item %d: %w", i, err)
+		}
+		stamp(&r, at)
+		batch[i] = r
+	}
+	for _, round := range splitRounds(batch) {
+		var err error
+		switch s.dialect {
+		case DialectSQLite:
+			err = s.sqliteUpsertMany(ctx, q, round)
+		case DialectPostgres:
+			err = s.postgresUpsertMany(ctx, q, round, at)
+		default:
+			err = fmt.Errorf("unhandled dialect %q", s.dialect)
+		}
+		if err != nil {
+			return fmt.Errorf("putting batch of %d resources: %w", len(rs), err)
+		}
+	}
+	return nil
+}
+
+// splitRounds splits a batch so that no round holds the same type/id twice
+// (PostgreSQL refuses to upsert one row twice in a statement). The n-th
+// occurrence of a key goes into round n, so applying the rounds in order
+// applies each key's writes in slice order.
+func splitRounds(rs []Resource) [][]Resource {
+	type key struct{ t, id string }
+	seen := make(map[key]int, len(rs))
+	dup := false
+	for _, r := range rs {
+		k := key{r.Type, r.ID}
+		if seen[k] > 0 {
+			dup = true
+		}
+		seen[k]++
+	}
+	if !dup {
+		return [][]Resource{rs}
+	}
+	clear(seen)
+	var rounds [][]Resource
+	for _, r := range rs {
+		k := key{r.Type, r.ID}
+		n := seen[k]
+		seen[k]++
+		if n == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[n] = append(rounds[n], r)
+	}
+	return rounds
+}
+
+func (s *Store) get(ctx context.Context, q querier, resourceType, id string) (Resource, error) {
+	if err := checkKey(resourceType, id); err != nil {
+		return Resource{}, fmt.Errorf("getting resource: %w", err)
+	}
+	r, err := s.queryOne(ctx, q, s.sql.get, resourceType, id)
+	if err != nil {
+		return Resource{}, fmt.Errorf("getting resource %s/%s: %w", resourceType, id, err)
+	}
+	return r, nil
+}
+
+func (s *Store) getVersion(ctx context.Context, q querier, resourceType, id string, version int64) (Resource, error) {
+	if err := checkKey(resourceType, id); err != nil {
+		return Resource{}, fmt.Errorf("getting resource version: %w", err)
+	}
+	if version < 1 {
+		return Resource{}, fmt.Errorf("getting resource %s/%s version %d: %w", resourceType, id, version, ErrNotFound)
+	}
+	r, err := s.queryOne(ctx, q, s.sql.getVersion, resourceType, id, version)
+	if err != nil {
+		return Resource{}, fmt.Errorf("getting resource %s/%s version %d: %w", resourceType, id, version, err)
+	}
+	return r, nil
+}
+
+// queryOne runs a query for at most one resource; none is ErrNotFound.
+func (s *Store) queryOne(ctx context.Context, q querier, query string, args ...any) (Resource, error) {
+	rs, err := q.query(ctx, query, args...)
+	if err != nil {
+		return Resource{}, err
+	}
+	defer rs.Close()
+	if !rs.Next() {
+		if err := rs.Err(); err != nil {
+			return Resource{}, err
+		}
+		return Resource{}, ErrNotFound
+	}
+	r, err := scanResource(rs)
+	if err != nil {
+		return Resource{}, err
+	}
+	return r, rs.Err()
+}
+
+func (s *Store) search(ctx context.Context, q querier, sq Query) ([]Resource, error) {
+	if !validTypeName(sq.Type) {
+		return nil, errors.New("searching resources: query type is not a FHIR resource type name")
+	}
+	limit := sq.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultSearchLimit
+	case limit < 0 || limit > MaxSearchLimit:
+		return nil, fmt.Errorf("searching %s resources: limit %d is outside 1 to %d", sq.Type, sq.Limit, MaxSearchLimit)
+	}
+	query := `SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ?`
+	args := []any{sq.Type}
+	for _, f := range []struct{ col, val string }{
+		{"patient", sq.Patient},
+		{"status", sq.Status},
+		{"owner", sq.Owner},
+		{"requester", sq.Requester},
+	} {
+		if f.val != "" {
+			query += ` AND ` + f.col + ` = ?`
+			args = append(args, f.val)
+		}
+	}
+	if !sq.UpdatedSince.IsZero() {
+		query += ` AND last_updated >= ?`
+		args = append(args, s.timeArg(normTime(sq.UpdatedSince)))
+	}
+	if sq.AfterID != "" {
+		query += ` AND id > ?`
+		args = append(args, sq.AfterID)
+	}
+	query += ` ORDER BY id LIMIT ?`
+	args = append(args, limit)
+
+	rs, err := q.query(ctx, rebind(s.dialect, query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+	}
+	defer rs.Close()
+	var out []Resource
+	for rs.Next() {
+		r, err := scanResource(rs)
+		if err != nil {
+			return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+		}
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+	}
+	return out, nil
+}
+
+func (s *Store) count(ctx context.Context, q querier, resourceType string) (int64, error) {
+	query, args := s.sql.countAll, []any(nil)
+	if resourceType != "" {
+		if !validTypeName(resourceType) {
+			return 0, errors.New("counting resources: type is not a FHIR resource type name")
+		}
+		query, args = s.sql.count, []any{resourceType}
+	}
+	rs, err := q.query(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("counting %s resources: %w", resourceType, err)
+	}
+	defer rs.Close()
+	var n int64
+	if rs.Next() {
+		if err := rs.Scan(&n); err != nil {
+			return 0, fmt.Errorf("counting %s resources: %w", resourceType, err)
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return 0, fmt.Errorf("counting %s resources: %w", resourceType, err)
+	}
+	return n, nil
+}
+
+// scanResource reads one row of resourceColumns.
+func scanResource(rs rows) (Resource, error) {
+	var (
+		r    Resource
+		ts   timeValue
+		hash []byte
+	)
+	if err := rs.Scan(&r.Type, &r.ID, &r.Version, &ts, &r.Source, &r.Format, &r.Data, &hash,
+		&r.Patient, &r.Status, &r.Owner, &r.Requester); err != nil {
+		return Resource{}, fmt.Errorf("reading row: %w", err)
+	}
+	if len(hash) != len(r.Hash) {
+		return Resource{}, fmt.Errorf("reading row of %s: stored hash has %d bytes, want %d", r.Ref(), len(hash), len(r.Hash))
+	}
+	copy(r.Hash[:], hash)
+	r.LastUpdated = ts.t
+	return r, nil
+}
+
+// sqliteTimeLayout is how SQLite holds times: UTC, fixed width, so that text
+// order is time order.
+const sqliteTimeLayout = "2006-01-02T15:04:05.000000Z"
+
+func formatSQLiteTime(t time.Time) string { return t.UTC().Format(sqliteTimeLayout) }
+
+// timeValue scans a timestamp from either database: PostgreSQL hands over a
+// time.Time, SQLite the text written by formatSQLiteTime.
+type timeValue struct{ t time.Time }
+
+func (v *timeValue) Scan(src any) error {
+	switch x := src.(type) {
+	case time.Time:
+		v.t = x.UTC()
+		return nil
+	case string:
+		return v.parse(x)
+	case []byte:
+		return v.parse(string(x))
+	default:
+		return fmt.Errorf("scanning timestamp: unexpected %T", src)
+	}
+}
+
+func (v *timeValue) parse(s string) error {
+	t, err := time.Parse(sqliteTimeLayout, s)
+	if err != nil {
+		// Accept any RFC 3339 time, should a row have been written by hand.
+		t, err = time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return fmt.Errorf("scanning timestamp: %w", err)
+		}
+	}
+	v.t = t.UTC()
+	return nil
+}

@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+)
+
+// sqliteBusyTimeoutMillis is how long a connection waits for a lock held by
+// another process before failing with SQLITE_BUSY.
+const sqliteBusyTimeoutMillis = "10000"
+
+// sqliteBatchRows is the number of rows in one multi-row upsert: 12 values a
+// row stays far below SQLite's 32,766 variables.
+const sqliteBatchRows = 100
+
+// sqliteBackend keeps two pools on one file. SQLite allows one writer at a
+// time, so every write goes through a pool of exactly one connection whose
+// transactions begin IMMEDIATE: writers in this process queue for it instead
+// of failing with SQLITE_BUSY, and writers in other processes wait on the
+// busy timeout. Reads outside transactions use a separate read-only pool and,
+// in WAL mode, never wait for the writer.
+type sqliteBackend struct {
+	write *sql.DB
+	read  *sql.DB
+}
+
+func openSQLite(ctx context.Context, path string, logger *slog.Logger) (_ *sqliteBackend, err error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolving path: %w", err)
+	}
+	// SQLite creates the file but not its directory; say so plainly.
+	if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("directory %q does not exist", filepath.Dir(abs))
+	}
+	write, err := openSQLiteDB(abs, url.Values{
+		"_busy_timeout": {sqliteBusyTimeoutMillis},
+		"_foreign_keys": {"1"},
+		"_journal_mode": {"WAL"},
+		"_txlock":       {"immediate"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	defer func() {
+		if err != nil {
+			_ = write.Close()
+		}
+	}()
+	if err := write.PingContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, goose.DialectSQLite3, write, "migrations/sqlite", logger); err != nil {
+		return nil, err
+	}
+
+	read, err := openSQLiteDB(abs, url.Values{
+		"_busy_timeout": {sqliteBusyTimeoutMillis},
+		"_foreign_keys": {"1"},
+		"_query_only":   {"1"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	if err := read.PingContext(ctx); err != nil {
+		_ = read.Close()
+		return nil, err
+	}
+	return &sqliteBackend{write: write, read: read}, nil
+}
+
+// openSQLiteDB opens a pool on the file at the absolute path abs with the
+// driver's DSN parameters in params.
+func openSQLiteDB(abs string, params url.Values) (*sql.DB, error) {
+	// A file: URI, so that any character in the path survives escaping.
+	dsn := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: params.Encode()}).String()
+	c, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(c), nil
+}
+
+func (b *sqliteBackend) reader() querier { return sqlQuerier{b.read} }
+func (b *sqliteBackend) writer() querier { return sqlQuerier{b.write} }
+
+func (b *sqliteBackend) begin(ctx context.Context) (txHandle, error) {
+	tx, err := b.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return sqlTx{sqlQuerier{tx}, tx}, nil
+}
+
+func (b *sqliteBackend) close() error { return closeAll(b.read, b.write) }
+
+// sqliteUpsertMany writes rs with multi-row upserts of up to sqliteBatchRows
+// rows. The history trigger records each written row.
+func (s *Store) sqliteUpsertMany(ctx context.Context, q querier, rs []Resource) error {
+	for len(rs) > 0 {
+		n := min(len(rs), sqliteBatchRows)
+		chunk := rs[:n]
+		rs = rs[n:]
+		args := make([]any, 0, n*11)
+		for i := range chunk {
+			r := &chunk[i]
+			args = append(args, r.Type, r.ID, s.timeArg(r.LastUpdated), r.Source, r.Format, r.Data, r.Hash[:],
+				r.Patient, r.Status, r.Owner, r.Requester)
+		}
+		if err := q.exec(ctx, sqliteUpsertRows(n), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sqliteBatchSQL caches the full-size multi-row statement.
+var sqliteBatchSQL = buildSQLiteUpsertRows(sqliteBatchRows)
+
+func sqliteUpsertRows(n int) string {
+	if n == sqliteBatchRows {
+		return sqliteBatchSQL
+	}
+	return buildSQLiteUpsertRows(n)
+}
+
+func buildSQLiteUpsertRows(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO resources (` + resourceColumns + `) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	}
+	// SQLite applies the rows in order, so a later row of the same key
+	// updates an earlier one; splitRounds keeps such keys apart anyway.
+	b.WriteString(upsertTail)
+	return b.String()
+}
+
+// sqlQuerier adapts database/sql.
+type sqlQuerier struct {
+	db interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	}
+}
+
+func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) error {
+	_, err := q.db.ExecContext(ctx, query, args...)
+	return err
+}
+
+func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	rs, err := q.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+type sqlRows struct{ *sql.Rows }
+
+// Close closes the rows; their error, if any, is reported by Err.
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+type sqlTx struct {
+	sqlQuerier
+	tx *sql.Tx
+}
+
+func (t sqlTx) commit(context.Context) error { return t.tx.Commit() }
+
+func (t sqlTx) rollback(context.Context) error {
+	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return err
+	}
+	return nil
+}
