@@ -161,6 +161,10 @@ func (r *validateReport) file(path string, ndjson bool) {
 		r.ndjson(path, f)
 		return
 	}
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > fhir.MaxResourceBytes {
+		r.fileError(path, &fhir.TooLargeError{Limit: fhir.MaxResourceBytes}) // without reading it
+		return
+	}
 	data, err := fhir.ReadAllLimited(f, fhir.MaxResourceBytes)
 	if err != nil {
 		r.fileError(path, err)
@@ -223,8 +227,12 @@ func (r *validateReport) single(name string, data []byte) {
 }
 
 func (r *validateReport) fileError(name string, err error) {
+	code := "unreadable"
+	if errors.As(err, new(*fhir.TooLargeError)) {
+		code = "too-large"
+	}
 	r.emit(validationRecord{File: name, kind: positionFile, Issues: []fhir.Issue{{
-		Severity: fhir.SeverityFatal, Path: "(file)", Code: "unreadable", Details: describeReadError(err)}}})
+		Severity: fhir.SeverityFatal, Path: "(file)", Code: code, Details: describeReadError(err)}}})
 }
 
 // describeReadError keeps the error's cause but not a path we already print.

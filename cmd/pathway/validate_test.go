@@ -224,6 +224,9 @@ func TestValidateBadInputs(t *testing.T) {
 		if r.Valid || len(r.Issues) == 0 || !strings.Contains(r.Issues[0].Details, want) {
 			t.Errorf("%s: want an issue saying %q, got %+v", name, want, r)
 		}
+		if name == "huge.json" && r.Issues[0].Code != "too-large" {
+			t.Errorf("huge.json: code %q, want too-large", r.Issues[0].Code)
+		}
 	}
 }
 
