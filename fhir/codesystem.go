@@ -25,8 +25,27 @@ const (
 	PathwayGroupMigrantType = "migrant-type"
 	// PathwayGroupMigrationHistory groups migration history Observation codes.
 	PathwayGroupMigrationHistory = "migration-history"
+	// PathwayGroupReferralNeed groups what a referral asks for: service categories and named needs.
+	PathwayGroupReferralNeed = "referral-need"
 	// PathwayGroupSensitivity groups Pathway's security labels.
 	PathwayGroupSensitivity = "sensitivity"
+
+	// Referral needs (PathwayGroupReferralNeed); see the CodeSystem for definitions.
+	PathwayNeedMentalHealth            = "mental-health"
+	PathwayNeedSocialPrescribing       = "social-prescribing"
+	PathwayNeedHousing                 = "housing"
+	PathwayNeedLegalAdvice             = "legal-advice"
+	PathwayNeedImmigrationAdvice       = "immigration-advice"
+	PathwayNeedLanguageSupport         = "language-support"
+	PathwayNeedHealthcareNavigation    = "healthcare-navigation"
+	PathwayNeedGpRegistration          = "gp-registration"
+	PathwayNeedEmployment              = "employment"
+	PathwayNeedPeerSupport             = "peer-support"
+	PathwayNeedFinancialSupport        = "financial-support"
+	PathwayNeedFoodSupport             = "food-support"
+	PathwayNeedEducation               = "education"
+	PathwayNeedFamilySupport           = "family-support"
+	PathwayNeedDomesticViolenceSupport = "domestic-violence-support"
 
 	// PathwayLegalStatusAsylumSeeker: applied for asylum, waiting for a final decision.
 	PathwayLegalStatusAsylumSeeker = "asylum-seeker"
