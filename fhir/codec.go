@@ -81,12 +81,12 @@ func Parse(data []byte) Result {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var r Result
 	if msg := notAnObject(data); msg != "" {
-		r.Issues = Issues{{Severity: SeverityFatal, Code: "json", Details: msg}}
+		r.Issues = Issues{{Severity: SeverityFatal, Path: "(root)", Code: "json", Details: msg}}
 		return r
 	}
 	c := theCodec()
 	if c.initErr != nil {
-		r.Issues = Issues{{Severity: SeverityFatal, Code: "internal", Details: c.initErr.Error()}}
+		r.Issues = Issues{{Severity: SeverityFatal, Path: "(root)", Code: "internal", Details: c.initErr.Error()}}
 		return r
 	}
 	s := &scanner{data: data}
@@ -96,13 +96,18 @@ func Parse(data []byte) Result {
 		r.Issues = Issues{{Severity: SeverityFatal, Code: "required", Path: "resourceType",
 			Details: `missing "resourceType": every FHIR JSON resource names its type`}}
 		if !json.Valid(data) {
-			r.Issues[0] = Issue{Severity: SeverityFatal, Code: "json", Details: "not valid JSON"}
+			r.Issues[0] = Issue{Severity: SeverityFatal, Path: "(root)", Code: "json", Details: "not valid JSON"}
 		}
 		return r
 	}
-	if !validTypeName.MatchString(r.ResourceType) {
+	if !IsResourceType(r.ResourceType) {
+		// Never echo an unknown type: it is input, and could be anything.
+		details := "unknown resourceType: not a FHIR R4 resource"
+		if !validTypeName.MatchString(r.ResourceType) {
+			details = "resourceType is not a FHIR resource type name"
+		}
 		r.Issues = Issues{{Severity: SeverityFatal, Code: "unknown-resource-type", Path: "resourceType",
-			Details: "resourceType is not a FHIR resource type name", Diagnostics: strconv.Quote(r.ResourceType)}}
+			Details: details, Diagnostics: strconv.Quote(r.ResourceType)}}
 		r.ResourceType = ""
 		return r
 	}
@@ -110,6 +115,13 @@ func Parse(data []byte) Result {
 		r.ID = "" // never echo an id that is not a FHIR id into logs
 	}
 
+	// The scanner runs first: it is cheap, and input with more problems
+	// than maxIssues is refused before google/fhir builds it in memory.
+	scanned := scanElements(data, r.ResourceType)
+	if len(scanned) >= maxIssues {
+		r.Issues = append(scanned, tooManyIssues())
+		return r
+	}
 	rep := &reporter{}
 	msg, err := c.um.UnmarshalWithErrorReporter(data, rep)
 	r.Issues = append(r.Issues, rep.issues...)
@@ -119,19 +131,48 @@ func Parse(data []byte) Result {
 	if cr, ok := msg.(*ContainedResource); ok && err == nil {
 		r.Resource = cr
 	}
+	validJSON := -1 // unknown until needed
 	for i := range r.Issues {
-		if r.Issues[i].Code == "unknown-resource-type" || r.Issues[i].Code == "json" {
+		is := &r.Issues[i]
+		if is.Code == "json" {
+			if validJSON < 0 {
+				validJSON = boolInt(json.Valid(data))
+			}
+			if validJSON == 1 {
+				// google/fhir says "invalid JSON" for a value of the wrong
+				// JSON type (an array where a string belongs) or beyond its
+				// limits (1e999, extreme nesting): the JSON itself is fine.
+				is.Code, is.Details = "value", "a value of the wrong JSON type, or beyond the parser's limits"
+				continue
+			}
+		}
+		if is.Code == "unknown-resource-type" || is.Code == "json" {
 			r.Resource = nil
-			r.Issues[i].Severity = SeverityFatal
+			is.Severity = SeverityFatal
 		}
 	}
-	r.Issues = append(r.Issues, scanElements(data, r.ResourceType)...)
+	r.Issues = append(r.Issues, scanned...)
 	if r.Resource != nil {
 		r.Issues = append(r.Issues, checkRules(r.Resource)...)
 	}
 	r.Issues = dedupe(r.Issues)
 	r.Issues.sort()
+	if len(r.Issues) > maxIssues {
+		r.Issues = append(r.Issues[:maxIssues], tooManyIssues())
+	}
 	return r
+}
+
+func tooManyIssues() Issue {
+	return Issue{Severity: SeverityFatal, Path: "(root)", Code: "too-many-issues",
+		Details: fmt.Sprintf("more than %d issues: only the first are listed", maxIssues)}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Decode parses and validates one resource and returns it, or an
@@ -166,7 +207,6 @@ func Validate(res proto.Message) Issues {
 var (
 	validTypeName = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
 	validID       = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-	safeKey       = regexp.MustCompile(`^_?[A-Za-z][A-Za-z0-9]{0,63}$`)
 	requiredField = regexp.MustCompile(`^missing required field "([A-Za-z0-9_]+)"$`)
 )
 
@@ -241,10 +281,12 @@ func libIssue(sev Severity, path, details, diag, typ string) Issue {
 	switch {
 	case details == "unknown field":
 		is.Code = "unknown-element"
-		if key, err := strconv.Unquote(diag); err == nil && safeKey.MatchString(key) {
-			is.Path = joinPath(path, key)
-			is.Details = "unknown element: not part of this resource in FHIR R4"
+		is.Details = "unknown element: not part of this resource in FHIR R4"
+		key, err := strconv.Unquote(diag)
+		if err != nil || !IsElementName(key) {
+			key = unknownSegment // the key is kept in Diagnostics only
 		}
+		is.Path = joinPath(path, key)
 	case details == "unknown resource type":
 		is.Code = "unknown-resource-type"
 		is.Details = "unknown resourceType: not a FHIR R4 resource"
@@ -274,6 +316,7 @@ func libIssue(sev Severity, path, details, diag, typ string) Issue {
 	if is.Path == "" {
 		is.Path = "(root)"
 	}
+	is.Path = cleanPath(is.Path)
 	return is
 }
 

@@ -39,7 +39,17 @@ func TestParseIssues(t *testing.T) {
 		{"null in array without sibling", `{"resourceType":"Patient","name":[{"given":["a",null]}]}`, false,
 			[]string{"error Patient.name[0].given[1] ele-1"}},
 		{"null in array aligned with extensions", `{"resourceType":"Patient","name":[{"given":["a",null],"_given":[null,{"extension":[{"url":"http://e.org/x","valueString":"b"}]}]}]}`, true, nil},
-		{"unknown element names the element", `{` + task + `,"colour":"red"}`, false, []string{"error Task.colour unknown-element"}},
+		{"unknown element names an R4 element", `{` + task + `,"birthDate":"2000"}`, false, []string{"error Task.birthDate unknown-element"}},
+		{"a key that is no R4 element stays out of the path", `{` + task + `,"Zahra Ahmadi":"red"}`, false, []string{"error Task.(unknown) unknown-element"}},
+		{"empty value under an unknown key", `{` + task + `,"note":[{"Zahra":""}]}`, false,
+			[]string{"error Task.note[0].(unknown) ele-1", "error Task.note[0].(unknown) unknown-element"}},
+		{"unknown nested resource type", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Zahra"}}]}`, false,
+			[]string{"fatal Bundle.entry[0].resource.(unknown) unknown-resource-type"}},
+		{"duplicate key", `{` + task + `,"status":"accepted"}`, false, []string{"error Task.status duplicate-key"}},
+		{"null in both aligned arrays", `{"resourceType":"Patient","name":[{"given":["a",null],"_given":[null,null]}]}`, false,
+			[]string{"error Patient.name[0].given[1] ele-1"}},
+		{"wrong JSON type is not a JSON syntax error", `{"resourceType":"Patient","text":{"status":"generated","div":["x"]}}`, false,
+			[]string{"error Patient.text.div value"}},
 		{"missing required names the element", `{"resourceType":"Task","intent":"order"}`, false, []string{"error Task.status required"}},
 		{"bad code", `{"resourceType":"Task","status":"maybe","intent":"order"}`, false, []string{"error Task.status code-invalid"}},
 		{"bad date", `{` + task + `,"authoredOn":"2020-13-01"}`, false, []string{"error Task.authoredOn value"}},
@@ -101,6 +111,8 @@ func TestParseFatal(t *testing.T) {
 		{"no resourceType", `{"id":"x"}`, "required", `missing "resourceType"`},
 		{"unknown resourceType", `{"resourceType":"Referral","id":"x"}`, "unknown-resource-type", "unknown resourceType"},
 		{"lower-case resourceType", `{"resourceType":"task"}`, "unknown-resource-type", "not a FHIR resource type name"},
+		{"a name as resourceType", `{"resourceType":"ZahraAhmadi"}`, "unknown-resource-type", "unknown resourceType"},
+		{"a million nulls", `{"resourceType":"Patient","name":[{"given":[` + strings.Repeat("null,", 1000000) + `null]}]}`, "too-many-issues", "more than 100 issues"},
 		{"too deep", strings.Repeat(`{"resourceType":"Parameters","parameter":[{"name":"p","resource":`, 70) + strings.Repeat(`}]}`, 70), "too-deep", ""},
 	}
 	for _, tt := range tests {
@@ -127,6 +139,7 @@ func TestParseFatal(t *testing.T) {
 // Diagnostics and, from there, the OperationOutcome.
 func TestIssuesNeverCarryValues(t *testing.T) {
 	const secret = "Zahra-Ahmadi-asylum"
+	const secret2 = "ZahraAhmadiAsylum"
 	inputs := []string{
 		`{"resourceType":"Task","status":"` + secret + `","intent":"order"}`,
 		`{"resourceType":"Task","status":"requested","intent":"order","authoredOn":"` + secret + `"}`,
@@ -135,6 +148,11 @@ func TestIssuesNeverCarryValues(t *testing.T) {
 		`{"resourceType":"Patient","id":"` + secret + ` x"}`,
 		`{"resourceType":"Patient","identifier":[{"system":"http://x y/` + secret + `","value":"1"}]}`,
 		`{"resourceType":"Patient","name":[{"text":"` + secret + `", }]}`,
+		`{"resourceType":"Patient","ZahraAhmadiAsylum":""}`,
+		`{"resourceType":"Patient","name":[{"ZahraAhmadiAsylum":""}]}`,
+		`{"resourceType":"ZahraAhmadiAsylum","id":"x"}`,
+		`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"ZahraAhmadiAsylum"}}]}`,
+		`{"resourceType":"Patient","contained":[{"resourceType":"ZahraAhmadiAsylum"}]}`,
 	}
 	for _, in := range inputs {
 		r := Parse([]byte(in))
@@ -144,13 +162,13 @@ func TestIssuesNeverCarryValues(t *testing.T) {
 		var diag bool
 		for _, is := range r.Issues {
 			for _, s := range []string{is.Path, is.Code, is.Details, is.String()} {
-				if strings.Contains(s, secret) {
+				if strings.Contains(s, secret) || strings.Contains(s, secret2) {
 					t.Errorf("value leaked into a loggable field: %q", s)
 				}
 			}
 			diag = diag || strings.Contains(is.Diagnostics, secret)
 		}
-		if err := r.Err(); strings.Contains(err.Error(), secret) || strings.Contains(r.ID, secret) {
+		if err := r.Err(); strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret2) || strings.Contains(r.ID, secret) || r.ResourceType == secret2 {
 			t.Errorf("value leaked into the error or id: %v / %q", err, r.ID)
 		}
 		if strings.Contains(in, `"gender"`) && !diag {
@@ -352,5 +370,41 @@ func TestMarshalLeavesInputAlone(t *testing.T) {
 	}
 	if !proto.Equal(before, cr) {
 		t.Fatal("Marshal changed the resource it was given")
+	}
+}
+
+// Cases from the review of the first version: each was accepted wrongly,
+// or rejected wrongly.
+func TestReviewRegressions(t *testing.T) {
+	const u1 = "urn:uuid:6f1c1c5e-0000-4000-8000-000000000001"
+	tests := []struct {
+		name  string
+		in    string
+		valid bool
+		want  []string
+	}{
+		{"contained resource is validated", `{"resourceType":"Patient","contained":[{"resourceType":"Task","id":"t"}]}`, false,
+			[]string{"error Patient.contained[0].Task.intent required", "error Patient.contained[0].Task.status required"}},
+		{"contained ServiceRequest rules apply", `{"resourceType":"Patient","id":"p","contained":[{"resourceType":"ServiceRequest","id":"s","status":"active","intent":"order","subject":{"reference":"Patient/p"},"orderDetail":[{"text":"x"}]}]}`, false,
+			[]string{"error Patient.contained[0].ServiceRequest.orderDetail prr-1"}},
+		{"bdl-9 needs system and value", `{"resourceType":"Bundle","type":"document","identifier":{"use":"official"},"timestamp":"2020-01-01T00:00:00Z","entry":[{"fullUrl":"` + u1 + `","resource":{"resourceType":"Composition","status":"final","type":{"text":"x"},"date":"2020","author":[{"display":"a"}],"title":"t"}}]}`, false,
+			[]string{"error Bundle.identifier bdl-9"}},
+		{"bdl-7 compares every entry, not the latest", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"` + u1 + `","resource":{` + task + `}},{"fullUrl":"` + u1 + `","resource":{"resourceType":"Task","id":"t1","meta":{"versionId":"2"},"status":"requested","intent":"order"}},{"fullUrl":"` + u1 + `","resource":{` + task + `}}]}`, false,
+			[]string{"error Bundle.entry[2].fullUrl bdl-7"}},
+		{"inv-1 does not compare a date with a date-time", `{` + task + `,"authoredOn":"2020-01-02","lastModified":"2020-01-02T05:00:00+10:00"}`, true, nil},
+		{"bundle paths name resource types in their case", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"ServiceRequest","status":"active","intent":"order","subject":{"reference":"Practitioner/x"}}}]}`, false,
+			[]string{"error Bundle.entry[0].resource.ServiceRequest.subject reference"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Parse([]byte(tt.in))
+			if r.Valid() != tt.valid {
+				t.Errorf("Valid() = %v, want %v (%v)", r.Valid(), tt.valid, r.Issues)
+			}
+			got := issueKeys(r.Issues.Errors())
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("issues:\n got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -46,15 +46,16 @@ func SplitBundle(data []byte, r Result) (bundle Issues, entries []EntryResult) {
 		return bundle, entries
 	}
 	var raw struct {
-		Entry []struct {
-			Resource json.RawMessage `json:"resource"`
-		} `json:"entry"`
+		Entry []json.RawMessage `json:"entry"`
 	}
 	if json.Unmarshal(data, &raw) != nil || len(raw.Entry) != len(entries) {
 		return bundle, entries
 	}
-	for i, e := range raw.Entry {
-		if len(e.Resource) == 0 || string(e.Resource) == "null" {
+	for i, entry := range raw.Entry {
+		var e struct {
+			Resource json.RawMessage `json:"resource"`
+		}
+		if json.Unmarshal(entry, &e) != nil || len(e.Resource) == 0 || string(e.Resource) == "null" {
 			continue
 		}
 		sub := Parse(e.Resource)

@@ -43,6 +43,10 @@ func FuzzParse(f *testing.F) {
 			if is.Code == "internal" {
 				t.Fatalf("parser failure not understood: %+v", is)
 			}
+			// Paths hold R4 names only: input never reaches them.
+			if is.Path != "(root)" && is.Path != "resourceType" && cleanPath(is.Path) != is.Path {
+				t.Fatalf("path with a name that is not R4's: %q", is.Path)
+			}
 		}
 		if r.Valid() {
 			out, err := Marshal(r.Resource)

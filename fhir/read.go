@@ -52,7 +52,7 @@ func (n *NDJSONReader) Next() (int, Result, error) {
 }
 
 func tooLongResult() Result {
-	return Result{Issues: Issues{{Severity: SeverityFatal, Code: "too-large",
+	return Result{Issues: Issues{{Severity: SeverityFatal, Path: "(root)", Code: "too-large",
 		Details: fmt.Sprintf("line longer than %d MiB: one NDJSON line holds one resource", MaxLineBytes>>20)}}}
 }
 
@@ -110,25 +110,29 @@ type EntryHeader struct {
 // returns nil when data is not a Bundle object.
 func BundleEntryHeaders(data []byte) []EntryHeader {
 	var b struct {
-		Entry []struct {
-			Resource struct {
-				ResourceType string `json:"resourceType"`
-				ID           string `json:"id"`
-			} `json:"resource"`
-		} `json:"entry"`
+		Entry []json.RawMessage `json:"entry"`
 	}
 	if json.Unmarshal(data, &b) != nil {
 		return nil
 	}
 	out := make([]EntryHeader, len(b.Entry))
-	for i, e := range b.Entry {
-		out[i] = EntryHeader{ResourceType: e.Resource.ResourceType, ID: e.Resource.ID}
-		if !validTypeName.MatchString(out[i].ResourceType) {
-			out[i].ResourceType = ""
+	for i, raw := range b.Entry {
+		// Each entry is read leniently: one badly typed field must not
+		// hide every other entry's position.
+		var e struct {
+			Resource map[string]json.RawMessage `json:"resource"`
 		}
-		if !validID.MatchString(out[i].ID) {
-			out[i].ID = ""
+		_ = json.Unmarshal(raw, &e)
+		var h EntryHeader
+		_ = json.Unmarshal(e.Resource["resourceType"], &h.ResourceType)
+		_ = json.Unmarshal(e.Resource["id"], &h.ID)
+		if !IsResourceType(h.ResourceType) {
+			h.ResourceType = ""
 		}
+		if !validID.MatchString(h.ID) {
+			h.ID = ""
+		}
+		out[i] = h
 	}
 	return out
 }

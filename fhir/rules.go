@@ -4,7 +4,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/fhir/go/jsonformat/fhirvalidate"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
@@ -32,6 +34,7 @@ func checkResource(is *Issues, prefix string, cr *ContainedResource) {
 	if _, isBundle := res.(*rpb.Bundle); !isBundle {
 		checkPrimitives(is, joinPath(prefix, TypeOf(res)), res.ProtoReflect())
 	}
+	checkContained(is, joinPath(prefix, TypeOf(res)), res.ProtoReflect())
 	switch r := res.(type) {
 	case *rpb.Bundle:
 		checkBundle(is, joinPath(prefix, "Bundle"), r)
@@ -39,6 +42,37 @@ func checkResource(is *Issues, prefix string, cr *ContainedResource) {
 		checkTask(is, joinPath(prefix, "Task"), r)
 	case *srpb.ServiceRequest:
 		checkServiceRequest(is, joinPath(prefix, "ServiceRequest"), r)
+	}
+}
+
+// checkContained validates contained resources, which google/fhir keeps
+// as Any and so neither its validator nor the walk above enters.
+func checkContained(is *Issues, path string, m protoreflect.Message) {
+	f := m.Descriptor().Fields().ByName("contained")
+	if f == nil || !f.IsList() {
+		return
+	}
+	list := m.Get(f).List()
+	for i := range list.Len() {
+		a, ok := list.Get(i).Message().Interface().(*anypb.Any)
+		if !ok {
+			continue
+		}
+		prefix := path + ".contained[" + strconv.Itoa(i) + "]"
+		cr := &ContainedResource{}
+		if err := a.UnmarshalTo(cr); err != nil {
+			add(is, SeverityError, prefix, "value", "contained resource could not be read")
+			continue
+		}
+		rep := &reporter{}
+		if err := fhirvalidate.ValidateWithErrorReporter(cr, rep); err != nil {
+			rep.issues = append(rep.issues, libIssues(err, SeverityError)...)
+		}
+		for _, x := range rep.issues {
+			x.Path = prefix + "." + x.Path
+			*is = append(*is, x)
+		}
+		checkResource(is, prefix, cr)
 	}
 }
 
@@ -51,7 +85,7 @@ func checkBundle(is *Issues, path string, b *rpb.Bundle) {
 	if b.GetTotal() != nil && t != cpb.BundleTypeCode_SEARCHSET && t != cpb.BundleTypeCode_HISTORY {
 		add(is, SeverityError, path+".total", "bdl-1", "total only when a search or history")
 	}
-	if (t == cpb.BundleTypeCode_DOCUMENT) && b.GetIdentifier() == nil {
+	if id := b.GetIdentifier(); t == cpb.BundleTypeCode_DOCUMENT && (id.GetSystem().GetValue() == "" || id.GetValue().GetValue() == "") {
 		add(is, SeverityError, path+".identifier", "bdl-9", "a document must have an identifier with a system and a value")
 	}
 	if t == cpb.BundleTypeCode_DOCUMENT && b.GetTimestamp() == nil {
@@ -66,6 +100,7 @@ func checkBundle(is *Issues, path string, b *rpb.Bundle) {
 	needsRequest := t == cpb.BundleTypeCode_TRANSACTION || t == cpb.BundleTypeCode_BATCH || t == cpb.BundleTypeCode_HISTORY
 	needsResponse := t == cpb.BundleTypeCode_TRANSACTION_RESPONSE || t == cpb.BundleTypeCode_BATCH_RESPONSE || t == cpb.BundleTypeCode_HISTORY
 	fullURLs := make(map[string]int, len(b.GetEntry()))
+	versioned := make(map[string]int, len(b.GetEntry())) // fullUrl|versionId -> first entry
 	for n, e := range b.GetEntry() {
 		ep := path + ".entry[" + strconv.Itoa(n) + "]"
 		if e.GetSearch() != nil && t != cpb.BundleTypeCode_SEARCHSET {
@@ -91,8 +126,11 @@ func checkBundle(is *Issues, path string, b *rpb.Bundle) {
 				add(is, SeverityError, ep+".fullUrl", "bdl-8", "fullUrl cannot be a version-specific reference")
 			}
 			if t != cpb.BundleTypeCode_HISTORY {
-				if prev, dup := fullURLs[u]; dup && versionOf(b.GetEntry()[prev]) == versionOf(e) {
+				key := u + "|" + versionOf(e)
+				if prev, dup := versioned[key]; dup {
 					add(is, SeverityError, ep+".fullUrl", "bdl-7", "fullUrl must be unique in a bundle (same as entry["+strconv.Itoa(prev)+"])")
+				} else {
+					versioned[key] = n
 				}
 			}
 			fullURLs[u] = n
@@ -214,7 +252,10 @@ var needsReason = map[cpb.TaskStatusCode_Value]bool{
 }
 
 func checkTask(is *Issues, path string, t *tpb.Task) {
-	if a, m := t.GetAuthoredOn(), t.GetLastModified(); a != nil && m != nil && m.GetValueUs() < a.GetValueUs() {
+	// FHIRPath compares a date with a date-time as "unknown", and the
+	// invariant then holds: only compare values of the same precision.
+	if a, m := t.GetAuthoredOn(), t.GetLastModified(); a != nil && m != nil &&
+		a.GetPrecision() == m.GetPrecision() && m.GetValueUs() < a.GetValueUs() {
 		add(is, SeverityError, path+".lastModified", "inv-1", "lastModified must be on or after authoredOn")
 	}
 	if needsReason[t.GetStatus().GetValue()] && t.GetStatusReason().GetText().GetValue() == "" {

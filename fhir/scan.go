@@ -36,8 +36,21 @@ func scanElements(data []byte, rootType string) Issues {
 	return s.issues
 }
 
+// maxIssues bounds the issues reported for one resource. Past it the
+// input is plainly not what it claims to be, and listing more only costs
+// memory (a million nulls would otherwise be a million issues).
+const maxIssues = 100
+
 func (s *scanner) add(code, details string) {
-	s.issues = append(s.issues, Issue{Severity: SeverityError, Path: string(s.path), Code: code, Details: details})
+	s.addAt(string(s.path), code, details)
+}
+
+func (s *scanner) addAt(path, code, details string) {
+	if len(s.issues) >= maxIssues {
+		s.bad = true // stop scanning: Parse reports too-many-issues
+		return
+	}
+	s.issues = append(s.issues, Issue{Severity: SeverityError, Path: path, Code: code, Details: details})
 }
 
 func (s *scanner) ws(i int) int {
@@ -174,9 +187,12 @@ func (s *scanner) skip(i int) int {
 	return i
 }
 
+// pendingNull is a null found directly inside an array, judged when the
+// object ends and its sibling "_name" (or "name") array is known.
 type pendingNull struct {
-	key  string
-	path string
+	key   string
+	index int
+	path  string
 }
 
 func (s *scanner) object(i int, resourceSlot bool) int {
@@ -187,6 +203,9 @@ func (s *scanner) object(i int, resourceSlot bool) int {
 	base := len(s.path)
 	if resourceSlot {
 		if rt := s.resourceType(i); rt != "" && s.depth > 1 {
+			if !IsResourceType(rt) {
+				rt = unknownSegment
+			}
 			s.path = append(s.path, '.')
 			s.path = append(s.path, rt...)
 		}
@@ -198,6 +217,7 @@ func (s *scanner) object(i int, resourceSlot bool) int {
 		s.add("ele-1", "empty object: omit the element instead")
 		return i + 1
 	}
+	names := elementNames()
 	var keys map[string]bool
 	var pending []pendingNull
 	for !s.bad && i < len(s.data) {
@@ -220,22 +240,26 @@ func (s *scanner) object(i int, resourceSlot bool) int {
 		if len(s.path) > 0 {
 			s.path = append(s.path, '.')
 		}
-		s.path = append(s.path, key...)
+		if names[key] {
+			s.path = append(s.path, key...)
+		} else {
+			s.path = append(s.path, unknownSegment...) // unknown keys are input: never in a path
+		}
+		if keys == nil {
+			keys = make(map[string]bool)
+		}
+		if keys[key] {
+			s.add("duplicate-key", "element appears twice in one object: JSON readers disagree on which one counts")
+		}
+		keys[key] = true
 		if i < len(s.data) && s.data[i] == '[' {
-			if keys == nil {
-				keys = make(map[string]bool)
-			}
-			keys[key] = true
-			var nulls []string
+			var nulls []int
+			arrayPath := string(s.path)
 			i, nulls = s.primitiveArray(i, key == "contained")
-			for _, p := range nulls {
-				pending = append(pending, pendingNull{key: key, path: p})
+			for _, n := range nulls {
+				pending = append(pending, pendingNull{key: key, index: n, path: arrayPath})
 			}
 		} else {
-			if keys == nil {
-				keys = make(map[string]bool)
-			}
-			keys[key] = true
 			i = s.value(i, key == "resource" || key == "outcome" || key == "return")
 		}
 		s.path = s.path[:elemBase]
@@ -253,22 +277,45 @@ func (s *scanner) object(i int, resourceSlot bool) int {
 	// A null inside an array is how FHIR JSON keeps primitive arrays aligned
 	// with their "_name" extension arrays; it is allowed only when the
 	// sibling array exists.
-	for _, p := range pending {
-		sibling := "_" + p.key
-		if len(p.key) > 0 && p.key[0] == '_' {
-			sibling = p.key[1:]
+	// A null must be matched by a value at the same index of the sibling.
+	var nullAt map[string]map[int]bool
+	if len(pending) > 0 {
+		nullAt = map[string]map[int]bool{}
+		for _, p := range pending {
+			if nullAt[p.key] == nil {
+				nullAt[p.key] = map[int]bool{}
+			}
+			nullAt[p.key][p.index] = true
 		}
-		if !keys[sibling] {
-			s.issues = append(s.issues, Issue{Severity: SeverityError, Path: p.path, Code: "ele-1",
-				Details: "null in an array without a matching " + strconv.Quote(sibling) + " array"})
+	}
+	for _, p := range pending {
+		sibling, primary := "_"+p.key, true
+		if len(p.key) > 0 && p.key[0] == '_' {
+			sibling, primary = p.key[1:], false
+		}
+		at := p.path + "[" + strconv.Itoa(p.index) + "]"
+		switch {
+		case !keys[sibling]:
+			s.addAt(at, "ele-1", "null in an array without a matching "+siblingName(sibling, names)+" array")
+		case primary && nullAt[sibling][p.index]:
+			s.addAt(at, "ele-1", "null at the same index of both the value array and its extension array: one must have content")
 		}
 	}
 	return i
 }
 
+// siblingName quotes a sibling element's name for a message, when it is an
+// R4 name (a key of the input that is not may be personal data).
+func siblingName(name string, names map[string]bool) string {
+	if names[name] {
+		return strconv.Quote(name)
+	}
+	return "sibling"
+}
+
 // primitiveArray scans an array; nulls found directly inside it are returned
 // as paths for the caller to judge.
-func (s *scanner) primitiveArray(i int, resourceSlot bool) (int, []string) {
+func (s *scanner) primitiveArray(i int, resourceSlot bool) (int, []int) {
 	if !s.enter() {
 		return len(s.data), nil
 	}
@@ -278,14 +325,14 @@ func (s *scanner) primitiveArray(i int, resourceSlot bool) (int, []string) {
 		s.add("ele-1", "empty array: omit the element instead")
 		return i + 1, nil
 	}
-	var nulls []string
+	var nulls []int
 	base := len(s.path)
 	for n := 0; !s.bad && i < len(s.data); n++ {
 		s.path = append(s.path, '[')
 		s.path = strconv.AppendInt(s.path, int64(n), 10)
 		s.path = append(s.path, ']')
 		if s.data[i] == 'n' && bytes.HasPrefix(s.data[i:], []byte("null")) {
-			nulls = append(nulls, string(s.path))
+			nulls = append(nulls, n)
 			i += 4
 		} else {
 			i = s.value(i, resourceSlot)
@@ -307,9 +354,10 @@ func (s *scanner) primitiveArray(i int, resourceSlot bool) (int, []string) {
 // array is used for arrays in value position (arrays of arrays never occur
 // in FHIR, but the scanner must not misbehave on them).
 func (s *scanner) array(i int, resourceSlot bool) int {
+	base := string(s.path)
 	end, nulls := s.primitiveArray(i, resourceSlot)
-	for _, p := range nulls {
-		s.issues = append(s.issues, Issue{Severity: SeverityError, Path: p, Code: "ele-1", Details: "null value: omit the element instead"})
+	for _, n := range nulls {
+		s.addAt(base+"["+strconv.Itoa(n)+"]", "ele-1", "null value: omit the element instead")
 	}
 	return end
 }

@@ -43,6 +43,10 @@ func parseURL(raw string) (location, error) {
 
 // redactURL masks the password of a URL for messages. A URL that does not
 // parse is reduced to its scheme, since it may hold a password we cannot find.
+// RedactURL returns a store URL fit to print or log: a PostgreSQL password
+// is replaced by "xxxxx".
+func RedactURL(raw string) string { return redactURL(raw) }
+
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
 	"github.com/spf13/cobra"
@@ -102,7 +103,7 @@ func runDemo(ctx context.Context, o demoOptions, s streams) error {
 	}
 	defer st.Close()
 
-	sum := demoSummary{Database: url, InStore: map[string]int64{}}
+	sum := demoSummary{Database: store.RedactURL(url), InStore: map[string]int64{}}
 	var rejects []reject
 	err = filepath.WalkDir(o.data, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -173,7 +174,9 @@ func runDemo(ctx context.Context, o demoOptions, s streams) error {
 // returns how many resources were stored and how many of them changed.
 func storeRecord(ctx context.Context, st *store.Store, cr *fhir.ContainedResource, source string) (stored, changed int, err error) {
 	resources := []*fhir.ContainedResource{cr}
-	if b := cr.GetBundle(); b != nil {
+	if b := cr.GetBundle(); b != nil && (b.GetType().GetValue() == cpb.BundleTypeCode_TRANSACTION || b.GetType().GetValue() == cpb.BundleTypeCode_BATCH) {
+		// A transaction or batch is processed as a FHIR server would: its
+		// entries become resources. Other bundles are stored as they are.
 		if resources, err = fhir.TransactionResources(b); err != nil {
 			return 0, 0, fmt.Errorf("storing %s: %w", source, err)
 		}

@@ -18,8 +18,9 @@ import (
 )
 
 type validateOptions struct {
-	paths []string
-	json  bool
+	paths      []string
+	json       bool
+	showValues bool
 }
 
 func newValidateCmd(s streams) *cobra.Command {
@@ -38,7 +39,8 @@ line; a .json file holds one resource, which may be a Bundle (its entries
 are reported one by one).
 
 Issues name a FHIR path and a rule, never the offending value, so reports
-are safe to share and to log.
+are safe to share and to log. --show-values adds the values, for fixing
+your own files; do not share that output.
 
 Exit status: 0 when everything is valid, 1 when anything is invalid or
 unreadable, 2 for usage errors (such as a path that does not exist).`,
@@ -53,6 +55,7 @@ unreadable, 2 for usage errors (such as a path that does not exist).`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print one JSON object per resource: {file, index, resourceType, id, valid, issues}")
+	cmd.Flags().BoolVar(&o.showValues, "show-values", false, "also show the offending values (unknown keys, bad codes): the output then holds personal data")
 	return cmd
 }
 
@@ -67,6 +70,12 @@ type validationRecord struct {
 	Valid        bool         `json:"valid"`
 	Issues       []fhir.Issue `json:"issues"`
 	kind         positionKind // how Index reads in text output
+}
+
+// issueWithValue is an issue with its diagnostics, for --show-values only.
+type issueWithValue struct {
+	fhir.Issue
+	Diagnostics string `json:"diagnostics,omitempty"`
 }
 
 type positionKind int
@@ -98,6 +107,9 @@ func runValidate(o validateOptions, s streams) error {
 	}
 	if len(missing) > 0 {
 		return usageErrorf("no such file or directory: %s", strings.Join(missing, ", "))
+	}
+	if o.showValues {
+		fmt.Fprintln(s.err, "pathway: --show-values: this report contains values from the input, which may be personal data; do not share or log it")
 	}
 	r := &validateReport{o: o, w: bufio.NewWriter(s.out), errw: s.err, started: time.Now(), progress: isTerminal(s.err)}
 	r.lastProgress = r.started
@@ -179,7 +191,7 @@ func (r *validateReport) stdin(in io.Reader) {
 	const name = "<stdin>"
 	r.files++
 	br := bufio.NewReaderSize(in, 64<<10)
-	first, err := br.ReadBytes('\n')
+	first, err := readLineLimited(br, fhir.MaxResourceBytes)
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.fileError(name, err)
 		return
@@ -197,6 +209,24 @@ func (r *validateReport) stdin(in io.Reader) {
 	r.single(name, data)
 }
 
+// readLineLimited reads up to and including the first newline, failing
+// with a *fhir.TooLargeError past limit bytes rather than buffering an
+// endless line.
+func readLineLimited(br *bufio.Reader, limit int64) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if int64(len(line)) > limit {
+			return nil, &fhir.TooLargeError{Limit: limit}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return line, err
+	}
+}
+
 func (r *validateReport) ndjson(name string, in io.Reader) {
 	nr := fhir.NewNDJSONReader(in)
 	for {
@@ -205,7 +235,9 @@ func (r *validateReport) ndjson(name string, in io.Reader) {
 			return
 		}
 		if err != nil {
-			r.fileError(fmt.Sprintf("%s:%d", name, line), err)
+			n := line
+			r.emit(validationRecord{File: name, Index: &n, kind: positionLine, Issues: []fhir.Issue{{
+				Severity: fhir.SeverityFatal, Path: "(file)", Code: "unreadable", Details: describeReadError(err)}}})
 			return
 		}
 		n := line
@@ -217,8 +249,14 @@ func (r *validateReport) ndjson(name string, in io.Reader) {
 func (r *validateReport) single(name string, data []byte) {
 	res := fhir.Parse(data)
 	bundleIssues, entries := fhir.SplitBundle(data, res)
+	valid := res.Valid()
+	if len(entries) > 0 {
+		// The Bundle's record judges the Bundle's own elements; each entry
+		// has its record, so an invalid entry is counted once.
+		valid = !bundleIssues.HasErrors()
+	}
 	r.emit(validationRecord{File: name, kind: positionFile, ResourceType: res.ResourceType, ID: res.ID,
-		Valid: res.Valid(), Issues: bundleIssues})
+		Valid: valid, Issues: bundleIssues})
 	for _, e := range entries {
 		n := e.Index
 		r.emit(validationRecord{File: name, Index: &n, kind: positionEntry, ResourceType: e.ResourceType,
@@ -252,10 +290,21 @@ func (r *validateReport) emit(rec validationRecord) {
 	if rec.Issues == nil {
 		rec.Issues = []fhir.Issue{}
 	}
-	if r.o.json {
-		b, _ := json.Marshal(rec)
-		r.w.Write(b)
-		r.w.WriteByte('\n')
+	if r.o.json && r.o.showValues {
+		withValues := make([]issueWithValue, len(rec.Issues))
+		for i, is := range rec.Issues {
+			withValues[i] = issueWithValue{is, is.Diagnostics}
+		}
+		enc := json.NewEncoder(r.w)
+		enc.SetEscapeHTML(false)
+		enc.Encode(struct {
+			validationRecord
+			Issues []issueWithValue `json:"issues"`
+		}{rec, withValues})
+	} else if r.o.json {
+		enc := json.NewEncoder(r.w)
+		enc.SetEscapeHTML(false) // "<stdin>", not "\u003cstdin\u003e"
+		enc.Encode(rec)
 	} else if len(rec.Issues) > 0 {
 		r.text(rec)
 	}
@@ -289,6 +338,9 @@ func (r *validateReport) text(rec validationRecord) {
 	}
 	for _, is := range rec.Issues {
 		fmt.Fprintf(r.w, "  %-7s %s [%s] %s\n", is.Severity, is.Path, is.Code, is.Details)
+		if r.o.showValues && is.Diagnostics != "" {
+			fmt.Fprintf(r.w, "          value: %s\n", is.Diagnostics)
+		}
 	}
 }
 

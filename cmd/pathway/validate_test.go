@@ -72,7 +72,7 @@ func TestValidateDemoData(t *testing.T) {
 	}
 	for _, want := range []string{
 		"testdata/demo/broken-referral.json: ServiceRequest/broken-sr-1: invalid",
-		"ServiceRequest.referralReason [unknown-element]",
+		"ServiceRequest.(unknown) [unknown-element]", // the key itself is input: shown only with --show-values
 		"ServiceRequest.status [ele-1]",
 		"testdata/demo/clinic-referrals.ndjson:4: Task/clinic-t-102: invalid",
 		"11 resources in 3 files: 9 valid, 2 invalid",
@@ -142,11 +142,11 @@ func TestValidateJSON(t *testing.T) {
 		gots = append(gots, got{filepath.Base(r.File), idx, r.ResourceType + "/" + r.ID, r.Valid})
 	}
 	want := []got{
-		{"bundle.json", -1, "Bundle/", false},
+		{"bundle.json", -1, "Bundle/", true}, // the Bundle's own elements are fine; entry 1 is not
 		{"bundle.json", 0, "Task/t1", true},
 		{"bundle.json", 1, "Patient/p", false},
 		{"list.ndjson", 1, "Task/t1", true},
-		{"list.ndjson", 3, "Nope/", false},
+		{"list.ndjson", 3, "/", false}, // an unknown type is not echoed
 	}
 	if len(gots) != len(want) {
 		t.Fatalf("records %v, want %v", gots, want)
@@ -159,14 +159,14 @@ func TestValidateJSON(t *testing.T) {
 	if p := recs[2].Issues[0].Path; p != "Bundle.entry[1].resource.Patient.gender" {
 		t.Errorf("entry issue path %q", p)
 	}
-	if !strings.Contains(errOut, "5 resources in 2 files: 2 valid, 3 invalid") {
+	if !strings.Contains(errOut, "5 resources in 2 files: 3 valid, 2 invalid") {
 		t.Errorf("summary on stderr: %q", errOut)
 	}
 }
 
 func TestValidateStdin(t *testing.T) {
 	code, out, _ := runCmd(t, "{\n  \"resourceType\": \"Task\",\n  \"status\": \"requested\",\n  \"intent\": \"order\"\n}\n", "validate", "--json", "-")
-	if recs := decodeRecords(t, out); code != 0 || len(recs) != 1 || recs[0].File != "<stdin>" || recs[0].Index != nil {
+	if recs := decodeRecords(t, out); code != 0 || len(recs) != 1 || recs[0].File != "<stdin>" || recs[0].Index != nil || !strings.Contains(out, `"file":"<stdin>"`) {
 		t.Fatalf("pretty JSON on stdin: exit %d, %s", code, out)
 	}
 	code, out, _ = runCmd(t, validTask+"\n"+validTask+"\n"+`{"resourceType":"Task"}`, "validate", "--json", "-")
@@ -234,5 +234,22 @@ func TestValidateHelp(t *testing.T) {
 	code, out, _ := runCmd(t, "", "validate", "--help")
 	if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--json") || !strings.Contains(out, "Exit status") {
 		t.Fatalf("help (exit %d):\n%s", code, out)
+	}
+}
+
+func TestValidateShowValues(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "x.json", `{"resourceType":"Task","status":"requested","intent":"order","referralReason":"housing"}`)
+	_, out, _ := runCmd(t, "", "validate", p)
+	if strings.Contains(out, "referralReason") {
+		t.Fatalf("the offending key is shown without --show-values:\n%s", out)
+	}
+	_, out, errOut := runCmd(t, "", "validate", "--show-values", p)
+	if !strings.Contains(out, `"referralReason"`) || !strings.Contains(errOut, "personal data") {
+		t.Fatalf("--show-values must show the key and warn:\n%s\n%s", out, errOut)
+	}
+	_, out, _ = runCmd(t, "", "validate", "--show-values", "--json", p)
+	if !strings.Contains(out, `"diagnostics":"\"referralReason\""`) {
+		t.Fatalf("--json --show-values: %s", out)
 	}
 }
