@@ -73,6 +73,7 @@ records every decision in a verifiable audit log.`,
 	root.AddCommand(
 		newValidateCmd(s),
 		newDemoCmd(s),
+		newMappingCmd(s),
 	)
 	return root
 }
