@@ -133,11 +133,16 @@ var targets = func() map[string]target {
 		{"outcome[].date", kindDate, "when", func(r *Referral, i int, v value) { outcomeAt(r, i).Date = v.t }},
 	}
 	m := make(map[string]target, len(list))
-	for _, t := range list {
+	for i, t := range list {
 		m[t.name] = t
+		targetOrder[t.name] = i
 	}
 	return m
 }()
+
+// targetOrder keeps the documented order of targets (source, patient,
+// service, consent, task, lists).
+var targetOrder = map[string]int{}
 
 // maxListIndex bounds screening[N], risk[N] and outcome[N].
 const maxListIndex = 19
@@ -192,4 +197,18 @@ func TargetNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TargetsMarkdown renders the target reference table of docs/mappings.md,
+// so the documentation is generated from the same list the loader uses.
+func TargetsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| target | kind | meaning |\n| --- | --- | --- |\n")
+	names := TargetNames()
+	sort.SliceStable(names, func(i, j int) bool { return targetOrder[names[i]] < targetOrder[names[j]] })
+	for _, n := range names {
+		t := targets[n]
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", n, t.kind, t.doc)
+	}
+	return b.String()
 }
