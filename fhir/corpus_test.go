@@ -231,8 +231,17 @@ var primitiveExceptions = map[string]string{
 	`""`:   "ele-1 (and txt-2 for xhtml): empty strings carry no value; FHIR forbids them",
 }
 
+// edgeCaseDir is google/fhir's test cases: the copy in testdata, or the
+// shared corpus's when PATHWAY_CORPUS names it (make corpus).
+func edgeCaseDir(sub string) string {
+	if c := os.Getenv("PATHWAY_CORPUS"); c != "" {
+		return filepath.Join(c, "fhir-r4-examples", "_edge_cases_google_fhir", sub)
+	}
+	return filepath.Join("../testdata/google-fhir", sub)
+}
+
 func TestPrimitiveValidity(t *testing.T) {
-	dir := "../testdata/google-fhir/primitive_validity"
+	dir := edgeCaseDir("primitive_validity")
 	files, err := filepath.Glob(filepath.Join(dir, "*.ndjson"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no primitive cases in %s: %v", dir, err)
@@ -297,7 +306,7 @@ func TestGoogleFHIRParserCornerCases(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("../testdata/google-fhir/jsonformat", tt.file))
+			data, err := os.ReadFile(filepath.Join(edgeCaseDir("jsonformat"), tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
