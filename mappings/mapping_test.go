@@ -24,7 +24,7 @@ func TestBuiltinsLoad(t *testing.T) {
 	}
 }
 
-func readCSV(t *testing.T, path string) []MapFields {
+func readCSV(t testing.TB, path string) []MapFields {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
