@@ -74,6 +74,7 @@ records every decision in a verifiable audit log.`,
 		newValidateCmd(s),
 		newDemoCmd(s),
 		newMappingCmd(s),
+		newConvertCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pathway-fhir/pathway/connectors"
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/mappings"
+	"github.com/spf13/cobra"
+)
+
+type convertOptions struct {
+	mapping string
+	out     string
+	rejects string
+	json    bool
+	inputs  []string
+}
+
+func newConvertCmd(s streams) *cobra.Command {
+	var o convertOptions
+	cmd := &cobra.Command{
+		Use:   "convert --mapping NAME|FILE [--out FILE] [--rejects FILE] [--json] INPUT...",
+		Short: "Convert source records into FHIR referral bundles",
+		Long: `Convert each record of the inputs (CSV rows, JSON objects, HL7 v2
+messages) with a mapping into one FHIR transaction Bundle: Patient,
+ServiceRequest, Consent, Task, and screening, risk and outcome resources
+where the record has them. Every bundle is validated before it is written.
+
+Bundles are written as NDJSON, one per line, to --out or standard output.
+A rejected record goes to the rejects file (or, without one, its position
+and reasons to standard error) with every reason; the others go on. With
+--out, the output file appears only when the run is complete, so no
+half-written bundle is ever read. Inputs are streamed: memory stays flat
+however large they are.
+
+--mapping takes a built-in mapping's name (see 'pathway mapping list') or a
+mapping file (see docs/mappings.md).
+
+Exit status: 0 when every record converted, 1 when any was rejected, 2 for
+usage or mapping errors.`,
+		Example: `  pathway convert --mapping ngo-referral-csv --out bundles.ndjson referrals.csv
+  pathway convert --mapping my-ngo.yaml --rejects rejects.ndjson export1.csv export2.csv
+  pathway convert --mapping ngo-referral-csv --json referrals.csv > bundles.ndjson`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.inputs = args
+			return runConvert(o, s)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.mapping, "mapping", "", "built-in mapping name or mapping file (required)")
+	f.StringVar(&o.out, "out", "", "write bundles to this file (default: standard output)")
+	f.StringVar(&o.rejects, "rejects", "", "write rejected records with their reasons to this NDJSON file")
+	f.BoolVar(&o.json, "json", false, "print the summary as JSON on standard error")
+	_ = cmd.MarkFlagRequired("mapping")
+	return cmd
+}
+
+// loadMapping opens a mapping file when one exists at name, else a built-in.
+func loadMapping(name string) (*mappings.Mapping, error) {
+	if _, err := os.Stat(name); err == nil {
+		return mappings.LoadFile(name, os.ReadFile)
+	}
+	return mappings.Builtin(name)
+}
+
+// convertSummary is what convert did.
+type convertSummary struct {
+	Mapping   string  `json:"mapping"`
+	Inputs    int     `json:"inputs"`
+	Read      int     `json:"records_read"`
+	Converted int     `json:"converted"`
+	Rejected  int     `json:"rejected"`
+	Elapsed   float64 `json:"elapsed_seconds"`
+}
+
+// convertReject is one line of the rejects file.
+type convertReject struct {
+	Position string   `json:"position"`
+	Reasons  []string `json:"reasons"`
+	// Record is the source record as read (capped): the rejects file holds
+	// personal data like the input does, so it can be fixed and replayed.
+	Record string `json:"record,omitempty"`
+}
+
+func runConvert(o convertOptions, s streams) error {
+	m, err := loadMapping(o.mapping)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	for _, in := range o.inputs {
+		if _, err := os.Stat(in); err != nil {
+			return usageErrorf("no such input: %s", in)
+		}
+	}
+	c := &converter{m: m, s: s, started: time.Now(), progress: isTerminal(s.err), seen: map[uint64]string{}}
+	c.sum.Mapping = m.Name
+
+	out := s.out
+	var tmp *os.File
+	if o.out != "" {
+		tmp, err = os.CreateTemp(filepath.Dir(o.out), ".pathway-convert-*")
+		if err != nil {
+			return usageErrorf("creating output next to %s: %v", o.out, err)
+		}
+		defer os.Remove(tmp.Name()) // a no-op once renamed
+		out = tmp
+	}
+	c.out = bufio.NewWriterSize(out, 256<<10)
+	if o.rejects != "" {
+		rf, err := os.Create(o.rejects)
+		if err != nil {
+			return usageErrorf("creating rejects file: %v", err)
+		}
+		defer rf.Close()
+		c.rejects = bufio.NewWriter(rf)
+	}
+
+	for _, in := range o.inputs {
+		if err := c.file(in); err != nil {
+			return &exitError{code: exitInvalid, msg: err.Error()}
+		}
+	}
+	if err := c.out.Flush(); err != nil {
+		return &exitError{code: exitInvalid, msg: fmt.Sprintf("writing bundles: %v", err)}
+	}
+	if c.rejects != nil {
+		if err := c.rejects.Flush(); err != nil {
+			return &exitError{code: exitInvalid, msg: fmt.Sprintf("writing rejects: %v", err)}
+		}
+	}
+	if tmp != nil {
+		if err := tmp.Close(); err != nil {
+			return &exitError{code: exitInvalid, msg: fmt.Sprintf("writing bundles: %v", err)}
+		}
+		if err := os.Rename(tmp.Name(), o.out); err != nil {
+			return &exitError{code: exitInvalid, msg: fmt.Sprintf("writing bundles: %v", err)}
+		}
+	}
+	c.sum.Inputs = len(o.inputs)
+	c.sum.Elapsed = time.Since(c.started).Seconds()
+	c.clearProgress()
+	if o.json {
+		enc := json.NewEncoder(s.err)
+		enc.SetEscapeHTML(false)
+		enc.Encode(c.sum)
+	} else {
+		fmt.Fprintf(s.err, "%d records read, %d converted, %d rejected in %.1fs\n", c.sum.Read, c.sum.Converted, c.sum.Rejected, c.sum.Elapsed)
+	}
+	if c.sum.Rejected > 0 {
+		return &exitError{code: exitInvalid}
+	}
+	return nil
+}
+
+type converter struct {
+	m                     *mappings.Mapping
+	s                     streams
+	out, rejects          *bufio.Writer
+	sum                   convertSummary
+	started, lastProgress time.Time
+	progress              bool
+	// seen holds a 64-bit hash of each record id converted in this run, to
+	// reject duplicates: 8 bytes and a position per record, not the record.
+	seen map[uint64]string
+}
+
+func (c *converter) file(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening input: %w", err)
+	}
+	defer f.Close()
+	src, err := c.open(f, path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	for {
+		rec, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.record(rec)
+		c.tick()
+	}
+}
+
+func (c *converter) open(r io.Reader, name string) (connectors.Source, error) {
+	in := c.m.Input
+	switch in.Format {
+	case mappings.FormatCSV:
+		delim, _ := utf8.DecodeRuneInString(in.Delimiter)
+		return connectors.OpenCSV(r, name, connectors.CSVOptions{Delimiter: delim, Encoding: in.Encoding})
+	case mappings.FormatJSON:
+		return connectors.OpenJSONArray(r, name)
+	case mappings.FormatNDJSON:
+		return connectors.OpenNDJSON(r, name)
+	case mappings.FormatHL7v2:
+		return connectors.OpenHL7v2(r, name)
+	case mappings.FormatFHIR:
+		return connectors.OpenJSONObject(r, name)
+	}
+	return nil, fmt.Errorf("input format %q is not supported by convert yet", in.Format)
+}
+
+// fieldsOf adapts a connector record to what a mapping reads.
+func fieldsOf(rec connectors.Record) mappings.Fields {
+	switch {
+	case rec.Fields != nil:
+		return mappings.MapFields(rec.Fields)
+	case rec.JSON != nil:
+		return mappings.JSONFields(rec.JSON)
+	case rec.HL7 != nil:
+		return hl7Fields{rec.HL7}
+	}
+	return mappings.MapFields{}
+}
+
+// hl7Fields reads HL7 v2 field paths (PID-5.1) for a mapping.
+type hl7Fields struct{ m *connectors.HL7Message }
+
+func (h hl7Fields) Lookup(ref string) ([]string, bool) {
+	vals := h.m.All(ref)
+	return vals, len(vals) > 0
+}
+
+func (c *converter) record(rec connectors.Record) {
+	c.sum.Read++
+	pos := rec.Pos.String()
+	if rec.Err != nil {
+		reason := rec.Err.Error()
+		if re, ok := rec.Err.(*connectors.RecordError); ok {
+			reason = re.Reason // the position is already on the reject
+		}
+		c.reject(rec, pos, []string{reason})
+		return
+	}
+	ref, err := c.m.Apply(fieldsOf(rec))
+	if err != nil {
+		var re *mappings.RecordError
+		if errors.As(err, &re) {
+			reasons := make([]string, len(re.Problems))
+			for i, p := range re.Problems {
+				reasons[i] = p.String()
+			}
+			c.reject(rec, pos, reasons)
+			return
+		}
+		c.reject(rec, pos, []string{err.Error()})
+		return
+	}
+	h := fnv.New64a()
+	h.Write([]byte(ref.SourceSystem + "\x00" + ref.RecordID))
+	if first, dup := c.seen[h.Sum64()]; dup {
+		c.reject(rec, pos, []string{"source.record_id: the same record id as " + first + ": each record needs its own id"})
+		return
+	}
+	bundle, err := mappings.Build(ref)
+	if err != nil {
+		c.reject(rec, pos, []string{err.Error()})
+		return
+	}
+	if issues := fhir.Validate(bundle); issues.HasErrors() {
+		var reasons []string
+		for _, is := range issues.Errors() {
+			reasons = append(reasons, "invalid bundle: "+is.String())
+		}
+		c.reject(rec, pos, reasons)
+		return
+	}
+	data, err := fhir.Marshal(bundle)
+	if err != nil {
+		c.reject(rec, pos, []string{err.Error()})
+		return
+	}
+	c.seen[h.Sum64()] = pos
+	data = append(data, '\n')
+	c.out.Write(data) // errors surface at Flush
+	c.sum.Converted++
+}
+
+func (c *converter) reject(rec connectors.Record, pos string, reasons []string) {
+	c.sum.Rejected++
+	if c.rejects == nil {
+		c.clearProgress()
+		fmt.Fprintf(c.s.err, "%s: rejected:\n", pos)
+		for _, r := range reasons {
+			fmt.Fprintf(c.s.err, "  %s\n", r)
+		}
+		return
+	}
+	b, _ := json.Marshal(convertReject{Position: pos, Reasons: reasons, Record: string(rec.Raw)})
+	c.rejects.Write(append(b, '\n'))
+}
+
+func (c *converter) tick() {
+	if !c.progress || time.Since(c.lastProgress) < 250*time.Millisecond {
+		return
+	}
+	c.lastProgress = time.Now()
+	rate := float64(c.sum.Read) / time.Since(c.started).Seconds()
+	fmt.Fprintf(c.s.err, "\r%d records: %d converted, %d rejected (%.0f/s)\033[K", c.sum.Read, c.sum.Converted, c.sum.Rejected, rate)
+}
+
+func (c *converter) clearProgress() {
+	if c.progress && !c.lastProgress.IsZero() {
+		fmt.Fprint(c.s.err, "\r\033[K")
+	}
+}
