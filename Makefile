@@ -35,15 +35,23 @@ lint: ## Check formatting, vet, go.mod tidiness, and that dependencies are intac
 bench: ## Run the benchmarks (BENCHCOUNT runs each, for benchstat).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
+FUZZ_TARGETS := ./fhir:FuzzParse ./mappings:FuzzLoad ./mappings:FuzzBuild \
+	./connectors:FuzzCSV ./connectors:FuzzJSONArray ./connectors:FuzzNDJSON \
+	./connectors:FuzzHL7v2 ./connectors:FuzzHL7Path ./connectors:FuzzHL7Unescape
+
 .PHONY: fuzz
-fuzz: ## Fuzz the FHIR parser for FUZZTIME (default 30s).
-	$(GO) test ./fhir -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s): parser, mapping loader, connectors.
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; echo "== $$pkg $$name"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	done
 
 .PHONY: corpus
 corpus: ## Parse, validate and round-trip every resource and primitive case in ../shared/corpus (when present).
 	@if [ -d "$(CORPUS)" ]; then \
 		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./fhir -count=1 -run '^(TestCorpusExamples|TestPrimitiveValidity|TestGoogleFHIRParserCornerCases)$$' -v \
-			| grep -E '^(--- |FAIL|ok|\s+corpus_test.go)' | grep -v -- '--- PASS: TestGoogleFHIRParserCornerCases/' ; exit $${PIPESTATUS[0]}; \
+			| grep -E '^(--- |FAIL|ok|\s+corpus_test.go)' | grep -v -- '--- PASS: TestGoogleFHIRParserCornerCases/' ; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./connectors -count=1 -run '^TestHL7v2Corpus$$' -v | grep -E '^(--- |FAIL|ok)'; exit $${PIPESTATUS[0]}; \
 	else \
 		echo "corpus: $(CORPUS) not found, skipping (the copy in testdata/ is checked by make test)"; \
 	fi
