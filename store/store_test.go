@@ -2,9 +2,6 @@ package store_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -12,61 +9,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/pathway-fhir/pathway/store"
 	"github.com/pathway-fhir/pathway/store/storetest"
 )
 
-// postgresEnv names the PostgreSQL server the tests may use; without it the
-// PostgreSQL tests and benchmarks skip.
-const postgresEnv = "PATHWAY_TEST_DATABASE_URL"
+// postgresEnv names the PostgreSQL server the tests may use.
+const postgresEnv = storetest.PostgresEnv
 
 func sqliteURL(t testing.TB) string {
 	return "sqlite://" + filepath.Join(t.TempDir(), "pathway.db")
 }
 
-// postgresURL creates a schema of its own on the test server, drops it when
-// t ends, and returns a URL whose search_path selects it.
-func postgresURL(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		t.Skip(postgresEnv + " not set: skipping PostgreSQL store tests")
-	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	schema := "pathway_test_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("creating test schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping test schema: %v", err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", postgresEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// postgresURL is a fresh schema on the test server, dropped when t ends.
+func postgresURL(t testing.TB) string { return storetest.PostgresURL(t) }
 
 func TestSQLite(t *testing.T) {
 	t.Parallel()

@@ -1,0 +1,435 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrLeaseLost is returned (wrapped) when a worker acks, retries,
+// dead-letters, withholds or releases a message it no longer holds: its
+// lease ran out and another worker may have claimed the message since.
+// The worker must drop the message without further effect.
+var ErrLeaseLost = errors.New("outbox lease lost")
+
+// MessageState is where an outbox message is in its life.
+type MessageState string
+
+const (
+	// StatePending waits for its NextAttemptAt.
+	StatePending MessageState = "pending"
+	// StateInflight is claimed by a worker until LeaseUntil. A message
+	// whose lease ran out is due again.
+	StateInflight MessageState = "inflight"
+	// StateDelivered was accepted by the partner.
+	StateDelivered MessageState = "delivered"
+	// StateDead gave up: the attempts ran out, or the partner refused it
+	// for good. An operator can Requeue it.
+	StateDead MessageState = "dead"
+	// StateWithheld was not sent because the decision no longer allowed
+	// it when it was due (a consent revoked after enqueue).
+	StateWithheld MessageState = "withheld"
+)
+
+func (s MessageState) valid() bool {
+	switch s {
+	case StatePending, StateInflight, StateDelivered, StateDead, StateWithheld:
+		return true
+	}
+	return false
+}
+
+// Message is one outbox message: something to deliver to a partner.
+//
+// Payload is opaque to the store (package exchange decides what it holds);
+// it may hold personal data, and LastError and Response never should:
+// they are for operators and logs (a partner's OperationOutcome is kept
+// in Response as the partner sent it, for operators only).
+type Message struct {
+	ID int64
+	// Key makes enqueueing idempotent: a second Enqueue with the same key
+	// changes nothing.
+	Key     string
+	Partner string
+	Purpose string
+	// Kind says what Payload is, such as "transaction".
+	Kind    string
+	Payload []byte
+
+	State         MessageState
+	Attempts      int // claims so far
+	NextAttemptAt time.Time
+	LeaseOwner    string
+	LeaseUntil    time.Time // zero unless inflight
+	LastError     string
+	Response      []byte
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// LogValue logs a message by id, partner and state only.
+func (m Message) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", m.ID), slog.String("partner", m.Partner), slog.String("state", string(m.State)))
+}
+
+const messageColumns = "id, idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, response, created_at, updated_at"
+
+// Enqueue adds m to the outbox as pending, due at once (or at
+// m.NextAttemptAt when it is later than now). It returns the message's
+// id and whether it was new: a message with the same Key already in the
+// outbox, in whatever state, is left as it is.
+func (tx *Tx) Enqueue(ctx context.Context, m Message) (id int64, created bool, err error) {
+	s := tx.s
+	if m.Key == "" || m.Partner == "" || m.Kind == "" || len(m.Payload) == 0 {
+		return 0, false, errors.New("enqueueing message: key, partner, kind and payload are required")
+	}
+	now := s.clock()
+	due := now
+	if m.NextAttemptAt.After(now) {
+		due = normTime(m.NextAttemptAt)
+	}
+	rs, err := tx.q.query(ctx, rebind(s.dialect, `INSERT INTO outbox
+(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id`), m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now))
+	if err != nil {
+		return 0, false, fmt.Errorf("enqueueing message for %s: %w", m.Partner, err)
+	}
+	id, created, err = scanID(rs)
+	if err != nil {
+		return 0, false, fmt.Errorf("enqueueing message for %s: %w", m.Partner, err)
+	}
+	if created {
+		return id, true, nil
+	}
+	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT id FROM outbox WHERE idempotency_key = ?`), m.Key)
+	if err != nil {
+		return 0, false, fmt.Errorf("enqueueing message for %s: %w", m.Partner, err)
+	}
+	id, _, err = scanID(rs)
+	if err != nil {
+		return 0, false, fmt.Errorf("enqueueing message for %s: %w", m.Partner, err)
+	}
+	return id, false, nil
+}
+
+// scanID reads one int64 from rs, if there is a row, and closes rs.
+func scanID(rs rows) (int64, bool, error) {
+	defer rs.Close()
+	var id int64
+	found := false
+	if rs.Next() {
+		if err := rs.Scan(&id); err != nil {
+			return 0, false, err
+		}
+		found = true
+	}
+	return id, found, rs.Err()
+}
+
+// Claim leases up to n due messages to owner for lease: pending messages
+// whose NextAttemptAt has come, and inflight messages whose lease ran out
+// (their worker died). Each claim counts as an attempt. The longest due
+// are claimed first; they are returned in id order. Concurrent claimers never get the same message:
+// PostgreSQL skips rows another transaction has locked (FOR UPDATE SKIP
+// LOCKED), SQLite has one writer at a time.
+func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]Message, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, fmt.Errorf("claiming messages: %w", err)
+	}
+	if owner == "" || n < 1 || lease <= 0 {
+		return nil, errors.New("claiming messages: owner, a positive count and a positive lease are required")
+	}
+	now := s.clock()
+	until := normTime(now.Add(lease))
+	lock := ""
+	if s.dialect == DialectPostgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	// The two kinds of due message are picked by two index range scans.
+	query := `UPDATE outbox SET state = 'inflight', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+WHERE id IN (
+	SELECT id FROM (
+		SELECT id, next_attempt_at AS due FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+		UNION ALL
+		SELECT id, lease_until AS due FROM outbox WHERE state = 'inflight' AND lease_until <= ?
+	) AS d ORDER BY due, id LIMIT ?
+)
+RETURNING ` + messageColumns
+	if lock != "" {
+		// PostgreSQL cannot lock through UNION: lock in the outer select.
+		query = `UPDATE outbox SET state = 'inflight', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+WHERE id IN (
+	SELECT id FROM outbox
+	WHERE (state = 'pending' AND next_attempt_at <= ?) OR (state = 'inflight' AND lease_until <= ?)
+	ORDER BY CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, id
+	LIMIT ?` + lock + `
+)
+RETURNING ` + messageColumns
+	}
+	// One statement: atomic on its own in both databases.
+	rs, err := s.be.writer().query(ctx, rebind(s.dialect, query),
+		owner, s.timeArg(until), s.timeArg(now), s.timeArg(now), s.timeArg(now), n)
+	if err != nil {
+		return nil, fmt.Errorf("claiming messages: %w", err)
+	}
+	out, err := scanMessages(rs)
+	if err != nil {
+		return nil, fmt.Errorf("claiming messages: %w", err)
+	}
+	// RETURNING gives no order.
+	slices.SortFunc(out, func(a, b Message) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Ack marks a claimed message delivered.
+func (s *Store) Ack(ctx context.Context, id int64, owner string) error {
+	return s.settle(ctx, "acking", id, owner, `state = 'delivered', lease_owner = '', lease_until = NULL, last_error = '', updated_at = ?`, nil)
+}
+
+// Retry puts a claimed message back to pending, due at at, with the
+// reason of the failed attempt (no personal data: it is shown to
+// operators and logged).
+func (s *Store) Retry(ctx context.Context, id int64, owner string, at time.Time, reason string) error {
+	return s.settle(ctx, "retrying", id, owner, `state = 'pending', lease_owner = '', lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = ?`,
+		[]any{s.timeArg(normTime(at)), reason})
+}
+
+// DeadLetter gives up on a claimed message, with the reason and the
+// partner's response (an OperationOutcome, kept for operators).
+func (s *Store) DeadLetter(ctx context.Context, id int64, owner, reason string, response []byte) error {
+	return s.settle(ctx, "dead-lettering", id, owner, `state = 'dead', lease_owner = '', lease_until = NULL, last_error = ?, response = ?, updated_at = ?`,
+		[]any{reason, response})
+}
+
+// Withhold stops a claimed message for good because the decision no
+// longer allows it, with the reason.
+func (s *Store) Withhold(ctx context.Context, id int64, owner, reason string) error {
+	return s.settle(ctx, "withholding", id, owner, `state = 'withheld', lease_owner = '', lease_until = NULL, last_error = ?, updated_at = ?`,
+		[]any{reason})
+}
+
+// Release gives a claimed message back unsent (a worker shutting down):
+// pending, due at once, and the claim does not count as an attempt.
+func (s *Store) Release(ctx context.Context, id int64, owner string) error {
+	return s.settle(ctx, "releasing", id, owner, `state = 'pending', lease_owner = '', lease_until = NULL, attempts = attempts - 1, next_attempt_at = ?, updated_at = ?`,
+		[]any{nil})
+}
+
+// settle applies set to message id if owner still holds its lease. The
+// last placeholder of set is updated_at; a nil in args stands for now.
+func (s *Store) settle(ctx context.Context, verb string, id int64, owner, set string, args []any) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("%s message %d: %w", verb, id, err)
+	}
+	now := s.timeArg(s.clock())
+	for i, a := range args {
+		if a == nil {
+			args[i] = now
+		}
+	}
+	args = append(args, now, id, owner)
+	rs, err := s.be.writer().query(ctx, rebind(s.dialect, `UPDATE outbox SET `+set+`
+WHERE id = ? AND state = 'inflight' AND lease_owner = ? RETURNING id`), args...)
+	if err != nil {
+		return fmt.Errorf("%s message %d: %w", verb, id, err)
+	}
+	_, found, err := scanID(rs)
+	if err != nil {
+		return fmt.Errorf("%s message %d: %w", verb, id, err)
+	}
+	if !found {
+		return fmt.Errorf("%s message %d: %w", verb, id, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Requeue makes a dead or withheld message pending again, due at once,
+// with its attempts reset (an operator's retry). It returns ErrNotFound
+// when no dead or withheld message has that id.
+func (s *Store) Requeue(ctx context.Context, id int64) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	now := s.timeArg(s.clock())
+	rs, err := s.be.writer().query(ctx, rebind(s.dialect, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+WHERE id = ? AND state IN ('dead', 'withheld') RETURNING id`), now, now, id)
+	if err != nil {
+		return fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	_, found, err := scanID(rs)
+	if err != nil {
+		return fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	if !found {
+		return fmt.Errorf("requeueing message %d: no dead or withheld message with this id: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Message returns one outbox message by id, or an error wrapping
+// ErrNotFound.
+func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
+	if err := s.checkOpen(); err != nil {
+		return Message{}, fmt.Errorf("reading message %d: %w", id, err)
+	}
+	rs, err := s.be.reader().query(ctx, rebind(s.dialect, `SELECT `+messageColumns+` FROM outbox WHERE id = ?`), id)
+	if err != nil {
+		return Message{}, fmt.Errorf("reading message %d: %w", id, err)
+	}
+	ms, err := scanMessages(rs)
+	if err != nil {
+		return Message{}, fmt.Errorf("reading message %d: %w", id, err)
+	}
+	if len(ms) == 0 {
+		return Message{}, fmt.Errorf("reading message %d: %w", id, ErrNotFound)
+	}
+	return ms[0], nil
+}
+
+// MessageQuery selects outbox messages. Zero fields select everything.
+type MessageQuery struct {
+	State   MessageState
+	Partner string
+	AfterID int64 // for paging: only messages with a larger id
+	Limit   int   // default DefaultSearchLimit, at most MaxSearchLimit
+	// WithPayload reads the payloads too; listings usually leave them out.
+	WithPayload bool
+}
+
+// Messages lists outbox messages by id.
+func (s *Store) Messages(ctx context.Context, q MessageQuery) ([]Message, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, fmt.Errorf("listing messages: %w", err)
+	}
+	limit := q.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultSearchLimit
+	case limit < 0 || limit > MaxSearchLimit:
+		return nil, fmt.Errorf("listing messages: limit %d is outside 1 to %d", q.Limit, MaxSearchLimit)
+	}
+	if q.State != "" && !q.State.valid() {
+		return nil, fmt.Errorf("listing messages: unknown state %q", q.State)
+	}
+	cols := messageColumns
+	if !q.WithPayload {
+		cols = strings.Replace(cols, "payload", "NULL AS payload", 1)
+	}
+	query := `SELECT ` + cols + ` FROM outbox WHERE id > ?`
+	args := []any{q.AfterID}
+	if q.State != "" {
+		query += ` AND state = ?`
+		args = append(args, string(q.State))
+	}
+	if q.Partner != "" {
+		query += ` AND partner = ?`
+		args = append(args, q.Partner)
+	}
+	query += ` ORDER BY id LIMIT ?`
+	args = append(args, limit)
+	rs, err := s.be.reader().query(ctx, rebind(s.dialect, query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing messages: %w", err)
+	}
+	ms, err := scanMessages(rs)
+	if err != nil {
+		return nil, fmt.Errorf("listing messages: %w", err)
+	}
+	return ms, nil
+}
+
+// OutboxStats counts messages by state, with the age of the oldest
+// pending or inflight one (the outbox's lag).
+type OutboxStats struct {
+	Counts        map[MessageState]int64
+	OldestWaiting time.Duration
+}
+
+// OutboxStats reports the outbox's depth by state and its lag.
+func (s *Store) OutboxStats(ctx context.Context) (OutboxStats, error) {
+	st := OutboxStats{Counts: map[MessageState]int64{}}
+	if err := s.checkOpen(); err != nil {
+		return st, fmt.Errorf("reading outbox stats: %w", err)
+	}
+	rs, err := s.be.reader().query(ctx, `SELECT state, count(*), min(created_at) FROM outbox GROUP BY state`)
+	if err != nil {
+		return st, fmt.Errorf("reading outbox stats: %w", err)
+	}
+	defer rs.Close()
+	now := s.clock()
+	for rs.Next() {
+		var (
+			state  string
+			n      int64
+			oldest timeValue
+		)
+		if err := rs.Scan(&state, &n, &oldest); err != nil {
+			return st, fmt.Errorf("reading outbox stats: %w", err)
+		}
+		st.Counts[MessageState(state)] = n
+		if state == string(StatePending) || state == string(StateInflight) {
+			st.OldestWaiting = max(st.OldestWaiting, now.Sub(oldest.t))
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return st, fmt.Errorf("reading outbox stats: %w", err)
+	}
+	return st, nil
+}
+
+// nullTime scans a timestamp that may be NULL (or empty text in SQLite).
+type nullTime struct{ t time.Time }
+
+func (v *nullTime) Scan(src any) error {
+	switch x := src.(type) {
+	case nil:
+		v.t = time.Time{}
+		return nil
+	case string:
+		if x == "" {
+			v.t = time.Time{}
+			return nil
+		}
+	case []byte:
+		if len(x) == 0 {
+			v.t = time.Time{}
+			return nil
+		}
+	}
+	var tv timeValue
+	if err := tv.Scan(src); err != nil {
+		return err
+	}
+	v.t = tv.t
+	return nil
+}
+
+func scanMessages(rs rows) ([]Message, error) {
+	defer rs.Close()
+	var out []Message
+	for rs.Next() {
+		var (
+			m                      Message
+			state                  string
+			next, created, updated timeValue
+			lease                  nullTime
+			payload, response      []byte
+		)
+		if err := rs.Scan(&m.ID, &m.Key, &m.Partner, &m.Purpose, &m.Kind, &payload, &state, &m.Attempts,
+			&next, &m.LeaseOwner, &lease, &m.LastError, &response, &created, &updated); err != nil {
+			return nil, fmt.Errorf("reading row: %w", err)
+		}
+		m.State = MessageState(state)
+		m.Payload, m.Response = payload, response
+		m.NextAttemptAt, m.LeaseUntil, m.CreatedAt, m.UpdatedAt = next.t, lease.t, created.t, updated.t
+		out = append(out, m)
+	}
+	return out, rs.Err()
+}
