@@ -75,6 +75,7 @@ records every decision in a verifiable audit log.`,
 		newDemoCmd(s),
 		newMappingCmd(s),
 		newConvertCmd(s),
+		newOutboxCmd(s),
 	)
 	return root
 }
