@@ -279,7 +279,7 @@ func (h *harness) states(t *testing.T) map[int64]store.Message {
 	return out
 }
 
-func sqliteURL(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "pathway.db") }
+func sqliteURL(t testing.TB) string { return "sqlite://" + filepath.Join(t.TempDir(), "pathway.db") }
 
 // TestDeliverFaults sends one message through each fault and checks where
 // it ends: every message delivered exactly once in effect, or dead with a
@@ -395,7 +395,7 @@ func TestDeliverAuth(t *testing.T) {
 // several workers on one store: each message is delivered exactly once in
 // effect, and no two workers ever held the same message at once.
 func TestDeliverManyWorkers(t *testing.T) {
-	urls := map[string]func(t *testing.T) string{"sqlite": sqliteURL}
+	urls := map[string]func(t *testing.T) string{"sqlite": func(t *testing.T) string { return sqliteURL(t) }}
 	if storetest.PostgresAvailable() {
 		urls["postgres"] = func(t *testing.T) string { return storetest.PostgresURL(t) }
 	} else {
