@@ -288,6 +288,9 @@ func (c *specCheck) nonEmpty(field string, texts []string) {
 // target types its element allows (google/fhir's valid_reference_type
 // annotations, the same the parser checks).
 func (c *specCheck) refTypes(m protoreflect.Message) {
+	if refsOK(m.Interface(), refTypeAllowed) {
+		return // one walk on the plans: every typed reference is allowed
+	}
 	eachReference(m, c.refType)
 }
 

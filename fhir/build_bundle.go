@@ -171,6 +171,9 @@ func (s BundleSpec) Build() (*rpb.Bundle, error) {
 			if e.GetResource() == nil {
 				continue
 			}
+			if refsOK(e.GetResource(), func(ref *Reference, _ []string) bool { return urnRefOK(ref, fullURLs) }) {
+				continue // one walk on the plans: every urn:uuid reference names an entry
+			}
 			f := specIndex("entry", i) + ".resource"
 			bundleURNRefs(c, f, Unwrap(e.GetResource()), fullURLs)
 		}
@@ -301,8 +304,14 @@ func bundleURNRefs(c *specCheck, path string, res proto.Message, fullURLs map[st
 		return
 	}
 	eachReference(res.ProtoReflect(), func(p string, _ protoreflect.FieldDescriptor, ref *Reference) {
-		if u := ref.GetUri().GetValue(); strings.HasPrefix(u, "urn:uuid:") && !fullURLs[u] {
+		if !urnRefOK(ref, fullURLs) {
 			c.fail(path+"."+p, "points at a urn:uuid fullUrl no entry of the bundle has")
 		}
 	})
+}
+
+// urnRefOK is false for a urn:uuid reference that names no fullUrl of the bundle.
+func urnRefOK(ref *Reference, fullURLs map[string]bool) bool {
+	u := ref.GetUri().GetValue()
+	return !strings.HasPrefix(u, "urn:uuid:") || fullURLs[u]
 }

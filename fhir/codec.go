@@ -153,7 +153,7 @@ func Parse(data []byte) Result {
 	}
 	r.Issues = append(r.Issues, scanned...)
 	if r.Resource != nil {
-		r.Issues = append(r.Issues, checkRules(r.Resource)...)
+		r.Issues = append(r.Issues, checkRulesQuick(r.Resource)...)
 	}
 	r.Issues = dedupe(r.Issues)
 	r.Issues.sort()
@@ -188,12 +188,29 @@ func Decode(data []byte) (*ContainedResource, error) {
 // Validate checks a resource built in Go (not read from JSON): google/fhir's
 // validation (required elements, reference types, primitive formats) and
 // Pathway's rules. JSON-only checks (ele-1 on nulls and empty values,
-// unknown elements) do not apply to protos.
+// unknown elements) do not apply to protos. A resource that passes is
+// checked in one walk (quickcheck.go); one that does not goes through
+// google/fhir's validator for its exact issues.
 func Validate(res proto.Message) Issues {
 	cr, err := Wrap(res)
 	if err != nil {
 		return Issues{{Severity: SeverityFatal, Path: "(root)", Code: "unknown-resource-type", Details: "not an R4 resource"}}
 	}
+	if quickValid(cr) {
+		// google/fhir's validator and the walking rules would find nothing:
+		// only the rules that do not walk remain.
+		var is Issues
+		checkResource(&is, "", cr, false)
+		is = dedupe(is)
+		is.sort()
+		return is
+	}
+	return validateFull(cr)
+}
+
+// validateFull is Validate without the fast path: google/fhir's validator
+// and every rule.
+func validateFull(cr *ContainedResource) Issues {
 	rep := &reporter{}
 	if err := fhirvalidate.ValidateWithErrorReporter(cr, rep); err != nil {
 		rep.issues = append(rep.issues, libIssues(err, SeverityError)...)
@@ -389,7 +406,9 @@ func (s *scanner) topLevelString(key string) string {
 
 // Marshal writes a resource as compact FHIR JSON with resourceType first in
 // every resource (contained and bundled ones too). Primitive extensions,
-// decimals as written, partial dates and time zones are kept.
+// decimals as written, partial dates and time zones are kept. The output is
+// google/fhir's jsonformat output byte for byte (marshal.go writes it
+// directly; what that writer does not cover goes through google/fhir).
 func Marshal(res proto.Message) ([]byte, error) {
 	c := theCodec()
 	if c.initErr != nil {
@@ -399,15 +418,14 @@ func Marshal(res proto.Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// google/fhir's marshaller rewrites typed references in place; marshal
-	// a copy so the caller's resource (which builders may share between
-	// resources, and other goroutines may be reading) is never changed.
-	cr = proto.Clone(cr).(*ContainedResource)
-	b, err := c.m.Marshal(cr)
+	if b, ok := marshalFast(cr); ok {
+		return b, nil
+	}
+	b, err := marshalGoogle(c, cr)
 	if err != nil {
 		return nil, fmt.Errorf("marshalling %s: %w", Key(cr), err)
 	}
-	return hoistResourceType(b), nil
+	return b, nil
 }
 
 // MarshalIndent is Marshal with two-space indentation, for people and golden files.
@@ -433,6 +451,9 @@ func Wrap(res proto.Message) (*ContainedResource, error) {
 	if cr, ok := res.(*ContainedResource); ok {
 		return cr, nil
 	}
+	if cr, ok := wrapFast(res); ok {
+		return cr, nil
+	}
 	cr := &ContainedResource{}
 	rm := cr.ProtoReflect()
 	od := rm.Descriptor().Oneofs().ByName("oneof_resource")
@@ -452,6 +473,9 @@ func Wrap(res proto.Message) (*ContainedResource, error) {
 func Unwrap(cr *ContainedResource) proto.Message {
 	if cr == nil {
 		return nil
+	}
+	if res, ok := unwrapFast(cr); ok {
+		return res
 	}
 	rm := cr.ProtoReflect()
 	f := rm.WhichOneof(rm.Descriptor().Oneofs().ByName("oneof_resource"))
@@ -479,6 +503,9 @@ func IDOf(res proto.Message) string {
 	}
 	if res == nil {
 		return ""
+	}
+	if id, ok := idFast(res); ok {
+		return id
 	}
 	m := res.ProtoReflect()
 	f := m.Descriptor().Fields().ByName("id")

@@ -22,22 +22,36 @@ import (
 // be shown to `pathway validate`; the exchange enforces them as errors.
 func checkRules(cr *ContainedResource) Issues {
 	var is Issues
-	checkResource(&is, "", cr)
+	checkResource(&is, "", cr, true)
 	return is
 }
 
-func checkResource(is *Issues, prefix string, cr *ContainedResource) {
+// checkRulesQuick is checkRules without the rules that walk the whole
+// resource when quickValid shows they would find nothing.
+func checkRulesQuick(cr *ContainedResource) Issues {
+	var is Issues
+	checkResource(&is, "", cr, !quickValid(cr))
+	return is
+}
+
+// checkResource applies the rules to one resource. Without deep, the rules
+// that walk the whole resource (uri values, contained resources, urn:
+// references in a transaction) are left out: Validate does so when
+// quickValid has shown they find nothing.
+func checkResource(is *Issues, prefix string, cr *ContainedResource, deep bool) {
 	res := Unwrap(cr)
 	if res == nil {
 		return
 	}
-	if _, isBundle := res.(*rpb.Bundle); !isBundle {
-		checkPrimitives(is, joinPath(prefix, TypeOf(res)), res.ProtoReflect())
+	if deep {
+		if _, isBundle := res.(*rpb.Bundle); !isBundle {
+			checkPrimitives(is, joinPath(prefix, TypeOf(res)), res.ProtoReflect())
+		}
+		checkContained(is, joinPath(prefix, TypeOf(res)), res.ProtoReflect())
 	}
-	checkContained(is, joinPath(prefix, TypeOf(res)), res.ProtoReflect())
 	switch r := res.(type) {
 	case *rpb.Bundle:
-		checkBundle(is, joinPath(prefix, "Bundle"), r)
+		checkBundle(is, joinPath(prefix, "Bundle"), r, deep)
 	case *tpb.Task:
 		checkTask(is, joinPath(prefix, "Task"), r)
 	case *srpb.ServiceRequest:
@@ -72,7 +86,7 @@ func checkContained(is *Issues, path string, m protoreflect.Message) {
 			x.Path = prefix + "." + x.Path
 			*is = append(*is, x)
 		}
-		checkResource(is, prefix, cr)
+		checkResource(is, prefix, cr, true)
 	}
 }
 
@@ -80,7 +94,7 @@ func add(is *Issues, sev Severity, path, code, details string) {
 	*is = append(*is, Issue{Severity: sev, Path: path, Code: code, Details: details})
 }
 
-func checkBundle(is *Issues, path string, b *rpb.Bundle) {
+func checkBundle(is *Issues, path string, b *rpb.Bundle, deep bool) {
 	t := b.GetType().GetValue()
 	if b.GetTotal() != nil && t != cpb.BundleTypeCode_SEARCHSET && t != cpb.BundleTypeCode_HISTORY {
 		add(is, SeverityError, path+".total", "bdl-1", "total only when a search or history")
@@ -136,10 +150,10 @@ func checkBundle(is *Issues, path string, b *rpb.Bundle) {
 			fullURLs[u] = n
 		}
 		if e.GetResource() != nil {
-			checkResource(is, ep+".resource", e.GetResource())
+			checkResource(is, ep+".resource", e.GetResource(), deep)
 		}
 	}
-	if t == cpb.BundleTypeCode_TRANSACTION || t == cpb.BundleTypeCode_BATCH {
+	if deep && (t == cpb.BundleTypeCode_TRANSACTION || t == cpb.BundleTypeCode_BATCH) {
 		for n, e := range b.GetEntry() {
 			if e.GetResource() == nil {
 				continue
