@@ -11,8 +11,9 @@ import (
 // Fields gives a mapping read access to one source record.
 type Fields interface {
 	// Lookup returns the values at ref (a CSV column, a JSON key or path, an
-	// HL7 v2 field) and whether ref exists in the record at all. A CSV cell
-	// gives one value; a JSON array or a repeated HL7 v2 field gives several.
+	// HL7 v2 field, a FHIR path) and whether ref exists in the record at
+	// all. A CSV cell gives one value; a JSON array, a repeated HL7 v2 field
+	// or a FHIR list gives several.
 	Lookup(ref string) ([]string, bool)
 }
 
@@ -43,11 +44,17 @@ func (e *RecordError) Error() string {
 	return strings.Join(s, "; ")
 }
 
-// Apply fills a Referral from one record. Every problem is collected; the
+// Apply fills a Referral from one record. Every problem is collected (the
+// reasons of the reject rules that hold, then those of the fields); the
 // result is returned only when there are none.
 func (m *Mapping) Apply(f Fields) (Referral, error) {
 	var r Referral
 	var problems []FieldProblem
+	for _, rj := range m.rejects {
+		if rj.when.holds(f) {
+			problems = append(problems, FieldProblem{Target: "record", From: rj.when.firstField(), Reason: rj.reason})
+		}
+	}
 	for _, ru := range m.rules {
 		if ru.when != nil && !ru.when.holds(f) {
 			continue
@@ -129,16 +136,15 @@ func (m *Mapping) eval(e expr, t target, f Fields) (value, bool, *evalError) {
 		}
 		return value{}, false, nil
 	}
-	var raw []string
-	switch {
-	case e.constant != nil:
-		raw = []string{*e.constant}
-	default:
-		raw, _ = f.Lookup(e.from)
+	if t.kind == kindIdentifiers {
+		return m.identifiers(e, f)
 	}
-	vals := m.clean(e, raw)
+	vals := m.clean(e, m.raw(e, f))
 	if len(vals) == 0 && e.def != nil {
 		vals = m.clean(e, []string{*e.def})
+	}
+	if e.join != nil && len(vals) > 1 {
+		vals = []string{strings.Join(vals, *e.join)}
 	}
 	if len(vals) == 0 {
 		if e.required {
@@ -216,26 +222,49 @@ func (m *Mapping) eval(e expr, t target, f Fields) (value, bool, *evalError) {
 	return v, true, nil
 }
 
+// raw returns the source values of an expression: its constant, or the
+// values of each of its references in turn.
+func (m *Mapping) raw(e expr, f Fields) []string {
+	if e.constant != nil {
+		return []string{*e.constant}
+	}
+	if len(e.froms) == 1 {
+		vals, _ := f.Lookup(e.froms[0])
+		return vals
+	}
+	var out []string
+	for _, ref := range e.froms {
+		vals, _ := f.Lookup(ref)
+		out = append(out, vals...)
+	}
+	return out
+}
+
+// tidy trims and normalises one value.
+func (m *Mapping) tidy(e expr, s string) string {
+	if e.trim {
+		s = strings.TrimSpace(s)
+	}
+	for _, op := range e.normalize {
+		switch op {
+		case "lower":
+			s = strings.ToLower(s)
+		case "upper":
+			s = strings.ToUpper(s)
+		case "collapse-space":
+			s = strings.Join(strings.Fields(s), " ")
+		case "nfc":
+			s = norm.NFC.String(s)
+		}
+	}
+	return s
+}
+
 // clean trims, splits and normalises raw values, dropping empty ones.
 func (m *Mapping) clean(e expr, raw []string) []string {
 	var out []string
 	add := func(s string) {
-		if e.trim {
-			s = strings.TrimSpace(s)
-		}
-		for _, op := range e.normalize {
-			switch op {
-			case "lower":
-				s = strings.ToLower(s)
-			case "upper":
-				s = strings.ToUpper(s)
-			case "collapse-space":
-				s = strings.Join(strings.Fields(s), " ")
-			case "nfc":
-				s = norm.NFC.String(s)
-			}
-		}
-		if s != "" {
+		if s = m.tidy(e, s); s != "" {
 			out = append(out, s)
 		}
 	}
@@ -251,6 +280,103 @@ func (m *Mapping) clean(e expr, raw []string) []string {
 	return out
 }
 
+// positions evaluates an expression keeping one value per source position
+// (split parts included): an empty value stays "", so two expressions over
+// the same repeated element line up, as identifier values and their systems
+// must. Tables translate each non-empty value; join makes one value.
+func (m *Mapping) positions(e expr, f Fields) ([]string, *evalError) {
+	if len(e.cases) > 0 {
+		for _, c := range e.cases {
+			if c.when == nil || c.when.holds(f) {
+				return m.positions(c.expr, f)
+			}
+		}
+		return nil, nil
+	}
+	var vals []string
+	for _, s := range m.raw(e, f) {
+		parts := []string{s}
+		if e.split != "" {
+			parts = strings.Split(s, e.split)
+		}
+		for _, p := range parts {
+			vals = append(vals, m.tidy(e, p))
+		}
+	}
+	if e.def != nil && len(nonEmpty(vals)) == 0 {
+		vals = []string{m.tidy(e, *e.def)}
+	}
+	if e.join != nil && len(vals) > 0 {
+		vals = []string{strings.Join(nonEmpty(vals), *e.join)}
+	}
+	if e.table == nil {
+		return vals, nil
+	}
+	for i, s := range vals {
+		if s == "" {
+			continue
+		}
+		c, err := m.translate(e.table, s)
+		if err != "" {
+			return nil, &evalError{e.from, err}
+		}
+		if vals[i] = c.Code; vals[i] == "" {
+			vals[i] = c.Text
+		}
+	}
+	return vals, nil
+}
+
+// nonEmpty returns the values that are not "".
+func nonEmpty(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// identifiers evaluates an identifier target: each value with the system
+// at the same position, or the one system given for all of them.
+func (m *Mapping) identifiers(e expr, f Fields) (value, bool, *evalError) {
+	vals, err := m.positions(e, f)
+	if err != nil {
+		return value{}, false, err
+	}
+	var systems, given []string
+	if e.system != nil {
+		if systems, err = m.positions(*e.system, f); err != nil {
+			return value{}, false, err
+		}
+		given = nonEmpty(systems)
+	}
+	var ids []Identifier
+	for i, v := range vals {
+		if v == "" {
+			continue
+		}
+		var sys string
+		switch {
+		case len(systems) == len(vals):
+			sys = systems[i]
+		case len(given) == 1:
+			sys = given[0]
+		case len(given) > 1:
+			return value{}, false, &evalError{e.from, fmt.Sprintf("%d values but %d systems: system gives one namespace for all values, or one per value", len(vals), len(systems))}
+		}
+		ids = append(ids, Identifier{System: sys, Value: v})
+	}
+	if len(ids) == 0 {
+		if e.required {
+			return value{}, false, &evalError{e.from, "required, but empty"}
+		}
+		return value{}, false, nil
+	}
+	return value{ids: ids}, true, nil
+}
+
 // translate looks a value up in a table, applying its unmapped rule. The
 // problem it returns names the table, never the value.
 func (m *Mapping) translate(t *Table, s string) (Code, string) {
@@ -262,6 +388,11 @@ func (m *Mapping) translate(t *Table, s string) (Code, string) {
 		return Code{Text: s}, ""
 	case UnmappedDefault:
 		return t.Default, ""
+	case UnmappedCode:
+		if c, err := parseCode(s); err == nil && c.System != "" {
+			return c, ""
+		}
+		return Code{}, fmt.Sprintf("value not in table %q, and not a code written system|code (unmapped: code)", t.Name)
 	}
 	return Code{}, fmt.Sprintf("value not in table %q (unmapped: reject)", t.Name)
 }
@@ -274,6 +405,22 @@ func parseBool(s string) (bool, bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// firstField returns the first field the condition tests, for problems.
+func (c *condition) firstField() string {
+	if c.field != "" {
+		return c.field
+	}
+	if c.not != nil {
+		return c.not.firstField()
+	}
+	for _, sub := range append(append([]*condition(nil), c.all...), c.any...) {
+		if f := sub.firstField(); f != "" {
+			return f
+		}
+	}
+	return ""
 }
 
 // holds evaluates a condition against a record.
@@ -297,23 +444,30 @@ func (c *condition) holds(f Fields) bool {
 		return false
 	}
 	vals, _ := f.Lookup(c.field)
-	var nonEmpty []string
+	if c.split != "" {
+		var parts []string
+		for _, v := range vals {
+			parts = append(parts, strings.Split(v, c.split)...)
+		}
+		vals = parts
+	}
+	var present []string
 	for _, v := range vals {
 		if v = strings.TrimSpace(v); v != "" {
-			nonEmpty = append(nonEmpty, v)
+			present = append(present, v)
 		}
 	}
 	switch {
 	case c.empty != nil:
-		return (len(nonEmpty) == 0) == *c.empty
+		return (len(present) == 0) == *c.empty
 	case c.equals != nil:
-		for _, v := range nonEmpty {
+		for _, v := range present {
 			if normKey(v) == normKey(*c.equals) {
 				return true
 			}
 		}
 	case c.in != nil:
-		for _, v := range nonEmpty {
+		for _, v := range present {
 			for _, want := range c.in {
 				if normKey(v) == normKey(want) {
 					return true

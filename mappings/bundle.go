@@ -48,14 +48,15 @@ const (
 )
 
 // Build turns a referral into one FHIR R4 transaction Bundle: Patient,
-// ServiceRequest, Consent and Task, then one Observation per screening, one
-// Flag per risk, the social-history Observations (legal status, migrant type,
-// year of arrival, migration history, country of birth, ethnicity) the
-// record has, and one Observation per outcome, in that order.
+// ServiceRequest, Consent and Task, then the referring Practitioner when the
+// record names one, one Observation per screening, one Flag per risk, the
+// social-history Observations (legal status, migrant type, year of arrival,
+// migration history, country of birth, ethnicity) the record has, and one
+// Observation per outcome, in that order.
 //
 // Ids are deterministic: every resource id is fhir.NewID(r.SourceSystem,
 // r.RecordID, type[, part...]) with the parts "Patient", "ServiceRequest",
-// "Consent", "Task", "Bundle"; "Observation", "screening", i;
+// "Consent", "Task", "Practitioner", "Bundle"; "Observation", "screening", i;
 // "Flag", i; "Observation", "outcome", i; and "Observation" with the
 // social-history kind ("legal-status", "migrant-type", "year-of-arrival",
 // "migration-history", "country-of-birth", "ethnicity"). Every entry is
@@ -169,6 +170,12 @@ func (b *bundler) build() (*rpb.Bundle, error) {
 	task, err := b.task()
 	if err := add(task, err); err != nil {
 		return nil, err
+	}
+	if b.hasPractitioner() {
+		pr, err := b.practitioner()
+		if err := add(pr, err); err != nil {
+			return nil, err
+		}
 	}
 	for _, o := range screenings {
 		entries = append(entries, fhir.UpdateEntry(o))

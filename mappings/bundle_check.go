@@ -44,6 +44,7 @@ func (b *bundler) check() {
 	}
 	b.checkPatient()
 	b.checkService()
+	b.checkPractitioner()
 	b.checkConsent()
 	b.orgID("task.owner", r.Task.Owner)
 	b.text("task.owner_name", r.Task.OwnerName)
@@ -87,11 +88,70 @@ func (b *bundler) checkPatient() {
 		}
 	}
 	b.text("patient.migration_history", p.MigrationHistory)
+	b.checkIdentifiers("patient.identifiers", p.Identifiers)
+}
+
+// checkIdentifiers checks identifiers: values and systems are text without
+// control characters; a system given as a URI has no spaces.
+func (b *bundler) checkIdentifiers(target string, ids []Identifier) {
+	for i, id := range ids {
+		t := bundleIndex(target, i)
+		b.text(t, id.Value)
+		b.text(t, id.System)
+		if strings.Contains(id.System, "://") && !bundleAbsURI(id.System) {
+			b.fail(t, "the system is not an absolute URI without spaces")
+		}
+	}
+}
+
+func (b *bundler) checkPractitioner() {
+	p := &b.r.Practitioner
+	b.checkIdentifiers("practitioner.identifiers", p.Identifiers)
+	b.text("practitioner.given_name", p.GivenName)
+	b.text("practitioner.family_name", p.FamilyName)
+	b.text("practitioner.phone", p.Phone)
+	b.text("practitioner.email", p.Email)
+	if b.hasPractitioner() && bundleBlank(p.GivenName) && bundleBlank(p.FamilyName) && !bundleHasIdentifier(p.Identifiers) {
+		b.fail("practitioner", "a name or an identifier is required when the record names a practitioner")
+	}
+}
+
+// bundleHasIdentifier reports whether any identifier has a value.
+func bundleHasIdentifier(ids []Identifier) bool {
+	for _, id := range ids {
+		if !bundleBlank(id.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+// bundleOID reports whether s is a bare OID: numbers separated by dots,
+// starting 0, 1 or 2 (2.16.840.1.113883.4.1).
+func bundleOID(s string) bool {
+	if len(s) < 3 || s[0] < '0' || s[0] > '2' || s[1] != '.' {
+		return false
+	}
+	for _, arc := range strings.Split(s, ".") {
+		if arc == "" || len(arc) > 1 && arc[0] == '0' {
+			return false
+		}
+		for i := range len(arc) {
+			if arc[i] < '0' || arc[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (b *bundler) checkService() {
 	s := &b.r.Service
 	b.text("service.referral_id", s.ReferralIdentifier)
+	b.checkIdentifiers("service.identifiers", s.Identifiers)
+	if !s.OccurrenceStart.IsZero() && !s.OccurrenceEnd.IsZero() && s.OccurrenceEnd.Before(s.OccurrenceStart) {
+		b.fail("service.occurrence_end", "before service.occurrence_start")
+	}
 	if len(s.Categories) == 0 && len(s.Needs) == 0 {
 		b.fail("service", "at least one category or need is required")
 	}

@@ -12,8 +12,8 @@ import (
 	ppb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/patient_go_proto"
 )
 
-// patient builds the minimal Patient: identifier, names, gender, birth date,
-// telecom, languages and interpreter need. Nothing sensitive about migration
+// patient builds the minimal Patient: identifiers, names, gender, birth
+// date, telecom, languages and interpreter need. Nothing sensitive about migration
 // is on it (see socialHistory).
 //
 // Names: given and family names when the record has them; the pseudonym as
@@ -30,6 +30,7 @@ func (b *bundler) patient() (*ppb.Patient, error) {
 		}
 		spec.Identifiers = append(spec.Identifiers, fhir.Identifier(system, p.Identifier))
 	}
+	spec.Identifiers = b.identifiers(spec.Identifiers, p.Identifiers, "client")
 	if !bundleBlank(p.GivenName) || !bundleBlank(p.FamilyName) {
 		family := p.FamilyName
 		if bundleBlank(family) {

@@ -1,11 +1,13 @@
 package mappings
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/pathway-fhir/pathway/fhir"
 
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	prpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/practitioner_go_proto"
 	srpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/service_request_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
 )
@@ -43,6 +45,7 @@ func (b *bundler) serviceRequest(supporting []*fhir.Reference) (*srpb.ServiceReq
 	if !bundleBlank(s.ReferralIdentifier) {
 		identifiers = append(identifiers, fhir.Identifier(b.system("referral"), s.ReferralIdentifier))
 	}
+	identifiers = b.identifiers(identifiers, s.Identifiers, "referral")
 	var notes []string
 	for _, n := range s.Notes {
 		if !bundleBlank(n) {
@@ -58,7 +61,8 @@ func (b *bundler) serviceRequest(supporting []*fhir.Reference) (*srpb.ServiceReq
 		Category:           category,
 		Code:               fhir.Concept("", fhir.Coding(fhir.SystemSNOMED, "3457005", "Patient referral")),
 		Subject:            bundleURN(b.id("Patient")),
-		Requester:          b.requester(),
+		Occurrence:         bundlePeriod(s.OccurrenceStart, s.OccurrenceEnd),
+		Requester:          b.serviceRequester(),
 		ReasonCode:         reasons,
 		SupportingInfo:     supporting,
 		Note:               notes,
@@ -75,6 +79,16 @@ func (b *bundler) serviceRequest(supporting []*fhir.Reference) (*srpb.ServiceReq
 		sr.Extension = append(sr.Extension, ext)
 	}
 	return sr, nil
+}
+
+// serviceRequester returns the ServiceRequest's requester: the referring
+// Practitioner when the record names one (who asks for the service), else
+// the referring Organization.
+func (b *bundler) serviceRequester() *fhir.Reference {
+	if b.hasPractitioner() {
+		return b.practitionerRef()
+	}
+	return b.requester()
 }
 
 // requester returns a new reference to the referring Organization, with
@@ -166,8 +180,9 @@ func (b *bundler) preferences() *dpb.Extension {
 }
 
 // task builds the referral Task: fulfil the ServiceRequest for the Patient,
-// requested by the referrer, owned by the target partner when the record
-// names one by id (a name alone does not route, so it is not written).
+// requested by the referring Organization (the Practitioner when the record
+// names no organisation), owned by the target partner when the record names
+// one by id (a name alone does not route, so it is not written).
 func (b *bundler) task() (*tpb.Task, error) {
 	spec := fhir.TaskSpec{
 		ID:        b.id("Task"),
@@ -177,6 +192,9 @@ func (b *bundler) task() (*tpb.Task, error) {
 		Focus:     bundleURN(b.id("ServiceRequest")),
 		For:       bundleURN(b.id("Patient")),
 		Requester: b.requester(),
+	}
+	if spec.Requester == nil && b.hasPractitioner() {
+		spec.Requester = b.practitionerRef()
 	}
 	if t := &b.r.Task; t.Owner != "" {
 		name := t.OwnerName
@@ -191,4 +209,94 @@ func (b *bundler) task() (*tpb.Task, error) {
 	}
 	task.AuthoredOn = bundleDateTime(b.r.Service.AuthoredOn)
 	return task, nil
+}
+
+// hasPractitioner reports whether the record names a referring practitioner.
+func (b *bundler) hasPractitioner() bool {
+	p := &b.r.Practitioner
+	return len(p.Identifiers) > 0 || !bundleBlank(p.GivenName) || !bundleBlank(p.FamilyName) ||
+		!bundleBlank(p.Phone) || !bundleBlank(p.Email)
+}
+
+// practitionerName returns the practitioner's name as written ("Robert
+// Powell"), "" when the record has none.
+func (b *bundler) practitionerName() string {
+	var parts []string
+	for _, s := range []string{b.r.Practitioner.GivenName, b.r.Practitioner.FamilyName} {
+		if !bundleBlank(s) {
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// practitionerRef returns a reference to the Practitioner entry, with the
+// practitioner's name as display.
+func (b *bundler) practitionerRef() *fhir.Reference {
+	return fhir.WithDisplay(bundleURN(b.id("Practitioner")), b.practitionerName())
+}
+
+// practitioner builds the referring Practitioner: identifiers, name and
+// the phone and email a partner can call back on.
+func (b *bundler) practitioner() (*prpb.Practitioner, error) {
+	p := &b.r.Practitioner
+	spec := fhir.PractitionerSpec{
+		ID:          b.id("Practitioner"),
+		Identifiers: b.identifiers(nil, p.Identifiers, "practitioner"),
+	}
+	if !bundleBlank(p.GivenName) || !bundleBlank(p.FamilyName) {
+		family, given := p.FamilyName, p.GivenName
+		if bundleBlank(family) {
+			family = ""
+		}
+		if bundleBlank(given) {
+			given = ""
+		}
+		spec.Name = append(spec.Name, fhir.HumanName(family, given))
+	}
+	if !bundleBlank(p.Phone) {
+		spec.Telecom = append(spec.Telecom, fhir.Phone(p.Phone))
+	}
+	if !bundleBlank(p.Email) {
+		spec.Telecom = append(spec.Telecom, fhir.Email(p.Email))
+	}
+	return spec.Build()
+}
+
+// identifiers appends ids to out, each once (by system and value), each in
+// its namespace (see bundleSystem) or, without one, in SourceSystem + "/" +
+// def.
+func (b *bundler) identifiers(out []*dpb.Identifier, ids []Identifier, def string) []*dpb.Identifier {
+	seen := map[string]bool{}
+	for _, id := range out {
+		seen[id.GetSystem().GetValue()+"|"+id.GetValue().GetValue()] = true
+	}
+	for _, id := range ids {
+		if bundleBlank(id.Value) {
+			continue
+		}
+		system := b.system(def)
+		if !bundleBlank(id.System) {
+			system = b.namespace(id.System)
+		}
+		if key := system + "|" + id.Value; !seen[key] {
+			seen[key] = true
+			out = append(out, fhir.Identifier(system, id.Value))
+		}
+	}
+	return out
+}
+
+// namespace returns the URI of an identifier's system: an absolute URI as
+// it is, a bare OID as urn:oid:OID, and any other name as a namespace local
+// to the source, SourceSystem + "/id/" + the name (escaped as a URL path
+// segment).
+func (b *bundler) namespace(system string) string {
+	switch {
+	case bundleOID(system):
+		return "urn:oid:" + system
+	case bundleAbsURI(system):
+		return system
+	}
+	return b.system("id/" + url.PathEscape(system))
 }

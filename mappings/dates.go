@@ -19,11 +19,13 @@ type dateFormat struct {
 // dateTokens maps format tokens to Go layout elements, longest first.
 var dateTokens = []struct{ token, layout string }{
 	{"YYYY", "2006"}, {"MM", "01"}, {"DD", "02"}, {"hh", "15"}, {"mm", "04"}, {"ss", "05"},
+	{"ZZ", "-0700"}, // a zone offset written +hhmm or -hhmm (HL7 v2: 20220125162000+0200)
 	{"M", "1"}, {"D", "2"},
 }
 
-// parseDateFormat reads a format such as DD/MM/YYYY, YYYY-MM-DD hh:mm or
-// "iso" (FHIR/ISO 8601: YYYY, YYYY-MM, YYYY-MM-DD or a full date-time with zone).
+// parseDateFormat reads a format such as DD/MM/YYYY, YYYY-MM-DD hh:mm,
+// YYYYMMDDhhmmZZ or "iso" (FHIR/ISO 8601: YYYY, YYYY-MM, YYYY-MM-DD or a
+// full date-time with zone).
 func parseDateFormat(f string) (dateFormat, error) {
 	if f == "iso" {
 		return dateFormat{written: f, iso: true}, nil
@@ -47,7 +49,7 @@ func parseDateFormat(f string) (dateFormat, error) {
 		}
 		c := f[i]
 		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
-			return dateFormat{}, fmt.Errorf("date format %q: unknown token at %q: use YYYY, MM, M, DD, D, hh, mm, ss and separators, or iso", f, f[i:])
+			return dateFormat{}, fmt.Errorf("date format %q: unknown token at %q: use YYYY, MM, M, DD, D, hh, mm, ss, ZZ and separators, or iso", f, f[i:])
 		}
 		b.WriteByte(c)
 		i++

@@ -61,17 +61,24 @@ func TestDocsExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the documented example does not load:\n%v", err)
 	}
-	r, err := m.Apply(MapFields{
+	row := MapFields{
 		"Case No": "H-7", "Client ID": "c-1", "Sex": "f", "DOB": "03/1991", "Languages": "Arabic, French",
 		"Interpreter": "oui", "Needs": "housing, lawyer, cooking", "Risk": "High", "Referred": "20/11/2026 09:30",
-		"Consent": "yes", "Share with": "clinic-a", "Purposes": "", "PHQ9": "12",
-	})
+		"Consent": "yes", "Share with": "clinic-a", "Purposes": "", "PHQ9": "12", "Status": "open",
+		"Health ID": "943 476 5919", "Notes": "تحتاج إلى دعم", "Notes (other language)": "needs support",
+	}
+	r, err := m.Apply(row)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Patient.BirthDate != "1991-03" || r.Service.Priority != "urgent" || len(r.Service.Needs) != 3 ||
 		r.Service.Needs[2].Text != "cooking" || r.Consent.Purposes[0] != "COC" || *r.Screenings[0].Score != 12 ||
-		!*r.Patient.InterpreterNeeded || r.Patient.Languages[1] != "fr" {
+		!*r.Patient.InterpreterNeeded || r.Patient.Languages[1] != "fr" || len(r.Service.Notes) != 2 ||
+		r.Patient.Identifiers[0] != (Identifier{System: "https://fhir.nhs.uk/Id/nhs-number", Value: "943 476 5919"}) {
 		t.Errorf("example result: %+v", r)
+	}
+	row["Status"] = "Withdrawn"
+	if _, err := m.Apply(row); err == nil || !strings.Contains(err.Error(), "the case is withdrawn or a duplicate") {
+		t.Errorf("the reject rule: %v", err)
 	}
 }

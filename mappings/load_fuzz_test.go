@@ -20,8 +20,11 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("tables: {a: {file: codes.csv}}\n"))
 	f.Add([]byte("- [\n"))
 	f.Add([]byte("&a [*a]\n"))
-	if b, err := builtinFS.ReadFile("builtin/ngo-referral-csv.yaml"); err == nil {
-		f.Add(b)
+	f.Add([]byte(goodHead + "reject:\n  - {when: {field: s, split: \" \", in: [a]}, reason: r}\n  patient.identifiers: {from: [a, b], system: {from: c}, join: \"/\"}\n"))
+	for _, name := range Builtins() {
+		if b, err := builtinFS.ReadFile("builtin/" + name + ".yaml"); err == nil {
+			f.Add(b)
+		}
 	}
 	noFiles := func(name string) ([]byte, error) { return nil, fmt.Errorf("no file %q in the fuzz test", name) }
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -46,7 +46,15 @@ type Mapping struct {
 	Description string
 	Input       Input
 	rules       []rule
+	rejects     []rejectRule
 	tables      map[string]*Table
+}
+
+// rejectRule rejects the records its condition holds for, with a reason the
+// mapping's author wrote (so it never holds a value from the record).
+type rejectRule struct {
+	when   *condition
+	reason string
 }
 
 // rule fills one target from an expression, when its condition holds.
@@ -61,7 +69,8 @@ type rule struct {
 
 // expr computes a target's value from a record.
 type expr struct {
-	from       string
+	from       string   // the references as written, for problems: "RF1-6.1, RF1-11.1"
+	froms      []string // the references read, in order
 	constant   *string
 	cases      []caseRule
 	def        *string
@@ -72,7 +81,9 @@ type expr struct {
 	table      *Table
 	required   bool
 	boolValues map[string]bool
-	dateGiven  bool // a date option was written, even if its formats were wrong
+	dateGiven  bool    // a date option was written, even if its formats were wrong
+	join       *string // join the values into one, with this separator
+	system     *expr   // identifier targets: the namespace of each value
 }
 
 type caseRule struct {
@@ -83,6 +94,7 @@ type caseRule struct {
 // condition is a test on the record's fields.
 type condition struct {
 	field  string
+	split  string // test each part of each value (a select-multiple answer)
 	equals *string
 	in     []string
 	empty  *bool
@@ -144,7 +156,7 @@ func Load(name string, data []byte, readFile func(string) ([]byte, error)) (*Map
 	root := doc.Content[0]
 	m := &Mapping{tables: l.tables, Input: Input{Delimiter: ",", Encoding: "utf-8", Location: time.UTC}}
 	if root.Kind != yaml.MappingNode {
-		l.errorf(root, "a mapping file is a YAML mapping with keys mapping, input, tables and fields")
+		l.errorf(root, "a mapping file is a YAML mapping with keys mapping, input, tables, reject and fields")
 		return nil, &LoadError{Problems: l.problems}
 	}
 	var fieldsNode *yaml.Node
@@ -166,8 +178,10 @@ func Load(name string, data []byte, readFile func(string) ([]byte, error)) (*Map
 			l.tablesNode(v)
 		case "fields":
 			fieldsNode = v
+		case "reject":
+			m.rejects = l.rejectRules(v)
 		default:
-			l.errorf(k, "unknown key %q: expected mapping, description, input, tables or fields", k.Value)
+			l.errorf(k, "unknown key %q: expected mapping, description, input, tables, reject or fields", k.Value)
 		}
 	}
 	if m.Name == "" {
@@ -329,7 +343,7 @@ func (l *loader) fields(n *yaml.Node) []rule {
 func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 	e := expr{trim: true}
 	if n.Kind == yaml.ScalarNode {
-		e.from = n.Value
+		e.from, e.froms = n.Value, []string{n.Value}
 		l.checkKind(n, t, &e)
 		return nil, e
 	}
@@ -343,7 +357,11 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 		k, v := kv[0], kv[1]
 		switch k.Value {
 		case "from":
-			e.from = l.str(v)
+			e.froms = l.strList(v)
+			e.from = strings.Join(e.froms, ", ")
+			if len(e.froms) == 0 {
+				l.errorf(v, "from needs a reference, or a list of them")
+			}
 			sources++
 		case "const":
 			s := l.str(v)
@@ -399,6 +417,15 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 			} else {
 				l.errorf(v, "no table %q: define it under tables (before fields)", name)
 			}
+		case "join":
+			sep := l.str(v)
+			e.join = &sep
+		case "system":
+			sw, se := l.expression(v, target{name: t.name + " system", kind: kindString})
+			if sw != nil {
+				l.errorf(v, "system takes no when: put the condition on the identifier expression")
+			}
+			e.system = &se
 		case "booleans":
 			if v.Kind != yaml.MappingNode {
 				l.errorf(v, "booleans maps source values to true or false: {oui: true, non: false}")
@@ -409,7 +436,7 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 				e.boolValues[normKey(bv[0].Value)] = l.boolean(bv[1])
 			}
 		default:
-			l.errorf(k, "unknown option %q: expected from, const, cases, when, default, trim, required, normalize, split, date, table or booleans", k.Value)
+			l.errorf(k, "unknown option %q: expected from, const, cases, when, default, trim, required, normalize, split, join, date, table, booleans or system", k.Value)
 		}
 	}
 	if sources != 1 {
@@ -421,8 +448,8 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 
 // checkKind reports options that make no sense for the target's kind.
 func (l *loader) checkKind(n *yaml.Node, t target, e *expr) {
-	multi := t.kind == kindStrings || t.kind == kindCodes
-	if e.split != "" && !multi {
+	multi := t.kind == kindStrings || t.kind == kindCodes || t.kind == kindIdentifiers
+	if e.split != "" && e.join == nil && !multi {
 		l.errorf(n, "split gives several values, but %s takes one (%s)", t.name, t.kind)
 	}
 	if len(e.dates) > 0 && t.kind != kindDate && t.kind != kindPartialDate {
@@ -442,6 +469,49 @@ func (l *loader) checkKind(n *yaml.Node, t target, e *expr) {
 	if e.boolValues != nil && t.kind != kindBool {
 		l.errorf(n, "booleans given, but %s is a %s", t.name, t.kind)
 	}
+	if e.system != nil && t.kind != kindIdentifiers {
+		l.errorf(n, "system gives identifiers their namespace, but %s is a %s", t.name, t.kind)
+	}
+	if t.kind == kindIdentifiers && e.table != nil {
+		l.errorf(n, "identifiers are kept as written: translate their namespace with a table under system")
+	}
+}
+
+// rejectRules reads the reject list: [{when: CONDITION, reason: TEXT}].
+func (l *loader) rejectRules(n *yaml.Node) []rejectRule {
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(n, "reject is a list of {when: CONDITION, reason: TEXT}")
+		return nil
+	}
+	var out []rejectRule
+	for _, item := range n.Content {
+		if item.Kind != yaml.MappingNode {
+			l.errorf(item, "a reject rule is {when: CONDITION, reason: TEXT}")
+			continue
+		}
+		var r rejectRule
+		for _, kv := range pairs(item) {
+			k, v := kv[0], kv[1]
+			switch k.Value {
+			case "when":
+				r.when = l.condition(v)
+			case "reason":
+				r.reason = strings.TrimSpace(l.str(v))
+			default:
+				l.errorf(k, "unknown reject option %q: expected when and reason", k.Value)
+			}
+		}
+		if r.when == nil {
+			l.errorf(item, "a reject rule needs when: the condition that rejects a record")
+		}
+		if r.reason == "" {
+			l.errorf(item, "a reject rule needs reason: what the rejects file says (it may not quote the record)")
+		}
+		if r.when != nil && r.reason != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (l *loader) condition(n *yaml.Node) *condition {
@@ -456,6 +526,10 @@ func (l *loader) condition(n *yaml.Node) *condition {
 		switch k.Value {
 		case "field":
 			c.field = l.str(v)
+		case "split":
+			if c.split = l.str(v); c.split == "" {
+				l.errorf(v, "split needs a separator such as \" \" (KoboToolbox select-multiple answers) or \";\"")
+			}
 		case "equals":
 			s := l.str(v)
 			c.equals = &s
@@ -486,7 +560,7 @@ func (l *loader) condition(n *yaml.Node) *condition {
 			c.not = l.condition(v)
 			ops++
 		default:
-			l.errorf(k, "unknown condition %q: expected field with equals, in or empty; or all, any, not", k.Value)
+			l.errorf(k, "unknown condition %q: expected field (and split) with equals, in or empty; or all, any, not", k.Value)
 		}
 	}
 	if ops != 1 {
@@ -494,6 +568,9 @@ func (l *loader) condition(n *yaml.Node) *condition {
 	}
 	if (c.equals != nil || c.in != nil || c.empty != nil) && c.field == "" {
 		l.errorf(n, "the condition needs field: the column or path to test")
+	}
+	if c.split != "" && c.field == "" {
+		l.errorf(n, "split applies to a field: {field: REF, split: \" \", equals: VALUE}")
 	}
 	return c
 }

@@ -21,13 +21,14 @@ type Referral struct {
 	// RecordID is the record's id in the source system. Required.
 	RecordID string // source.record_id
 
-	Patient    Person       // patient.*
-	Service    Service      // service.*
-	Consent    ConsentTerms // consent.*
-	Task       TaskTerms    // task.*
-	Screenings []Screening  // screening[] (see Screening)
-	Risks      []Risk       // risk[]
-	Outcomes   []Outcome    // outcome[]
+	Patient      Person       // patient.*
+	Service      Service      // service.*
+	Practitioner Practitioner // practitioner.*: who made the referral
+	Consent      ConsentTerms // consent.*
+	Task         TaskTerms    // task.*
+	Screenings   []Screening  // screening[] (see Screening)
+	Risks        []Risk       // risk[]
+	Outcomes     []Outcome    // outcome[]
 }
 
 // LogValue logs a referral by its source and record id only.
@@ -71,6 +72,10 @@ type Person struct {
 	LegalStatus      Code   // patient.legal_status: Pathway CodeSystem (immigration/asylum/legal status)
 	YearOfArrival    string // patient.year_of_arrival: YYYY
 	MigrationHistory string // patient.migration_history: free text, sensitive
+
+	// Identifiers are more of the person's identifiers, each in its own
+	// namespace (a clinic's record numbers), written after Identifier.
+	Identifiers []Identifier // patient.identifiers (default namespace: SourceSystem + "/client")
 }
 
 // Service is the ServiceRequest: what is asked for, how urgent, and the
@@ -93,6 +98,36 @@ type Service struct {
 	Format        string // service.format: individual | group | either
 	Approach      string // service.approach: signposting | conversation
 	Instruction   string // service.patient_instruction: anything else the person asked for
+
+	// Identifiers are the referral's identifiers as the source system keeps
+	// them, each in its namespace (a clinic's placer and filler numbers),
+	// written after ReferralIdentifier.
+	Identifiers []Identifier // service.identifiers (default namespace: SourceSystem + "/referral")
+	// OccurrenceStart and OccurrenceEnd are when the service should happen
+	// (an HL7 v2 referral's effective and expiration dates).
+	OccurrenceStart time.Time // service.occurrence_start
+	OccurrenceEnd   time.Time // service.occurrence_end
+}
+
+// Identifier is a business identifier as the source wrote it: a value in a
+// namespace. System is an absolute URI; or a bare OID (2.16.840.1.113883.4.1),
+// written as urn:oid:OID; or a name local to the source (an HL7 v2 assigning
+// authority such as "ADT1"), written as SourceSystem + "/id/" + name; or
+// empty, for the target's default namespace.
+type Identifier struct {
+	System string
+	Value  string
+}
+
+// Practitioner is the practitioner who made the referral. When the record names
+// one, Build writes a Practitioner and makes it the ServiceRequest's
+// requester; the referring Organization stays the Task's requester.
+type Practitioner struct {
+	Identifiers []Identifier // practitioner.identifiers (default namespace: SourceSystem + "/practitioner")
+	GivenName   string       // practitioner.given_name
+	FamilyName  string       // practitioner.family_name
+	Phone       string       // practitioner.phone
+	Email       string       // practitioner.email
 }
 
 // ConsentTerms is the Consent the record states.

@@ -15,6 +15,10 @@ const (
 	UnmappedReject  Unmapped = "reject"  // the record is rejected, naming the table and the field
 	UnmappedText    Unmapped = "text"    // the value is kept as text, without a code
 	UnmappedDefault Unmapped = "default" // the table's default code is used
+	// UnmappedCode keeps a value that is already a code, written
+	// system|code or system|code|display (as a FHIR source's codings are
+	// read), and rejects the record when the value is not one.
+	UnmappedCode Unmapped = "code"
 )
 
 // Table is a code translation table, ConceptMap-like: source values (matched
@@ -26,10 +30,18 @@ type Table struct {
 	entries  map[string]Code
 }
 
-// Lookup translates a source value.
+// Lookup translates a source value. A value written system|code|display
+// that has no entry of its own matches the entry for system|code, so a
+// coding matches whatever display it carries.
 func (t *Table) Lookup(v string) (Code, bool) {
-	c, ok := t.entries[normKey(v)]
-	return c, ok
+	if c, ok := t.entries[normKey(v)]; ok {
+		return c, true
+	}
+	if strings.Count(v, "|") == 2 {
+		c, ok := t.entries[normKey(v[:strings.LastIndexByte(v, '|')])]
+		return c, ok
+	}
+	return Code{}, false
 }
 
 // normKey is how table keys and source values are compared.
@@ -77,9 +89,9 @@ func (l *loader) table(name string, n *yaml.Node) *Table {
 		case "unmapped":
 			t.Unmapped = Unmapped(l.str(v))
 			switch t.Unmapped {
-			case UnmappedReject, UnmappedText, UnmappedDefault:
+			case UnmappedReject, UnmappedText, UnmappedDefault, UnmappedCode:
 			default:
-				l.errorf(v, "unmapped must be reject, text or default")
+				l.errorf(v, "unmapped must be reject, text, default or code")
 			}
 		case "default":
 			defNode = v
@@ -97,7 +109,7 @@ func (l *loader) table(name string, n *yaml.Node) *Table {
 		}
 	}
 	if t.Unmapped == "" {
-		l.errorf(n, "table %q must say what happens to unmapped values: unmapped: reject, text or default", name)
+		l.errorf(n, "table %q must say what happens to unmapped values: unmapped: reject, text, default or code", name)
 	}
 	if t.Unmapped == UnmappedDefault && defNode == nil {
 		l.errorf(n, "table %q has unmapped: default but no default", name)

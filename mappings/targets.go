@@ -20,6 +20,9 @@ const (
 	kindPartialDate kind = "partial date" // YYYY, YYYY-MM or YYYY-MM-DD, as precise as the source
 	kindCode        kind = "code"         // translated through a table, or written system|code|display
 	kindCodes       kind = "code list"
+	// kindIdentifiers are identifiers, each a value in a namespace given by
+	// the expression's system option (or the target's default namespace).
+	kindIdentifiers kind = "identifier list"
 )
 
 // target describes one field of Referral a mapping can fill.
@@ -41,6 +44,7 @@ type value struct {
 	t     time.Time
 	code  Code
 	codes []Code
+	ids   []Identifier
 }
 
 func ptrBool(b bool) *bool { return &b }
@@ -76,6 +80,7 @@ var targets = func() map[string]target {
 
 		{"patient.identifier_system", kindString, "URI of the client id system (default: source.system + \"/client\")", func(r *Referral, _ int, v value) { r.Patient.IdentifierSystem = v.s }},
 		{"patient.identifier", kindString, "the client's id in the source", func(r *Referral, _ int, v value) { r.Patient.Identifier = v.s }},
+		{"patient.identifiers", kindIdentifiers, "more identifiers of the person, each with its namespace (system:)", func(r *Referral, _ int, v value) { r.Patient.Identifiers = v.ids }},
 		{"patient.pseudonym", kindString, "a name the person chose, or a case alias", func(r *Referral, _ int, v value) { r.Patient.Pseudonym = v.s }},
 		{"patient.given_name", kindString, "given name", func(r *Referral, _ int, v value) { r.Patient.GivenName = v.s }},
 		{"patient.family_name", kindString, "family name", func(r *Referral, _ int, v value) { r.Patient.FamilyName = v.s }},
@@ -95,6 +100,7 @@ var targets = func() map[string]target {
 		{"patient.migration_history", kindString, "migration history in free text (sensitive)", func(r *Referral, _ int, v value) { r.Patient.MigrationHistory = v.s }},
 
 		{"service.referral_id", kindString, "the source's referral number", func(r *Referral, _ int, v value) { r.Service.ReferralIdentifier = v.s }},
+		{"service.identifiers", kindIdentifiers, "the referral's identifiers in the source, each with its namespace (system:)", func(r *Referral, _ int, v value) { r.Service.Identifiers = v.ids }},
 		{"service.categories", kindCodes, "service categories: mental health, social prescribing", func(r *Referral, _ int, v value) { r.Service.Categories = v.codes }},
 		{"service.needs", kindCodes, "needs: housing, legal or immigration advice, language support...", func(r *Referral, _ int, v value) { r.Service.Needs = v.codes }},
 		{"service.priority", kindString, "routine, urgent, asap or stat", func(r *Referral, _ int, v value) { r.Service.Priority = v.s }},
@@ -104,11 +110,19 @@ var targets = func() map[string]target {
 		{"service.requester", kindString, "referring Organization id", func(r *Referral, _ int, v value) { r.Service.Requester = v.s }},
 		{"service.requester_name", kindString, "referring Organization's name", func(r *Referral, _ int, v value) { r.Service.RequesterName = v.s }},
 		{"service.authored_on", kindDate, "when the referral was made", func(r *Referral, _ int, v value) { r.Service.AuthoredOn = v.t }},
+		{"service.occurrence_start", kindDate, "when the service should start (a referral's effective date)", func(r *Referral, _ int, v value) { r.Service.OccurrenceStart = v.t }},
+		{"service.occurrence_end", kindDate, "when it should be done by (a referral's expiration date)", func(r *Referral, _ int, v value) { r.Service.OccurrenceEnd = v.t }},
 		{"service.notes", kindStrings, "free-text notes, any language", func(r *Referral, _ int, v value) { r.Service.Notes = v.ss }},
 		{"service.link_worker_sex", kindString, "female, male or no-preference", func(r *Referral, _ int, v value) { r.Service.LinkWorkerSex = v.s }},
 		{"service.format", kindString, "individual, group or either", func(r *Referral, _ int, v value) { r.Service.Format = v.s }},
 		{"service.approach", kindString, "signposting or conversation", func(r *Referral, _ int, v value) { r.Service.Approach = v.s }},
 		{"service.patient_instruction", kindString, "anything else the person asked for", func(r *Referral, _ int, v value) { r.Service.Instruction = v.s }},
+
+		{"practitioner.identifiers", kindIdentifiers, "the referring practitioner's identifiers, each with its namespace (system:)", func(r *Referral, _ int, v value) { r.Practitioner.Identifiers = v.ids }},
+		{"practitioner.given_name", kindString, "the referring practitioner's given name", func(r *Referral, _ int, v value) { r.Practitioner.GivenName = v.s }},
+		{"practitioner.family_name", kindString, "the referring practitioner's family name", func(r *Referral, _ int, v value) { r.Practitioner.FamilyName = v.s }},
+		{"practitioner.phone", kindString, "the referring practitioner's phone number", func(r *Referral, _ int, v value) { r.Practitioner.Phone = v.s }},
+		{"practitioner.email", kindString, "the referring practitioner's email address", func(r *Referral, _ int, v value) { r.Practitioner.Email = v.s }},
 
 		{"consent.given", kindBool, "whether the person consented to sharing", func(r *Referral, _ int, v value) { r.Consent.Given = ptrBool(v.b) }},
 		{"consent.date", kindDate, "when consent was given", func(r *Referral, _ int, v value) { r.Consent.Date = v.t }},
@@ -141,7 +155,7 @@ var targets = func() map[string]target {
 }()
 
 // targetOrder keeps the documented order of targets (source, patient,
-// service, consent, task, lists).
+// service, practitioner, consent, task, lists).
 var targetOrder = map[string]int{}
 
 // maxListIndex bounds screening[N], risk[N] and outcome[N].
