@@ -1,0 +1,186 @@
+package policy
+
+import (
+	"reflect"
+	"sync"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+)
+
+// cow writes to a resource without changing the original: copy on write.
+// The first change below an element copies the element and every element
+// above it (one level each, sharing what is unchanged), so labelling and
+// redacting a resource costs what it changes, not a deep copy. The result
+// shares unchanged parts with the input: treat both as read-only.
+//
+// In place mode (Labeller.Apply) writes to the messages themselves.
+type cow struct {
+	root    protoreflect.Message
+	copies  map[protoreflect.Message]protoreflect.Message // original or copy -> copy
+	inPlace bool
+}
+
+func newCOW(m protoreflect.Message) *cow {
+	w := &cow{copies: map[protoreflect.Message]protoreflect.Message{}}
+	w.root = shallowCopy(m)
+	w.copies[m] = w.root
+	w.copies[w.root] = w.root
+	return w
+}
+
+func inPlace(m protoreflect.Message) *cow { return &cow{root: m, inPlace: true} }
+
+// shallowCopy copies a message one level down: a new struct with new
+// slices, sharing the elements (a Go struct copy; protoreflect would cost
+// a reflective get per field).
+func shallowCopy(m protoreflect.Message) protoreflect.Message {
+	src := reflect.ValueOf(m.Interface())
+	if src.Kind() != reflect.Pointer || src.Elem().Kind() != reflect.Struct {
+		return slowCopy(m)
+	}
+	dst := reflect.New(src.Elem().Type())
+	dst.Elem().Set(src.Elem())
+	for _, i := range sliceFields(src.Elem().Type()) {
+		f := dst.Elem().Field(i)
+		if f.Len() == 0 {
+			continue
+		}
+		c := reflect.MakeSlice(f.Type(), f.Len(), f.Len())
+		reflect.Copy(c, f)
+		f.Set(c)
+	}
+	return dst.Interface().(protoreflect.ProtoMessage).ProtoReflect()
+}
+
+var sliceFieldCache sync.Map // reflect.Type -> []int
+
+// sliceFields returns the indexes of the exported slice fields of a
+// generated message struct (its repeated fields).
+func sliceFields(t reflect.Type) []int {
+	if v, ok := sliceFieldCache.Load(t); ok {
+		return v.([]int)
+	}
+	var out []int
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.IsExported() && f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Pointer {
+			out = append(out, i)
+		}
+	}
+	sliceFieldCache.Store(t, out)
+	return out
+}
+
+// slowCopy is shallowCopy through protoreflect.
+func slowCopy(m protoreflect.Message) protoreflect.Message {
+	n := m.Type().New()
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.IsList() {
+			nl := n.Mutable(fd).List()
+			l := v.List()
+			for i := range l.Len() {
+				nl.Append(l.Get(i))
+			}
+			return true
+		}
+		n.Set(fd, v)
+		return true
+	})
+	return n
+}
+
+// current returns the message m now is (its copy, if it was copied).
+func (w *cow) current(m protoreflect.Message) protoreflect.Message {
+	if w.inPlace {
+		return m
+	}
+	if c, ok := w.copies[m]; ok {
+		return c
+	}
+	return m
+}
+
+// holder returns the writable message holding e's field.
+func (w *cow) holder(e *elem) protoreflect.Message {
+	if w.inPlace {
+		return e.parent
+	}
+	if e.up == nil {
+		return w.root
+	}
+	return w.msg(e.up)
+}
+
+// msg returns a writable e, copying it (and what holds it) on first write.
+func (w *cow) msg(e *elem) protoreflect.Message {
+	if w.inPlace {
+		return e.msg
+	}
+	if c, ok := w.copies[e.msg]; ok {
+		return c
+	}
+	p := w.holder(e)
+	n := shallowCopy(e.msg)
+	switch {
+	case e.fd.IsList():
+		l := p.Mutable(e.fd).List()
+		for i := range l.Len() {
+			if it := l.Get(i).Message(); it == e.msg {
+				l.Set(i, protoreflect.ValueOfMessage(n))
+				break
+			}
+		}
+	case isChoice(e.fd.Message()):
+		wrap := p.Get(e.fd).Message()
+		wc, ok := w.copies[wrap]
+		if !ok {
+			wc = shallowCopy(wrap)
+			w.copies[wrap], w.copies[wc] = wc, wc
+			p.Set(e.fd, protoreflect.ValueOfMessage(wc))
+		}
+		if set := choiceSet(wc); set != nil {
+			// A copied wrapper shares its oneof holder: clear it so Set
+			// allocates a new one rather than writing into the original.
+			wc.Clear(set)
+			wc.Set(set, protoreflect.ValueOfMessage(n))
+		}
+	default:
+		p.Set(e.fd, protoreflect.ValueOfMessage(n))
+	}
+	w.copies[e.msg], w.copies[n] = n, n
+	return n
+}
+
+// field returns a writable singular message field of a writable message,
+// copying the field's message on first write (creating it when absent).
+func (w *cow) field(m protoreflect.Message, fd protoreflect.FieldDescriptor) protoreflect.Message {
+	if !m.Has(fd) {
+		n := m.Mutable(fd).Message()
+		if !w.inPlace {
+			w.copies[n] = n
+		}
+		return n
+	}
+	old := m.Get(fd).Message()
+	if w.inPlace {
+		return m.Mutable(fd).Message()
+	}
+	if c, ok := w.copies[old]; ok {
+		return c
+	}
+	n := shallowCopy(old)
+	w.copies[old], w.copies[n] = n, n
+	m.Set(fd, protoreflect.ValueOfMessage(n))
+	return n
+}
+
+// coding returns a label's Coding to write: a shared read-only one when
+// writing copies (their output is read-only), a new one in place.
+func (w *cow) coding(l Label) *dpb.Coding {
+	if w.inPlace {
+		return l.Coding()
+	}
+	return l.sharedCoding()
+}

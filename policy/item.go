@@ -1,0 +1,405 @@
+package policy
+
+import (
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pathway-fhir/pathway/fhir"
+
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+)
+
+// keyIndex resolves references between the resources of one request: a
+// reference written "urn:uuid:..." (a Bundle entry's fullUrl) or
+// "Type/id/_history/n" reads as "Type/id".
+type keyIndex struct {
+	alias map[string]string // fullUrl -> Type/id
+	items map[string]*item  // Type/id -> item
+}
+
+// norm returns the key a literal reference names.
+func (k *keyIndex) norm(ref string) string {
+	if k != nil {
+		if key, ok := k.alias[ref]; ok {
+			return key
+		}
+	}
+	if i := strings.Index(ref, "/_history/"); i > 0 {
+		ref = ref[:i]
+	}
+	// An absolute URL ending in Type/id names the same resource for our
+	// purposes only when it is a Bundle fullUrl; otherwise it stays as written.
+	return ref
+}
+
+// item is what the evaluator knows about one piece of data: a resource, or
+// an element of one that carries its own labels.
+type item struct {
+	key      string // "Observation/o1"
+	rtype    string
+	element  string // "" for the resource; the element path otherwise
+	labels   []Label
+	codes    []*dpb.Coding // every coding in the resource (not meta, not labels)
+	profiles []string
+	date     *span
+	refsOut  []string // keys of what the resource refers to
+	authors  []string // keys of the resource's authors
+	authored bool     // the resource type has an author-like element
+	scanned  bool     // codes and refsOut are known (see scan)
+}
+
+// target names the item in trails and obligations.
+func (it *item) target() string {
+	if it.element != "" {
+		return it.key + " " + it.element
+	}
+	return it.key
+}
+
+// hasAnyLabel matches provision security labels: a confidentiality label
+// matches data at that level or lower (an unlabelled resource is N); any
+// other label matches data carrying it.
+func (it *item) hasAnyLabel(ls []Label) tri {
+	for _, l := range ls {
+		if l.System == fhir.SystemConfidentiality {
+			want, ok := confidentialityRank[l.Code]
+			if ok && it.confidentiality() <= want {
+				return yes
+			}
+			continue
+		}
+		for _, h := range it.labels {
+			if h == l {
+				return yes
+			}
+		}
+	}
+	return no
+}
+
+// hasCode reports whether the resource has a coding of the code.
+func (it *item) hasCode(l Label) bool {
+	for _, c := range it.codes {
+		if c.GetCode().GetValue() == l.Code && c.GetSystem().GetValue() == l.System {
+			return true
+		}
+	}
+	return false
+}
+
+// hasImmigration reports whether the item carries the IMMIG label.
+func (it *item) hasImmigration() bool {
+	for _, l := range it.labels {
+		if l.isImmigration() {
+			return true
+		}
+	}
+	return false
+}
+
+// confidentiality returns the item's confidentiality rank (N when unlabelled).
+func (it *item) confidentiality() int {
+	best := -1
+	for _, l := range it.labels {
+		if l.System == fhir.SystemConfidentiality {
+			if r, ok := confidentialityRank[l.Code]; ok && r > best {
+				best = r
+			}
+		}
+	}
+	if best < 0 {
+		return confidentialityRank["N"]
+	}
+	return best
+}
+
+// isClass matches a provision class: a resource type, a profile canonical,
+// or a FHIR media type.
+func (it *item) isClass(c Label) bool {
+	switch c.System {
+	case fhir.SystemResourceTypes, "":
+		return c.Code == it.rtype
+	case "urn:ietf:bcp:13":
+		return strings.HasPrefix(c.Code, "application/fhir+") || c.Code == "application/fhir"
+	}
+	for _, p := range it.profiles {
+		if p == c.Code {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDataRef matches one provision.data entry.
+func (it *item) matchDataRef(keys *keyIndex, d dataRef) tri {
+	ref := keys.norm(d.ref)
+	if ref == "" {
+		return no
+	}
+	switch d.meaning {
+	case "instance":
+		return boolTri(ref == it.key)
+	case "related": // the resource and what it refers to
+		if ref == it.key {
+			return yes
+		}
+		target, ok := keys.items[ref]
+		if !ok {
+			return unknown // the named resource is not in the request
+		}
+		return boolTri(containsString(target.refsOut, it.key))
+	case "dependents": // the resource and what refers to it
+		return boolTri(ref == it.key || containsString(it.refsOut, ref))
+	case "authoredby":
+		if !it.authored {
+			return unknown
+		}
+		return boolTri(containsString(it.authors, ref))
+	}
+	return no
+}
+
+// authoredBy matches author (AUT) actors.
+func (it *item) authoredBy(keys *keyIndex, as []actor) tri {
+	if !it.authored {
+		return unknown
+	}
+	for _, a := range as {
+		if a.ref != "" && containsString(it.authors, keys.norm(a.ref)) {
+			return yes
+		}
+	}
+	return no
+}
+
+func boolTri(b bool) tri {
+	if b {
+		return yes
+	}
+	return no
+}
+
+// dateFields are the elements whose date says when a resource's data is
+// from, in order of preference (provision.dataPeriod is matched on it).
+var dateFields = []string{"effective", "occurrence", "authoredOn", "authored", "recordedDate",
+	"onset", "performed", "issued", "period", "dateTime", "date", "created", "recorded"}
+
+// authorFields are the elements naming who wrote a resource.
+var authorFields = []string{"author", "recorder", "asserter", "requester", "performer"}
+
+// scanned is what one pass over a labelled resource finds besides its item.
+type scanned struct {
+	refs     []*elem           // literal references (not to contained resources)
+	labelled []labelledElement // elements with inline labels
+}
+
+// labelledElement is an element with inline labels; for a label on an
+// extension's value, the element is the extension.
+type labelledElement struct {
+	e      *elem
+	labels []Label
+}
+
+// buildItem reads the facts of a resource (after labelling) that need no
+// walk: labels, profiles, date, authors.
+func buildItem(res proto.Message, key string, keys *keyIndex) *item {
+	m := res.ProtoReflect()
+	it := &item{key: key, rtype: string(m.Descriptor().Name())}
+	md := m.Descriptor()
+	if fd := md.Fields().ByName("meta"); fd != nil && m.Has(fd) {
+		if meta, ok := m.Get(fd).Message().Interface().(*dpb.Meta); ok {
+			for _, c := range meta.GetSecurity() {
+				it.labels = append(it.labels, labelOf(c))
+			}
+			for _, p := range meta.GetProfile() {
+				it.profiles = append(it.profiles, p.GetValue())
+			}
+		}
+	}
+	for _, name := range dateFields {
+		fd, _, ok := fieldFor(md, name)
+		if !ok || !m.Has(fd) || fd.IsList() || fd.Message() == nil {
+			continue
+		}
+		if s, ok := dateOf(m.Get(fd).Message()); ok {
+			it.date = &s
+			break
+		}
+	}
+	for _, name := range authorFields {
+		fd, _, ok := fieldFor(md, name)
+		if !ok || fd.Message() == nil || fd.Message().FullName() != referenceName {
+			continue
+		}
+		it.authored = true
+		if !m.Has(fd) {
+			continue
+		}
+		if fd.IsList() {
+			l := m.Get(fd).List()
+			for i := range l.Len() {
+				it.authors = append(it.authors, keys.norm(refString(l.Get(i).Message().Interface().(*dpb.Reference))))
+			}
+		} else {
+			it.authors = append(it.authors, keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference))))
+		}
+	}
+	return it
+}
+
+// scan walks a labelled resource once for what needs a walk: the codes and
+// outgoing references (into the item) and the elements with inline labels.
+// Primitive values are searched for inline labels only when the resource
+// says it has some (DS4P PROCESSINLINELABEL).
+func scan(m protoreflect.Message, it *item, keys *keyIndex) scanned {
+	var sc scanned
+	it.codes = it.codes[:0]
+	it.refsOut = it.refsOut[:0]
+	it.scanned = true
+	prims := false
+	for _, l := range it.labels {
+		if l.System == fhir.SystemActCode && l.Code == LabelProcessInline {
+			prims = true // DS4P: inline labels may sit on any element
+		}
+	}
+	walk(m, nil, prims, func(e *elem) bool {
+		switch v := e.msg.Interface().(type) {
+		case *dpb.Meta, *dpb.Narrative:
+			return false
+		case *dpb.CodeableConcept:
+			for i, c := range v.GetCoding() {
+				it.codes = append(it.codes, c)
+				if len(c.GetExtension()) > 0 {
+					fd := e.msg.Descriptor().Fields().ByName("coding")
+					sc.inline(&elem{parent: e.msg, fd: fd, idx: i, msg: c.ProtoReflect(), name: "coding", up: e}, c.GetExtension())
+				}
+			}
+			sc.inline(e, v.GetExtension())
+			return false
+		case *dpb.Coding:
+			it.codes = append(it.codes, v)
+			sc.inline(e, v.GetExtension())
+			return false
+		case *dpb.Reference:
+			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
+				it.refsOut = append(it.refsOut, keys.norm(r))
+				sc.refs = append(sc.refs, e.persist())
+			}
+			sc.inline(e, v.GetExtension())
+			return v.GetIdentifier() != nil
+		case *dpb.Extension:
+			if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
+				return false // a label, not data
+			}
+			sc.inline(e, v.GetExtension())
+			return true
+		case *dpb.Identifier:
+			for _, c := range v.GetType().GetCoding() {
+				it.codes = append(it.codes, c)
+			}
+			sc.inline(e, v.GetExtension())
+			return prims || v.GetAssigner() != nil
+		case *dpb.HumanName, *dpb.ContactPoint, *dpb.Address, *dpb.Period, *dpb.Quantity, *dpb.Attachment:
+			if !prims {
+				sc.inline(e, extensionsOf(e.msg))
+				return false
+			}
+		}
+		if exts := extensionsOf(e.msg); len(exts) > 0 {
+			sc.inline(e, exts)
+		}
+		return true
+	})
+	return sc
+}
+
+// extensionsOf returns a message's extensions without reflection where it can.
+func extensionsOf(m protoreflect.Message) []*dpb.Extension {
+	if x, ok := m.Interface().(interface{ GetExtension() []*dpb.Extension }); ok {
+		return x.GetExtension()
+	}
+	return nil
+}
+
+var referenceName = (&dpb.Reference{}).ProtoReflect().Descriptor().FullName()
+
+// inline records the inline labels among an element's extensions.
+func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
+	var ls []Label
+	for _, x := range exts {
+		if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil {
+			ls = append(ls, labelOf(x.GetValue().GetCoding()))
+		}
+	}
+	if len(ls) == 0 {
+		return
+	}
+	target := e
+	if e.up != nil && e.fd.Name() == "value" {
+		if _, ok := e.up.msg.Interface().(*dpb.Extension); ok {
+			target = e.up
+		}
+	}
+	sc.labelled = append(sc.labelled, labelledElement{e: target.persist(), labels: ls})
+}
+
+// dateOf reads a dateTime, date, instant or Period (or a choice holding one).
+func dateOf(m protoreflect.Message) (span, bool) {
+	if isChoice(m.Descriptor()) {
+		set := choiceSet(m)
+		if set == nil || set.Message() == nil {
+			return span{}, false
+		}
+		m = m.Get(set).Message()
+	}
+	switch v := m.Interface().(type) {
+	case *dpb.DateTime:
+		return dateTimeSpan(v), true
+	case *dpb.Instant:
+		return dateTimeSpan(&dpb.DateTime{ValueUs: v.GetValueUs(), Timezone: v.GetTimezone(), Precision: dpb.DateTime_MICROSECOND}), true
+	case *dpb.Date:
+		p := dpb.DateTime_DAY
+		switch v.GetPrecision() {
+		case dpb.Date_YEAR:
+			p = dpb.DateTime_YEAR
+		case dpb.Date_MONTH:
+			p = dpb.DateTime_MONTH
+		}
+		return dateTimeSpan(&dpb.DateTime{ValueUs: v.GetValueUs(), Timezone: v.GetTimezone(), Precision: p}), true
+	case *dpb.Period:
+		return periodSpan(v), true
+	}
+	return span{}, false
+}
+
+// refString is fhir.RefString with fast paths for the forms Pathway's
+// Bundles and consents use most (fhir.RefString reads typed references by
+// reflection).
+func refString(r *dpb.Reference) string {
+	var t string
+	var id *dpb.ReferenceId
+	switch x := r.GetReference().(type) {
+	case nil:
+		return ""
+	case *dpb.Reference_Uri:
+		return x.Uri.GetValue()
+	case *dpb.Reference_OrganizationId:
+		t, id = "Organization", x.OrganizationId
+	case *dpb.Reference_PatientId:
+		t, id = "Patient", x.PatientId
+	case *dpb.Reference_PractitionerId:
+		t, id = "Practitioner", x.PractitionerId
+	case *dpb.Reference_ServiceRequestId:
+		t, id = "ServiceRequest", x.ServiceRequestId
+	case *dpb.Reference_ObservationId:
+		t, id = "Observation", x.ObservationId
+	default:
+		return fhir.RefString(r)
+	}
+	if id.GetHistory() != nil {
+		return fhir.RefString(r)
+	}
+	return t + "/" + id.GetValue()
+}

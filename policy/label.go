@@ -1,0 +1,507 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pathway-fhir/pathway/fhir"
+
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	cspb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/code_system_go_proto"
+)
+
+// Extensions of the core specification that carry immigration and
+// legal-status facts about a person.
+const (
+	extBirthPlace   = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+	extNationality  = "http://hl7.org/fhir/StructureDefinition/patient-nationality"
+	extCitizenship  = "http://hl7.org/fhir/StructureDefinition/patient-citizenship"
+	loincCountryOfB = "78746-5"
+)
+
+// builtinValueSets are the value sets Pathway ships, by name. Codes are the
+// ones Pathway's mappings write plus well-known SNOMED CT and LOINC codes;
+// add local codes with value_sets and labels in configuration.
+var builtinValueSets = sync.OnceValue(func() map[string]*ValueSet {
+	sct, loinc := fhir.SystemSNOMED, fhir.SystemLOINC
+	sets := []ValueSet{
+		{Name: "pathway-immigration", Include: []ValueSetInclude{
+			{System: fhir.SystemPathway, IsA: fhir.PathwayGroupLegalStatus},
+			{System: fhir.SystemPathway, IsA: fhir.PathwayGroupMigrantType},
+			{System: fhir.SystemPathway, IsA: fhir.PathwayGroupMigrationHistory},
+			{System: loinc, Codes: []string{loincCountryOfB}},
+		}},
+		{Name: "pathway-immigration-needs", Include: []ValueSetInclude{
+			{System: fhir.SystemPathway, Codes: []string{fhir.PathwayNeedImmigrationAdvice}},
+		}},
+		{Name: "mental-health-conditions", Include: []ValueSetInclude{
+			// Mental disorder, depressive disorder, major depressive disorder,
+			// anxiety disorder, post-traumatic stress disorder, psychotic
+			// disorder, bipolar disorder, schizophrenia.
+			{System: sct, Codes: []string{"74732009", "35489007", "370143000", "197480006", "47505003", "69322001", "13746004", "58214004"}},
+		}},
+		{Name: "mental-health-screening", Include: []ValueSetInclude{
+			// PHQ-9 panel and total score, PHQ-2 total, GAD-7 panel and total score.
+			{System: loinc, Codes: []string{"44249-1", "44261-6", "55758-7", "69737-5", "70274-6"}},
+		}},
+		{Name: "mental-health-needs", Include: []ValueSetInclude{
+			{System: fhir.SystemPathway, Codes: []string{fhir.PathwayNeedMentalHealth}},
+		}},
+		{Name: "substance-use", Include: []ValueSetInclude{
+			// Substance abuse, drug abuse, drug dependence, alcohol abuse, alcoholism.
+			{System: sct, Codes: []string{"66214007", "26416006", "191816009", "15167005", "7200002"}},
+			// AUDIT total score, AUDIT-C total score.
+			{System: loinc, Codes: []string{"75624-7", "75626-2"}},
+		}},
+		{Name: "sexual-domestic-violence", Include: []ValueSetInclude{
+			{System: fhir.SystemPathway, Codes: []string{fhir.PathwayNeedDomesticViolenceSupport}},
+		}},
+	}
+	m := make(map[string]*ValueSet, len(sets))
+	for i := range sets {
+		m[sets[i].Name] = &sets[i]
+	}
+	return m
+})
+
+// DefaultLabelRules returns the labelling rules Pathway ships (see
+// docs/policy.md): immigration, asylum and legal status, migrant type,
+// migration history and country of birth to IMMIG; psychiatric diagnoses to
+// PSY; mental-health screening and needs to MH; substance use to SUD;
+// sexual or domestic violence to SDV. Where a resource mixes sensitive and
+// ordinary data (a ServiceRequest's reasons and categories, a Patient's
+// extensions) the label goes inline on the element, so only that element
+// is withheld.
+func DefaultLabelRules() []LabelRule {
+	return []LabelRule{
+		{Name: "immigration-observation", ResourceTypes: []string{"Observation"}, Path: "code",
+			ValueSets: []string{"pathway-immigration"}, Labels: []string{"IMMIG"}},
+		{Name: "immigration-observation-value", ResourceTypes: []string{"Observation"}, Path: "value",
+			ValueSets: []string{"pathway-immigration"}, Labels: []string{"IMMIG"}},
+		{Name: "immigration-condition", ResourceTypes: []string{"Condition"}, Path: "code",
+			ValueSets: []string{"pathway-immigration"}, Labels: []string{"IMMIG"}},
+		{Name: "immigration-birth-place", ResourceTypes: []string{"Patient"}, Path: "extension",
+			ExtensionURL: extBirthPlace, Labels: []string{"IMMIG"}, Inline: true},
+		{Name: "immigration-nationality", ResourceTypes: []string{"Patient"}, Path: "extension",
+			ExtensionURL: extNationality, Labels: []string{"IMMIG"}, Inline: true},
+		{Name: "immigration-citizenship", ResourceTypes: []string{"Patient"}, Path: "extension",
+			ExtensionURL: extCitizenship, Labels: []string{"IMMIG"}, Inline: true},
+		{Name: "immigration-referral-category", ResourceTypes: []string{"ServiceRequest"}, Path: "category",
+			ValueSets: []string{"pathway-immigration-needs", "pathway-immigration"}, Labels: []string{"IMMIG"}, Inline: true},
+		{Name: "immigration-referral-reason", ResourceTypes: []string{"ServiceRequest"}, Path: "reasonCode",
+			ValueSets: []string{"pathway-immigration-needs", "pathway-immigration"}, Labels: []string{"IMMIG"}, Inline: true},
+		{Name: "psychiatric-diagnosis", ResourceTypes: []string{"Condition"}, Path: "code",
+			ValueSets: []string{"mental-health-conditions"}, Labels: []string{"PSY"}},
+		{Name: "psychiatric-referral-reason", ResourceTypes: []string{"ServiceRequest"}, Path: "reasonCode",
+			ValueSets: []string{"mental-health-conditions"}, Labels: []string{"PSY"}, Inline: true},
+		{Name: "mental-health-screening", ResourceTypes: []string{"Observation"}, Path: "code",
+			ValueSets: []string{"mental-health-screening"}, Labels: []string{"MH"}},
+		{Name: "mental-health-referral-category", ResourceTypes: []string{"ServiceRequest"}, Path: "category",
+			ValueSets: []string{"mental-health-needs"}, Labels: []string{"MH"}, Inline: true},
+		{Name: "substance-use-condition", ResourceTypes: []string{"Condition", "Observation"}, Path: "code",
+			ValueSets: []string{"substance-use"}, Labels: []string{"SUD"}},
+		{Name: "substance-use-referral-reason", ResourceTypes: []string{"ServiceRequest"}, Path: "reasonCode",
+			ValueSets: []string{"substance-use"}, Labels: []string{"SUD"}, Inline: true},
+		{Name: "violence-referral-category", ResourceTypes: []string{"ServiceRequest"}, Path: "category",
+			ValueSets: []string{"sexual-domestic-violence"}, Labels: []string{"SDV"}, Inline: true},
+		{Name: "violence-referral-reason", ResourceTypes: []string{"ServiceRequest"}, Path: "reasonCode",
+			ValueSets: []string{"sexual-domestic-violence"}, Labels: []string{"SDV"}, Inline: true},
+	}
+}
+
+// labelRule is a compiled LabelRule.
+type labelRule struct {
+	name     string
+	types    map[string]bool // nil: any
+	path     string
+	extURL   string
+	codes    map[Label]bool
+	systems  map[string]bool // every code of these systems
+	matchAll bool
+	labels   []Label
+	inline   bool
+}
+
+// Labeller applies labelling rules to resources.
+type Labeller struct {
+	rules  []labelRule
+	byType map[string][]int // resource type -> the rules that may apply, in order
+	any    []int            // rules for any resource type
+}
+
+// rulesFor returns the indexes of the rules that may apply to a resource type.
+func (l *Labeller) rulesFor(rtype string) []int {
+	if rs, ok := l.byType[rtype]; ok {
+		return rs
+	}
+	return l.any
+}
+
+// NewLabeller compiles Pathway's default rules followed by extra rules,
+// with the value sets they name (built in or extra).
+func NewLabeller(extra []LabelRule, sets []ValueSet) (*Labeller, error) {
+	byName := map[string]*ValueSet{}
+	for k, v := range builtinValueSets() {
+		byName[k] = v
+	}
+	for i := range sets {
+		byName[sets[i].Name] = &sets[i]
+	}
+	l := &Labeller{}
+	for _, r := range append(DefaultLabelRules(), extra...) {
+		lr := labelRule{name: r.Name, path: r.Path, extURL: r.ExtensionURL, inline: r.Inline,
+			codes: map[Label]bool{}, systems: map[string]bool{}}
+		if len(r.ResourceTypes) > 0 {
+			lr.types = map[string]bool{}
+			for _, t := range r.ResourceTypes {
+				lr.types[t] = true
+			}
+		}
+		for _, s := range r.Labels {
+			lb, ok := ParseLabel(s)
+			if !ok {
+				return nil, fmt.Errorf("label rule %q: unknown label %q", r.Name, s)
+			}
+			lr.labels = append(lr.labels, lb)
+		}
+		for _, c := range r.Codes {
+			sys, code, _ := strings.Cut(c, "|")
+			lr.codes[Label{sys, code}] = true
+		}
+		for _, name := range r.ValueSets {
+			vs := byName[name]
+			if vs == nil {
+				return nil, fmt.Errorf("label rule %q: no value set %q", r.Name, name)
+			}
+			for _, inc := range vs.Include {
+				switch {
+				case inc.IsA != "":
+					for _, c := range pathwayDescendants(inc.IsA) {
+						lr.codes[Label{inc.System, c}] = true
+					}
+				case len(inc.Codes) == 0:
+					lr.systems[inc.System] = true
+				}
+				for _, c := range inc.Codes {
+					lr.codes[Label{inc.System, c}] = true
+				}
+			}
+		}
+		lr.matchAll = len(r.Codes) == 0 && len(r.ValueSets) == 0
+		l.rules = append(l.rules, lr)
+	}
+	// Index the rules by resource type, keeping their order.
+	l.byType = map[string][]int{}
+	for i, r := range l.rules {
+		if r.types == nil {
+			l.any = append(l.any, i)
+			for t := range l.byType {
+				l.byType[t] = append(l.byType[t], i)
+			}
+			continue
+		}
+		for t := range r.types {
+			if _, ok := l.byType[t]; !ok {
+				l.byType[t] = append([]int(nil), l.any...)
+			}
+			l.byType[t] = append(l.byType[t], i)
+		}
+	}
+	return l, nil
+}
+
+var descendantsCache sync.Map // code -> []string
+
+// pathwayDescendants returns code and every code under it in Pathway's CodeSystem.
+func pathwayDescendants(code string) []string {
+	if v, ok := descendantsCache.Load(code); ok {
+		return v.([]string)
+	}
+	cs, err := fhir.PathwayCodeSystem()
+	if err != nil {
+		return []string{code}
+	}
+	var out []string
+	var walk func(cs []*cspb.CodeSystem_ConceptDefinition, in bool)
+	walk = func(cs []*cspb.CodeSystem_ConceptDefinition, in bool) {
+		for _, c := range cs {
+			here := in || c.GetCode().GetValue() == code
+			if here {
+				out = append(out, c.GetCode().GetValue())
+			}
+			walk(c.GetConcept(), here)
+		}
+	}
+	walk(cs.GetConcept(), false)
+	if len(out) == 0 {
+		out = []string{code}
+	}
+	descendantsCache.Store(code, out)
+	return out
+}
+
+// containsCode reports whether a coding of the rule appears in m.
+func (r *labelRule) containsCode(m protoreflect.Message) bool {
+	switch v := m.Interface().(type) {
+	case *dpb.Coding:
+		return r.codingMatches(v)
+	case *dpb.CodeableConcept:
+		for _, c := range v.GetCoding() {
+			if r.codingMatches(c) {
+				return true
+			}
+		}
+		return false
+	}
+	found := false
+	walk(m, nil, false, func(e *elem) bool {
+		if found {
+			return false
+		}
+		if c, ok := e.msg.Interface().(*dpb.Coding); ok {
+			found = r.codingMatches(c)
+			return false
+		}
+		if x, ok := e.msg.Interface().(*dpb.Extension); ok && x.GetUrl().GetValue() == ExtInlineSecurityLabel {
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+func (r *labelRule) codingMatches(c *dpb.Coding) bool {
+	sys := c.GetSystem().GetValue()
+	return r.systems[sys] || r.codes[Label{sys, c.GetCode().GetValue()}]
+}
+
+// Applied is one label a Labeller put on a resource.
+type Applied struct {
+	// Rule names the labelling rule.
+	Rule string
+	// Element is the element path for an inline label, "" for meta.security.
+	Element string
+	// Label is the label.
+	Label Label
+}
+
+// Apply labels a resource in place (clone it first to keep the original)
+// and returns what it added. Resources keep the labels they had. Anything
+// given a sensitivity label also gets confidentiality R (unless it already
+// is R or V), and a resource with inline labels gets PROCESSINLINELABEL.
+func (l *Labeller) Apply(res proto.Message) []Applied {
+	if cr, ok := res.(*fhir.ContainedResource); ok {
+		res = fhir.Unwrap(cr)
+	}
+	if res == nil {
+		return nil
+	}
+	m := res.ProtoReflect()
+	w := inPlace(m)
+	out, _ := l.apply(w)
+	if hasInlineLabels(m) && addSecurity(w, Label{fhir.SystemActCode, LabelProcessInline}) {
+		out = append(out, Applied{Rule: "inline-labels", Label: Label{fhir.SystemActCode, LabelProcessInline}})
+	}
+	return out
+}
+
+// apply runs the rules; it reports whether it put inline labels, and
+// leaves PROCESSINLINELABEL to the caller.
+func (l *Labeller) apply(w *cow) ([]Applied, bool) {
+	inline := false
+	m := w.root
+	type resolved struct {
+		path string
+		es   []elem
+	}
+	var cache []resolved
+	rtype := string(m.Descriptor().Name())
+	var out []Applied
+	sensitive := false
+	for _, ri := range l.rulesFor(rtype) {
+		r := &l.rules[ri]
+		var es []elem
+		found := false
+		for _, c := range cache {
+			if c.path == r.path {
+				es, found = c.es, true
+				break
+			}
+		}
+		if !found {
+			es = resolve(w.root, r.path)
+			cache = append(cache, resolved{r.path, es})
+		}
+		for i := range es {
+			e := &es[i]
+			if r.extURL != "" {
+				x, ok := e.msg.Interface().(*dpb.Extension)
+				if !ok || x.GetUrl().GetValue() != r.extURL {
+					continue
+				}
+			}
+			if !r.matchAll && !r.containsCode(e.msg) {
+				continue
+			}
+			for _, lb := range r.labels {
+				var added bool
+				if r.inline {
+					added = addInline(w, e, lb)
+				} else {
+					added = addSecurity(w, lb)
+				}
+				if added {
+					el := ""
+					if r.inline {
+						el = e.path()
+						inline = true
+					}
+					out = append(out, Applied{Rule: r.name, Element: el, Label: lb})
+				}
+				if lb.gates() {
+					sensitive = true
+				}
+			}
+			if !r.inline {
+				break // one match is enough for a resource label
+			}
+		}
+	}
+	if sensitive {
+		if raiseConfidentiality(w, "R") {
+			out = append(out, Applied{Rule: "confidentiality", Label: Label{fhir.SystemConfidentiality, "R"}})
+		}
+	}
+	return out, inline
+}
+
+// addInline puts an inline security label on an element, once: on the
+// element itself, or for an extension with a value, on the value (an
+// extension may not have both a value and extensions, ext-1).
+func addInline(w *cow, e *elem, lb Label) bool {
+	host := w.current(e.msg)
+	he := e
+	if x, ok := host.Interface().(*dpb.Extension); ok && x.GetValue() != nil {
+		wrap := x.GetValue().ProtoReflect()
+		set := choiceSet(wrap)
+		if set == nil || set.Message() == nil {
+			return false
+		}
+		he = &elem{parent: host, fd: host.Descriptor().Fields().ByName("value"), idx: -1, msg: wrap.Get(set).Message(), name: "value", choice: set, up: e}
+		host = w.current(he.msg)
+	}
+	for _, x := range inlineLabels(host) {
+		if x == lb {
+			return false
+		}
+	}
+	fd := host.Descriptor().Fields().ByName("extension")
+	if fd == nil {
+		return false
+	}
+	host = w.msg(he)
+	ext := &dpb.Extension{
+		Url:   fhir.URI(ExtInlineSecurityLabel),
+		Value: &dpb.Extension_ValueX{Choice: &dpb.Extension_ValueX_Coding{Coding: w.coding(lb)}},
+	}
+	host.Mutable(fd).List().Append(protoreflect.ValueOfMessage(ext.ProtoReflect()))
+	return true
+}
+
+// inlineLabels returns the inline labels directly on a message.
+func inlineLabels(m protoreflect.Message) []Label {
+	fd := m.Descriptor().Fields().ByName("extension")
+	if fd == nil || !fd.IsList() || !m.Has(fd) {
+		return nil
+	}
+	var out []Label
+	l := m.Get(fd).List()
+	for i := range l.Len() {
+		x, ok := l.Get(i).Message().Interface().(*dpb.Extension)
+		if ok && x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil {
+			out = append(out, labelOf(x.GetValue().GetCoding()))
+		}
+	}
+	return out
+}
+
+// hasInlineLabels reports whether any element of m carries an inline label.
+func hasInlineLabels(m protoreflect.Message) bool {
+	found := false
+	walk(m, nil, true, func(e *elem) bool {
+		if found {
+			return false
+		}
+		if len(inlineLabels(e.msg)) > 0 {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// metaOf returns the resource's meta for reading, or nil.
+func metaOf(m protoreflect.Message) *dpb.Meta {
+	fd := m.Descriptor().Fields().ByName("meta")
+	if fd == nil || !m.Has(fd) {
+		return nil
+	}
+	meta, _ := m.Get(fd).Message().Interface().(*dpb.Meta)
+	return meta
+}
+
+// writableMeta returns the resource's meta for writing, creating it.
+func writableMeta(w *cow) *dpb.Meta {
+	fd := w.root.Descriptor().Fields().ByName("meta")
+	if fd == nil {
+		return nil
+	}
+	meta, _ := w.field(w.root, fd).Interface().(*dpb.Meta)
+	return meta
+}
+
+// securityLabels returns the resource's meta.security labels.
+func securityLabels(m protoreflect.Message) []Label {
+	meta := metaOf(m)
+	out := make([]Label, 0, len(meta.GetSecurity()))
+	for _, c := range meta.GetSecurity() {
+		out = append(out, labelOf(c))
+	}
+	return out
+}
+
+// addSecurity adds a label to the resource's meta.security, once.
+func addSecurity(w *cow, lb Label) bool {
+	for _, c := range metaOf(w.root).GetSecurity() {
+		if labelOf(c) == lb {
+			return false
+		}
+	}
+	meta := writableMeta(w)
+	if meta == nil {
+		return false
+	}
+	meta.Security = append(meta.Security, w.coding(lb))
+	return true
+}
+
+// raiseConfidentiality makes the resource's confidentiality at least code.
+func raiseConfidentiality(w *cow, code string) bool {
+	want := confidentialityRank[code]
+	for i, c := range metaOf(w.root).GetSecurity() {
+		if c.GetSystem().GetValue() != fhir.SystemConfidentiality {
+			continue
+		}
+		if confidentialityRank[c.GetCode().GetValue()] >= want {
+			return false
+		}
+		writableMeta(w).Security[i] = w.coding(Label{fhir.SystemConfidentiality, code})
+		return true
+	}
+	return addSecurity(w, Label{fhir.SystemConfidentiality, code})
+}

@@ -1,0 +1,557 @@
+package policy
+
+import (
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pathway-fhir/pathway/fhir"
+
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
+)
+
+// becauseWithheldRef cites why a reference was removed.
+const becauseWithheldRef = "reference to a withheld resource"
+
+// maskText replaces masked texts, identifiers and contact details.
+const maskText = "[masked]"
+
+// redaction is one element removed or masked by the agreement's element
+// rules or because what it referred to was withheld.
+type redaction struct {
+	action  ObligationAction
+	path    string
+	because string
+}
+
+// Filter decides a Bundle (a referral's transaction, a search result) for
+// a partner and purpose under the partner's agreement (req.Agreement) and
+// returns the Bundle to send: a new Bundle, the input untouched, still
+// valid FHIR. The consents are the Bundle's own Consent resources about its
+// Patient, plus any given. On a deny or no-consent the Bundle is nil.
+//
+// The result keeps each resource's sensitivity labels, adds the labels the
+// labelling rules give, marks resources that lost elements REDACTED (and
+// MASKED), drops their narrative, attaches the agreement's refrain codes,
+// and removes references to withheld resources (a required one becomes a
+// data-absent-reason "masked" extension). The Bundle itself gets only the
+// refrain codes: no label that reveals what it holds.
+func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) (*rpb.Bundle, Decision) {
+	var in []entryIn
+	for _, en := range b.GetEntry() {
+		if en.GetResource() != nil {
+			in = append(in, entryIn{fullURL: en.GetFullUrl().GetValue(), res: en.GetResource()})
+		}
+	}
+	keys, rs := e.label(in)
+	all := append(bundleConsents(b, rs, keys), consents...)
+	ev := newEvaluator(e.withBase(req), all, keys)
+	effect := ev.decideData(rs)
+	if effect != Permit {
+		return nil, ev.finish(effect, rs)
+	}
+	removed := map[string]bool{}
+	for _, r := range rs {
+		if r.remove != nil {
+			removed[r.key] = true
+		}
+	}
+	out := bundleShell(b)
+	var refrain []Label
+	if req.Agreement != nil {
+		for _, c := range req.Agreement.Refrain {
+			if lb, ok := ParseLabel(c); ok {
+				refrain = append(refrain, lb)
+			}
+		}
+	}
+	if len(refrain) > 0 {
+		bw := inPlace(out.ProtoReflect())
+		for _, lb := range refrain {
+			addSecurity(bw, lb)
+		}
+	}
+	idx := 0
+	for _, en := range b.GetEntry() {
+		if en.GetResource() == nil {
+			out.Entry = append(out.Entry, proto.Clone(en).(*rpb.Bundle_Entry))
+			continue
+		}
+		r := rs[idx]
+		idx++
+		if r.remove != nil {
+			continue
+		}
+		ev.redact(r, removed)
+		for _, lb := range refrain {
+			addSecurity(r.w, lb)
+		}
+		// The entry's fullUrl, request, response, search and links are
+		// shared with the input, like every unchanged part (read-only).
+		ne := &rpb.Bundle_Entry{Resource: wrapLike(en.GetResource(), r.w.root), FullUrl: en.GetFullUrl(),
+			Request: en.GetRequest(), Response: en.GetResponse(), Search: en.GetSearch(), Link: en.GetLink()}
+		out.Entry = append(out.Entry, ne)
+	}
+	return out, ev.finish(Permit, rs)
+}
+
+// wrapLike puts a resource into a new ContainedResource, in the same
+// slot the original holds its resource.
+func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.ContainedResource {
+	om := orig.ProtoReflect()
+	fd := om.WhichOneof(om.Descriptor().Oneofs().ByName("oneof_resource"))
+	cr := &fhir.ContainedResource{}
+	cr.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(res))
+	return cr
+}
+
+// bundleShell copies every element of b but its entries.
+func bundleShell(b *rpb.Bundle) *rpb.Bundle {
+	out := &rpb.Bundle{}
+	om := out.ProtoReflect()
+	b.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Name() == "entry" {
+			return true
+		}
+		om.Set(fd, cloneValue(om, fd, v))
+		return true
+	})
+	return out
+}
+
+func cloneValue(om protoreflect.Message, fd protoreflect.FieldDescriptor, v protoreflect.Value) protoreflect.Value {
+	switch {
+	case fd.IsList():
+		nl := om.NewField(fd)
+		l, src := nl.List(), v.List()
+		for i := range src.Len() {
+			x := src.Get(i)
+			if fd.Message() != nil {
+				x = protoreflect.ValueOfMessage(proto.Clone(x.Message().Interface()).ProtoReflect())
+			}
+			l.Append(x)
+		}
+		return nl
+	case fd.Message() != nil:
+		return protoreflect.ValueOfMessage(proto.Clone(v.Message().Interface()).ProtoReflect())
+	}
+	return v
+}
+
+// label labels copies of the input resources and indexes them.
+func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
+	keys := &keyIndex{alias: map[string]string{}, items: map[string]*item{}}
+	rs := make([]*resource, 0, len(in))
+	for i, en := range in {
+		msg := fhir.Unwrap(en.res)
+		if msg == nil {
+			continue
+		}
+		w := newCOW(msg.ProtoReflect())
+		r := &resource{fullURL: en.fullURL, w: w, msg: w.root}
+		r.key = fhir.Key(msg)
+		if fhir.IDOf(msg) == "" {
+			r.key = fhir.TypeOf(msg) + "[" + itoa(i) + "]"
+		}
+		if en.fullURL != "" {
+			keys.alias[en.fullURL] = r.key
+		}
+		r.applied, _ = e.labeller.apply(w)
+		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		r.item = buildItem(r.msg.Interface(), r.key, keys)
+		r.scan = scan(r.msg, r.item, keys)
+		if len(r.scan.labelled) > 0 {
+			lb := Label{fhir.SystemActCode, LabelProcessInline}
+			if addSecurity(r.w, lb) {
+				r.applied = append(r.applied, Applied{Rule: "inline-labels", Label: lb})
+				r.item.labels = append(r.item.labels, lb)
+			}
+		}
+		keys.items[r.key] = r.item
+	}
+	return keys, rs
+}
+
+// bundleConsents returns the Bundle's Consents about its Patient (all of
+// them when the Bundle has no Patient).
+func bundleConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex) []*conpb.Consent {
+	var patients []Patient
+	for _, r := range rs {
+		if r.item.rtype != "Patient" {
+			continue
+		}
+		p := Patient{Refs: []string{r.key}}
+		if r.fullURL != "" {
+			p.Refs = append(p.Refs, r.fullURL)
+		}
+		for _, id := range r.msg.Interface().(interface{ GetIdentifier() []*dpb.Identifier }).GetIdentifier() {
+			p.Identifiers = append(p.Identifiers, Identifier{System: id.GetSystem().GetValue(), Value: id.GetValue().GetValue()})
+		}
+		patients = append(patients, p)
+	}
+	var out []*conpb.Consent
+	for _, en := range b.GetEntry() {
+		c := en.GetResource().GetConsent()
+		if c == nil {
+			continue
+		}
+		if len(patients) == 0 {
+			out = append(out, c)
+			continue
+		}
+		for _, p := range patients {
+			if AboutPatient(c, p) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Patient identifies a patient: literal references to it ("Patient/p1",
+// a Bundle fullUrl) and business identifiers.
+type Patient struct {
+	Refs        []string
+	Identifiers []Identifier
+}
+
+// AboutPatient reports whether a Consent is about the patient: its
+// Consent.patient is one of the references or carries one of the identifiers.
+func AboutPatient(c *conpb.Consent, p Patient) bool {
+	ref := c.GetPatient()
+	if s := refString(ref); s != "" && containsString(p.Refs, s) {
+		return true
+	}
+	if id := ref.GetIdentifier(); id != nil {
+		for _, pi := range p.Identifiers {
+			if pi.System == id.GetSystem().GetValue() && pi.Value == id.GetValue().GetValue() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// remover collects elements to remove from one resource and removes them
+// together.
+type remover struct {
+	all []*elem
+}
+
+func (rm *remover) add(e *elem) {
+	if e.parent != nil {
+		rm.all = append(rm.all, e)
+	}
+}
+
+func (rm *remover) empty() bool { return len(rm.all) == 0 }
+
+// removes reports whether the element at path, or one holding it, is removed.
+func (rm *remover) removes(path string) bool {
+	for _, e := range rm.all {
+		if p := e.path(); path == p || within(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// apply removes the elements, then the elements they leave hollow. A
+// required singular element becomes an empty element with a
+// data-absent-reason "masked" extension; a required list left empty gets
+// one such element.
+func (rm *remover) apply(w *cow) {
+	batch := rm.all
+	seen := map[*elem]bool{}
+	for len(batch) > 0 {
+		removeBatch(w, batch)
+		var next []*elem
+		for _, e := range batch {
+			up := e.up
+			if up == nil || seen[up] {
+				continue
+			}
+			seen[up] = true
+			if hollow(w.current(up.msg)) {
+				next = append(next, up)
+			}
+		}
+		rm.all = append(rm.all, next...)
+		batch = next
+	}
+}
+
+func removeBatch(w *cow, batch []*elem) {
+	type key struct {
+		p  protoreflect.Message
+		fd protoreflect.FieldDescriptor
+	}
+	lists := map[key]map[protoreflect.Message]bool{}
+	var order []key
+	for _, e := range batch {
+		p := w.holder(e)
+		if !e.fd.IsList() {
+			if required(e.fd) {
+				if v, ok := absent(p, e.fd); ok {
+					p.Set(e.fd, v)
+					continue
+				}
+			}
+			p.Clear(e.fd)
+			continue
+		}
+		k := key{p, e.fd}
+		if lists[k] == nil {
+			lists[k] = map[protoreflect.Message]bool{}
+			order = append(order, k)
+		}
+		lists[k][w.current(e.msg)] = true
+	}
+	for _, k := range order {
+		if !k.p.Has(k.fd) {
+			continue
+		}
+		old := k.p.Get(k.fd).List()
+		var keep []protoreflect.Value
+		for i := range old.Len() {
+			if v := old.Get(i); !lists[k][v.Message()] {
+				keep = append(keep, v)
+			}
+		}
+		// A new list: the old one may share its array with the input.
+		k.p.Clear(k.fd)
+		l := k.p.Mutable(k.fd).List()
+		for _, v := range keep {
+			l.Append(v)
+		}
+		if l.Len() == 0 {
+			k.p.Clear(k.fd)
+			if required(k.fd) {
+				if v, ok := absent(k.p, k.fd); ok {
+					k.p.Mutable(k.fd).List().Append(v)
+				}
+			}
+		}
+	}
+}
+
+// absent returns a new element of the field's type holding only a
+// data-absent-reason "masked" extension, when the type can hold one.
+func absent(parent protoreflect.Message, fd protoreflect.FieldDescriptor) (protoreflect.Value, bool) {
+	md := fd.Message()
+	if md == nil || isChoice(md) {
+		return protoreflect.Value{}, false
+	}
+	ef := md.Fields().ByName("extension")
+	if ef == nil {
+		return protoreflect.Value{}, false
+	}
+	var v protoreflect.Value
+	if fd.IsList() {
+		v = parent.Mutable(fd).List().NewElement()
+	} else {
+		v = parent.NewField(fd)
+	}
+	dar := &dpb.Extension{Url: fhir.URI(ExtDataAbsentReason),
+		Value: &dpb.Extension_ValueX{Choice: &dpb.Extension_ValueX_Code{Code: fhir.Code("masked")}}}
+	v.Message().Mutable(ef).List().Append(protoreflect.ValueOfMessage(dar.ProtoReflect()))
+	return v, true
+}
+
+// redact applies to a kept resource what was decided: withheld elements,
+// references to withheld resources, the agreement's element rules, and
+// the marks.
+func (ev *evaluator) redact(r *resource, removed map[string]bool) {
+	w := r.w
+	m := w.root
+	var rm remover
+	for _, ed := range r.elems {
+		rm.add(ed.e)
+	}
+	for _, e := range r.scan.refs {
+		ref := e.msg.Interface().(*dpb.Reference)
+		if removed[ev.keys.norm(refString(ref))] {
+			rm.add(e)
+			r.redactions = append(r.redactions, redaction{action: Remove, path: e.path(),
+				because: becauseWithheldRef})
+		}
+	}
+	masked := false
+	if a := ev.req.Agreement; a != nil {
+		for i, er := range a.Elements {
+			if er.ResourceType != r.item.rtype {
+				continue
+			}
+			clause := ev.agreementRef() + " elements[" + itoa(i) + "]"
+			if len(er.Keep) > 0 {
+				keepFields(m, er.Keep, &rm, r, clause+".keep")
+			}
+			for _, p := range er.Remove {
+				es := resolve(m, p)
+				for i := range es {
+					e := &es[i]
+					rm.add(e)
+					r.redactions = append(r.redactions, redaction{action: Remove, path: e.path(), because: clause + ".remove"})
+				}
+			}
+			for _, p := range er.Mask {
+				es := resolve(m, p)
+				for i := range es {
+					e := &es[i]
+					if maskElem(w, e) {
+						masked = true
+						r.redactions = append(r.redactions, redaction{action: Mask, path: e.path(), because: clause + ".mask"})
+					} else {
+						rm.add(e)
+						r.redactions = append(r.redactions, redaction{action: Remove, path: e.path(), because: clause + ".mask (cannot be masked)"})
+					}
+				}
+			}
+		}
+	}
+	changed := !rm.empty()
+	rm.apply(w)
+	if changed || masked {
+		if fd := m.Descriptor().Fields().ByName("text"); fd != nil && m.Has(fd) {
+			m.Clear(fd) // the narrative may repeat what was withheld
+		}
+	}
+	if changed {
+		addSecurity(w, Label{fhir.SystemObservationValue, MarkRedacted})
+	}
+	if masked {
+		addSecurity(w, Label{fhir.SystemObservationValue, MarkMasked})
+	}
+	inline := masked
+	for _, le := range r.scan.labelled {
+		if !rm.removes(le.e.path()) {
+			inline = true
+		}
+	}
+	if inline {
+		addSecurity(w, Label{fhir.SystemActCode, LabelProcessInline})
+	} else {
+		removeSecurity(w, Label{fhir.SystemActCode, LabelProcessInline})
+	}
+	r.removedPaths = &rm
+}
+
+// alwaysKept are the elements minimum-necessary rules never remove.
+var alwaysKept = map[string]bool{"id": true, "meta": true, "resourceType": true}
+
+// keepFields removes the top-level elements not in keep (required ones stay).
+func keepFields(m protoreflect.Message, keep []string, rm *remover, r *resource, because string) {
+	kept := map[protoreflect.FieldDescriptor]bool{}
+	for _, k := range keep {
+		if fd, _, ok := fieldFor(m.Descriptor(), k); ok {
+			kept[fd] = true
+		}
+	}
+	var drop []protoreflect.FieldDescriptor
+	fields := m.Descriptor().Fields() // in field order: Range's order is undefined
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if m.Has(fd) && !kept[fd] && !alwaysKept[fhirName(fd)] && !required(fd) {
+			drop = append(drop, fd)
+		}
+	}
+	for _, fd := range drop {
+		if fd.IsList() {
+			l := m.Get(fd).List()
+			for i := range l.Len() {
+				rm.add(&elem{parent: m, fd: fd, idx: i, msg: l.Get(i).Message(), name: fhirName(fd)})
+			}
+		} else {
+			rm.add(&elem{parent: m, fd: fd, idx: -1, name: fhirName(fd)})
+		}
+		r.redactions = append(r.redactions, redaction{action: Remove, path: fhirName(fd), because: because})
+	}
+}
+
+// maskElem masks an element's value in place and marks it MASKED; it
+// returns false for a type Pathway does not know how to mask.
+func maskElem(w *cow, e *elem) bool {
+	switch e.msg.Interface().(type) {
+	case *dpb.Date, *dpb.DateTime, *dpb.String, *dpb.Markdown, *dpb.Identifier, *dpb.ContactPoint,
+		*dpb.HumanName, *dpb.Address, *dpb.CodeableConcept, *dpb.Annotation:
+	default:
+		return false
+	}
+	switch v := w.msg(e).Interface().(type) {
+	case *dpb.Date:
+		t := time.UnixMicro(v.GetValueUs()).In(zone(v.GetTimezone()))
+		v.ValueUs = time.Date(t.Year(), 1, 1, 0, 0, 0, 0, t.Location()).UnixMicro()
+		v.Precision = dpb.Date_YEAR
+	case *dpb.DateTime:
+		t := time.UnixMicro(v.GetValueUs()).In(zone(v.GetTimezone()))
+		v.ValueUs = time.Date(t.Year(), 1, 1, 0, 0, 0, 0, t.Location()).UnixMicro()
+		v.Precision = dpb.DateTime_YEAR
+	case *dpb.String:
+		v.Value = maskText
+	case *dpb.Markdown:
+		v.Value = maskText
+	case *dpb.Identifier:
+		v.Value = fhir.String(maskText)
+		v.Period, v.Assigner = nil, nil
+	case *dpb.ContactPoint:
+		v.Value = fhir.String(maskText)
+		v.Period = nil
+	case *dpb.HumanName:
+		v.Family, v.Given, v.Prefix, v.Suffix, v.Period = nil, nil, nil, nil, nil
+		v.Text = fhir.String(maskText)
+	case *dpb.Address:
+		v.Line, v.City, v.District, v.PostalCode, v.Text, v.Period = nil, nil, nil, nil, nil, nil
+	case *dpb.CodeableConcept:
+		v.Coding = nil
+		v.Text = fhir.String(maskText)
+	case *dpb.Annotation:
+		v.Text = fhir.Markdown(maskText)
+		v.Author = nil
+	default:
+		return false
+	}
+	addInline(w, e, Label{fhir.SystemObservationValue, MarkMasked})
+	return true
+}
+
+// hollow reports whether an element holds nothing: no field set, an
+// extension without value or extensions, or a choice without a value.
+func hollow(m protoreflect.Message) bool {
+	if isEmpty(m) {
+		return true
+	}
+	switch v := m.Interface().(type) {
+	case *dpb.Extension:
+		return v.GetValue() == nil && len(v.GetExtension()) == 0
+	}
+	if isChoice(m.Descriptor()) {
+		set := choiceSet(m)
+		return set == nil || (set.Message() != nil && isEmpty(m.Get(set).Message()))
+	}
+	return false
+}
+
+// removeSecurity removes a label from meta.security.
+func removeSecurity(w *cow, lb Label) {
+	found := false
+	for _, c := range metaOf(w.root).GetSecurity() {
+		if labelOf(c) == lb {
+			found = true
+		}
+	}
+	if !found {
+		return
+	}
+	meta := writableMeta(w)
+	meta.Security = slices.DeleteFunc(meta.Security, func(c *dpb.Coding) bool { return labelOf(c) == lb })
+	if isEmpty(meta.ProtoReflect()) {
+		w.root.Clear(w.root.Descriptor().Fields().ByName("meta"))
+	}
+}
