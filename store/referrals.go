@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Routing is where one referral was routed, or why it could not be.
+type Routing struct {
+	// ServiceRequest is the referral: "ServiceRequest/id".
+	ServiceRequest string
+	// Source is the partner or connector it came from.
+	Source string
+	// Risk is its stepped-care level (low, moderate, high, imminent, unknown).
+	Risk string
+	// Unroutable is true when no partner could take it; Reason says why.
+	Unroutable bool
+	// Targets lists the partners it was routed to.
+	Targets []string
+	// Reason explains an unroutable referral (partners, levels and codes;
+	// never personal data).
+	Reason    string
+	UpdatedAt time.Time // set by the store
+}
+
+// PutRouting records where a referral went, replacing what was recorded
+// for it before (a re-ingest re-routes it).
+func (tx *Tx) PutRouting(ctx context.Context, r Routing) error {
+	s := tx.s
+	if !strings.HasPrefix(r.ServiceRequest, "ServiceRequest/") || r.Risk == "" {
+		return errors.New("putting routing: a ServiceRequest reference and a risk level are required")
+	}
+	status := "routed"
+	if r.Unroutable {
+		status = "unroutable"
+	}
+	err := tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO referrals (service_request, source, risk, status, targets, reason, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (service_request) DO UPDATE SET source = excluded.source, risk = excluded.risk, status = excluded.status,
+	targets = excluded.targets, reason = excluded.reason, updated_at = excluded.updated_at`),
+		r.ServiceRequest, r.Source, r.Risk, status, strings.Join(r.Targets, ","), r.Reason, s.timeArg(s.clock()))
+	if err != nil {
+		return fmt.Errorf("putting routing of %s: %w", r.ServiceRequest, err)
+	}
+	return nil
+}
+
+// Routings lists recorded routings by ServiceRequest, only the unroutable
+// ones when unroutable is true, after the reference after (for paging).
+func (s *Store) Routings(ctx context.Context, unroutable bool, after string, limit int) ([]Routing, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, fmt.Errorf("listing routings: %w", err)
+	}
+	if limit <= 0 || limit > MaxSearchLimit {
+		limit = DefaultSearchLimit
+	}
+	q := `SELECT service_request, source, risk, status, targets, reason, updated_at FROM referrals WHERE service_request > ?`
+	args := []any{after}
+	if unroutable {
+		q += ` AND status = 'unroutable'`
+	}
+	q += ` ORDER BY service_request LIMIT ?`
+	args = append(args, limit)
+	rs, err := s.be.reader().query(ctx, rebind(s.dialect, q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing routings: %w", err)
+	}
+	defer rs.Close()
+	var out []Routing
+	for rs.Next() {
+		var (
+			r               Routing
+			status, targets string
+			at              timeValue
+		)
+		if err := rs.Scan(&r.ServiceRequest, &r.Source, &r.Risk, &status, &targets, &r.Reason, &at); err != nil {
+			return nil, fmt.Errorf("listing routings: %w", err)
+		}
+		r.Unroutable = status == "unroutable"
+		if targets != "" {
+			r.Targets = strings.Split(targets, ",")
+		}
+		r.UpdatedAt = at.t
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("listing routings: %w", err)
+	}
+	return out, nil
+}
+
+// OpenReferrals counts the Tasks owned by each partner that are still
+// open (requested, received, accepted, in-progress, on-hold), for routing
+// by capacity. Owners are "Organization/id" references.
+func (s *Store) OpenReferrals(ctx context.Context) (map[string]int, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, fmt.Errorf("counting open referrals: %w", err)
+	}
+	rs, err := s.be.reader().query(ctx, `SELECT owner, count(*) FROM resources
+WHERE resource_type = 'Task' AND owner <> '' AND status IN ('requested', 'received', 'accepted', 'in-progress', 'on-hold')
+GROUP BY owner`)
+	if err != nil {
+		return nil, fmt.Errorf("counting open referrals: %w", err)
+	}
+	defer rs.Close()
+	out := map[string]int{}
+	for rs.Next() {
+		var (
+			owner string
+			n     int
+		)
+		if err := rs.Scan(&owner, &n); err != nil {
+			return nil, fmt.Errorf("counting open referrals: %w", err)
+		}
+		out[owner] = n
+	}
+	return out, rs.Err()
+}

@@ -1,0 +1,84 @@
+package storetest
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/pathway-fhir/pathway/store"
+)
+
+func init() {
+	cases = append(cases, []struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{
+		{"RoutingsRecordAndReplace", testRoutings},
+		{"OpenReferralsByOwner", testOpenReferrals},
+	}...)
+}
+
+func testRoutings(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	put := func(rs ...store.Routing) {
+		t.Helper()
+		err := s.WithTx(t.Context(), func(tx *store.Tx) error {
+			for _, r := range rs {
+				if err := tx.PutRouting(t.Context(), r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("PutRouting: %v", err)
+		}
+	}
+	put(
+		store.Routing{ServiceRequest: "ServiceRequest/a", Source: "ngo-a", Risk: "high", Targets: []string{"clinic-b", "community-e"}},
+		store.Routing{ServiceRequest: "ServiceRequest/b", Source: "ngo-a", Risk: "imminent", Unroutable: true, Reason: "imminent risk needs a specialist clinic"},
+	)
+	all, err := s.Routings(t.Context(), false, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || !reflect.DeepEqual(all[0].Targets, []string{"clinic-b", "community-e"}) || !all[1].Unroutable || all[1].Reason == "" || all[0].UpdatedAt.IsZero() {
+		t.Fatalf("Routings = %+v", all)
+	}
+	held, err := s.Routings(t.Context(), true, "", 0)
+	if err != nil || len(held) != 1 || held[0].ServiceRequest != "ServiceRequest/b" {
+		t.Fatalf("unroutable = %+v %v", held, err)
+	}
+	// Re-routing replaces: b finds a partner after a new one joins.
+	put(store.Routing{ServiceRequest: "ServiceRequest/b", Source: "ngo-a", Risk: "imminent", Targets: []string{"clinic-f"}})
+	held, err = s.Routings(t.Context(), true, "", 0)
+	if err != nil || len(held) != 0 {
+		t.Fatalf("after re-routing, unroutable = %+v %v", held, err)
+	}
+	page, err := s.Routings(t.Context(), false, "ServiceRequest/a", 0)
+	if err != nil || len(page) != 1 || page[0].Reason != "" || page[0].Targets[0] != "clinic-f" {
+		t.Fatalf("page after a = %+v %v", page, err)
+	}
+	err = s.WithTx(t.Context(), func(tx *store.Tx) error { return tx.PutRouting(t.Context(), store.Routing{ServiceRequest: "Task/x", Risk: "low"}) })
+	if err == nil {
+		t.Error("PutRouting of a non-ServiceRequest succeeded")
+	}
+}
+
+func testOpenReferrals(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	for i, st := range []string{"requested", "accepted", "completed", "in-progress", "cancelled"} {
+		r := task(string(rune('a'+i)), 1)
+		r.Status = st
+		mustPut(t, s, r)
+	}
+	other := task("z", 1)
+	other.Owner = "Organization/ngo-d"
+	mustPut(t, s, other)
+	got, err := s.OpenReferrals(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"Organization/clinic-a": 3, "Organization/ngo-d": 1}; !reflect.DeepEqual(got, want) {
+		t.Errorf("OpenReferrals = %v, want %v", got, want)
+	}
+}
