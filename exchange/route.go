@@ -306,13 +306,13 @@ func qualifies(f Facts, c Candidate) (reasons []string, miss string) {
 				break
 			}
 		}
+		// Someone who needs an interpreter needs one for the local
+		// language: a partner speaking their own language needs none.
 		switch {
-		case spoken != "" && !f.Interpreter:
+		case spoken != "":
 			reasons = append(reasons, "speaks "+spoken)
 		case s.Interpreters:
 			reasons = append(reasons, "provides interpreters")
-		case spoken != "":
-			return nil, "an interpreter is needed and it provides none"
 		default:
 			return nil, "speaks none of the person's languages and provides no interpreters"
 		}

@@ -1,0 +1,397 @@
+package exchange
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
+	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
+
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// FormatJSON is the store format of resources the pipeline writes: FHIR
+// JSON as fhir.Marshal writes it.
+const FormatJSON = "json"
+
+// KindTransaction is the outbox kind of a referral: a transaction Bundle,
+// labelled and not yet filtered (it is filtered when sent).
+const KindTransaction = "transaction"
+
+// Pipeline ingests referral bundles: it labels them, routes them, decides
+// for each target under the patient's consents and the target's agreement,
+// and writes the resources, the routing and one outbox message per
+// permitted target in one transaction.
+type Pipeline struct {
+	Store  *store.Store
+	Config *Config
+	Engine *policy.Engine
+	Now    func() time.Time
+	Logger *slog.Logger
+	// OnDecision, when set, runs inside the ingest transaction for every
+	// decision (the audit log records it there).
+	OnDecision func(ctx context.Context, tx *store.Tx, d DecisionRecord) error
+}
+
+// DecisionRecord is one decision of the pipeline or the worker, for the
+// audit log: references, codes and hashes, no personal data.
+type DecisionRecord struct {
+	ServiceRequest string
+	Partner        string
+	Purpose        string
+	At             time.Time
+	Decision       policy.Decision
+	// Inputs are "Type/id/_history/version" of the resources decided on,
+	// and the agreement id.
+	Inputs    []string
+	Agreement string
+	// Sent is the exact bundle sent, for a disclosure (worker only).
+	Sent []byte
+}
+
+// IngestResult says what became of one referral.
+type IngestResult struct {
+	ServiceRequest string
+	Risk           Risk
+	// Routes are the chosen targets with their reasons.
+	Routes []Route
+	// Unroutable says why no partner could take it (held, not dropped).
+	Unroutable string
+	// Decisions holds each target's decision.
+	Decisions map[string]policy.Decision
+	// Enqueued counts new outbox messages; Unchanged those already there
+	// (a re-ingest of the same record).
+	Enqueued, Unchanged int
+}
+
+func (p *Pipeline) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Pipeline) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Ingest runs one referral transaction Bundle (as a mapping makes it)
+// through the pipeline. source is the partner or connector it came from.
+// The input bundle is not changed.
+func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (IngestResult, error) {
+	var res IngestResult
+	facts, err := FactsOf(b)
+	if err != nil {
+		return res, err
+	}
+	if facts.RequesterOrg == "" {
+		facts.RequesterOrg = source
+	}
+	res.ServiceRequest = facts.ServiceRequest
+	labelled := proto.Clone(b).(*rpb.Bundle)
+	for _, e := range labelled.GetEntry() {
+		if e.GetResource() != nil {
+			p.Engine.Labeller().Apply(e.GetResource())
+		}
+	}
+
+	open, err := p.Store.OpenReferrals(ctx)
+	if err != nil {
+		return res, err
+	}
+	cands, purposes := p.Config.Candidates(source, facts.Services)
+	for i := range cands {
+		cands[i].Open = open["Organization/"+cands[i].Partner]
+	}
+	placed := p.Config.Routing.Place(facts, cands)
+	res.Risk, res.Routes, res.Unroutable = placed.Risk, placed.Routes, placed.Unroutable
+
+	now := p.now()
+	patient := patientRef(labelled)
+	// The record's own Consent is the source's latest word: it decides
+	// with the patient's other stored consents.
+	stored, err := p.storedConsents(ctx, patient, labelled, false)
+	if err != nil {
+		return res, err
+	}
+
+	// What goes to each target: its own copy with the Task addressed to it.
+	type send struct {
+		partner, purpose string
+		bundle           *rpb.Bundle
+		payload          []byte
+		decision         policy.Decision
+	}
+	var sends []send
+	toStore := labelled
+	res.Decisions = map[string]policy.Decision{}
+	for i, r := range placed.Routes {
+		partner := p.Config.Policy.Partner(r.Partner)
+		if partner == nil {
+			return res, fmt.Errorf("route to %s: not a partner of the configuration", r.Partner)
+		}
+		copyFor := retarget(labelled, r.Partner, i == 0, r.Urgent)
+		purpose := purposes[r.Partner]
+		req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
+		_, dec := p.Engine.Filter(req, copyFor, stored...)
+		res.Decisions[r.Partner] = dec
+		s := send{partner: r.Partner, purpose: purpose, bundle: copyFor, decision: dec}
+		if dec.Permitted() {
+			if s.payload, err = fhir.Marshal(copyFor); err != nil {
+				return res, fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
+			}
+		}
+		sends = append(sends, s)
+		if i == 0 {
+			toStore = copyFor
+		} else {
+			// Extra targets get their own Task: store it too.
+			toStore = withTaskOf(toStore, copyFor)
+		}
+	}
+
+	rows, err := storeRows(toStore, source)
+	if err != nil {
+		return res, err
+	}
+	routing := store.Routing{ServiceRequest: facts.ServiceRequest, Source: source, Risk: placed.Risk.String(), Unroutable: placed.Unroutable != "", Reason: placed.Unroutable}
+	for _, r := range placed.Routes {
+		routing.Targets = append(routing.Targets, r.Partner)
+	}
+	err = p.Store.WithTx(ctx, func(tx *store.Tx) error {
+		if err := tx.PutBatch(ctx, rows); err != nil {
+			return err
+		}
+		if err := tx.PutRouting(ctx, routing); err != nil {
+			return err
+		}
+		res.Enqueued, res.Unchanged = 0, 0
+		for _, s := range sends {
+			if p.OnDecision != nil {
+				partner := p.Config.Policy.Partner(s.partner)
+				if err := p.OnDecision(ctx, tx, DecisionRecord{
+					ServiceRequest: facts.ServiceRequest, Partner: s.partner, Purpose: s.purpose, At: now,
+					Decision: s.decision, Agreement: partner.Agreement.ID, Inputs: inputRefs(rows),
+				}); err != nil {
+					return err
+				}
+			}
+			if s.payload == nil {
+				continue
+			}
+			sum := sha256.Sum256(append([]byte(s.partner+"\x00"+s.purpose+"\x00"+source+"\x00"), s.payload...))
+			_, created, err := tx.Enqueue(ctx, store.Message{
+				Key: hex.EncodeToString(sum[:]), Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.payload,
+			})
+			if err != nil {
+				return err
+			}
+			if created {
+				res.Enqueued++
+			} else {
+				res.Unchanged++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("ingesting %s: %w", facts.ServiceRequest, err)
+	}
+	p.logger().LogAttrs(ctx, slog.LevelInfo, "ingested referral", slog.String("ref", facts.ServiceRequest),
+		slog.String("risk", placed.Risk.String()), slog.Int("routes", len(placed.Routes)), slog.Int("enqueued", res.Enqueued))
+	return res, nil
+}
+
+// Prepare re-decides an outbox message against the consents as they are
+// now, for Deliverer.Prepare: the bundle's Consent entries are replaced by
+// their current versions, the patient's other current consents count too,
+// and the result is filtered for the partner's agreement.
+func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, error) {
+	r := fhir.Parse(m.Payload)
+	if !r.Valid() || r.Resource.GetBundle() == nil {
+		return Prepared{}, fmt.Errorf("outbox message %d does not hold a valid Bundle", m.ID)
+	}
+	b := r.Resource.GetBundle()
+	partner := p.Config.Policy.Partner(m.Partner)
+	if partner == nil {
+		return Prepared{Withhold: "partner " + m.Partner + " is no longer in the configuration"}, nil
+	}
+	stored, err := p.storedConsents(ctx, patientRef(b), b, true)
+	if err != nil {
+		return Prepared{}, err
+	}
+	req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: m.Purpose, At: p.now(), Base: p.Config.Policy.Network.BasePolicy}
+	out, dec := p.Engine.Filter(req, b, stored...)
+	if !dec.Permitted() {
+		return Prepared{Withhold: "no longer permitted: " + trailOf(dec)}, nil
+	}
+	data, err := fhir.Marshal(out)
+	if err != nil {
+		return Prepared{}, err
+	}
+	return Prepared{Bundle: data}, nil
+}
+
+// trailOf names what decided, without personal data.
+func trailOf(d policy.Decision) string {
+	var parts []string
+	for _, s := range d.Trail {
+		parts = append(parts, s.String())
+	}
+	if len(parts) == 0 {
+		return string(d.Effect)
+	}
+	return string(d.Effect) + " (" + strings.Join(parts, "; ") + ")"
+}
+
+// storedConsents returns the current stored versions of the patient's
+// consents that the bundle does not hold. With replace, a Consent the
+// bundle holds is replaced in place by its stored version (a revocation
+// recorded since enqueue counts); without, the bundle's version stands.
+func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bundle, replace bool) ([]*conpb.Consent, error) {
+	if patient == "" {
+		return nil, nil
+	}
+	rs, err := p.Store.Search(ctx, store.Query{Type: "Consent", Patient: patient, Limit: store.MaxSearchLimit})
+	if err != nil {
+		return nil, err
+	}
+	inBundle := map[string]*rpb.Bundle_Entry{}
+	for _, e := range b.GetEntry() {
+		if c := e.GetResource().GetConsent(); c != nil {
+			inBundle[c.GetId().GetValue()] = e
+		}
+	}
+	var extra []*conpb.Consent
+	for _, r := range rs {
+		if r.Format != FormatJSON {
+			continue
+		}
+		parsed := fhir.Parse(r.Data)
+		c := parsed.Resource.GetConsent()
+		if c == nil {
+			return nil, fmt.Errorf("stored %s does not parse as a Consent", r.Ref())
+		}
+		if e, ok := inBundle[r.ID]; ok {
+			if !replace {
+				continue
+			}
+			stored := proto.Clone(c).(*conpb.Consent)
+			// The bundle refers to its patient by fullUrl: keep that.
+			stored.Patient = e.GetResource().GetConsent().GetPatient()
+			e.Resource = &rpb.ContainedResource{OneofResource: &rpb.ContainedResource_Consent{Consent: stored}}
+			continue
+		}
+		extra = append(extra, c)
+	}
+	return extra, nil
+}
+
+// patientRef returns "Patient/id" of the bundle's Patient, or "".
+func patientRef(b *rpb.Bundle) string {
+	for _, e := range b.GetEntry() {
+		if pt := e.GetResource().GetPatient(); pt != nil {
+			return "Patient/" + pt.GetId().GetValue()
+		}
+	}
+	return ""
+}
+
+// retarget returns a copy of b for partner: the first target's Task gets
+// the partner as owner when the source named none; a later target gets a
+// Task of its own (a new deterministic id) owned by it. urgent raises the
+// Task's priority.
+func retarget(b *rpb.Bundle, partner string, first, urgent bool) *rpb.Bundle {
+	out := proto.Clone(b).(*rpb.Bundle)
+	for _, e := range out.GetEntry() {
+		t := e.GetResource().GetTask()
+		if t == nil {
+			continue
+		}
+		owner := fhir.Ref("Organization", partner)
+		if !first || t.GetOwner().GetOrganizationId().GetValue() != partner {
+			if !first {
+				id := fhir.NewID("pathway-route", t.GetId().GetValue(), partner)
+				t.Id = &dpb.Id{Value: id}
+				e.FullUrl = &dpb.Uri{Value: fhir.FullURL(id)}
+				if req := e.GetRequest(); req != nil {
+					req.Url = &dpb.Uri{Value: "Task/" + id}
+				}
+			}
+			t.Owner = owner
+		}
+		if urgent && !higherPriority(t.GetPriority().GetValue().String()) {
+			t.Priority = &tpb.Task_PriorityCode{Value: cpb.RequestPriorityCode_URGENT}
+		}
+	}
+	return out
+}
+
+// higherPriority reports whether an existing priority is already urgent or above.
+func higherPriority(enum string) bool {
+	switch enum {
+	case "URGENT", "ASAP", "STAT":
+		return true
+	}
+	return false
+}
+
+// withTaskOf returns b with the Task of other added (an extra target's
+// own Task), for storing.
+func withTaskOf(b, other *rpb.Bundle) *rpb.Bundle {
+	out := proto.Clone(b).(*rpb.Bundle)
+	for _, e := range other.GetEntry() {
+		if e.GetResource().GetTask() != nil {
+			out.Entry = append(out.Entry, proto.Clone(e).(*rpb.Bundle_Entry))
+		}
+	}
+	return out
+}
+
+// storeRows turns a transaction bundle into store rows: references
+// rewritten to Type/id, JSON data, search fields.
+func storeRows(b *rpb.Bundle, source string) ([]store.Resource, error) {
+	crs, err := fhir.TransactionResources(b)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]store.Resource, 0, len(crs))
+	for _, cr := range crs {
+		res := fhir.Unwrap(cr)
+		data, err := fhir.Marshal(res)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", fhir.Key(res), err)
+		}
+		sf := fhir.SearchFieldsOf(res)
+		rows = append(rows, store.Resource{
+			Type: fhir.TypeOf(res), ID: fhir.IDOf(res), Source: source, Format: FormatJSON, Data: data,
+			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester,
+		})
+	}
+	return rows, nil
+}
+
+// inputRefs names the resources of a decision with their content hashes.
+func inputRefs(rows []store.Resource) []string {
+	out := make([]string, 0, len(rows))
+	for _, r := range rows {
+		sum := sha256.Sum256(r.Data)
+		out = append(out, r.Ref()+"#sha256:"+hex.EncodeToString(sum[:]))
+	}
+	return out
+}

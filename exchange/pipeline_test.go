@@ -1,0 +1,219 @@
+package exchange
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/pathway-fhir/pathway/connectors"
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/mappings"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
+	"github.com/pathway-fhir/pathway/store/storetest"
+)
+
+// sampleBundles converts the sample NGO CSV with the built-in mapping,
+// keyed by referral id; rejected rows are left out.
+func sampleBundles(t *testing.T) map[string]*rpb.Bundle {
+	t.Helper()
+	m, err := mappings.Builtin("ngo-referral-csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("../testdata/mappings/ngo-referral.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, err := connectors.OpenCSV(f, "ngo-referral.csv", connectors.CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*rpb.Bundle{}
+	for {
+		rec, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Err != nil {
+			continue
+		}
+		ref, err := m.Apply(mappings.MapFields(rec.Fields))
+		if err != nil {
+			continue
+		}
+		b, err := mappings.Build(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[rec.Fields["referral_id"]] = b
+	}
+	if len(out) != 4 {
+		t.Fatalf("sample gave %d bundles, want 4", len(out))
+	}
+	return out
+}
+
+type pipelineHarness struct {
+	*harness
+	pipe   *Pipeline
+	cfg    *Config
+	clinic *partner
+	garden *partner
+}
+
+func newPipelineHarness(t *testing.T, url string) *pipelineHarness {
+	t.Helper()
+	h := &harness{clock: storetest.NewClock(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)), revoked: map[int64]bool{}}
+	s, err := store.Open(t.Context(), url, store.WithNowFunc(h.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	h.store = s
+	data, err := os.ReadFile("../testdata/exchange/pathway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig("pathway.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policy.NewEngine(cfg.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := &pipelineHarness{harness: h, cfg: cfg, pipe: &Pipeline{Store: s, Config: cfg, Engine: engine, Now: h.clock.Now}}
+	var cs, gs string
+	ph.clinic, h.srv = newPartner(t, h.clock)
+	cs = h.srv.URL
+	var gsrv = h.srv
+	ph.garden, gsrv = newPartner(t, h.clock)
+	gs = gsrv.URL
+	cfg.Partners["clinic-riverside"].Endpoint = cs
+	cfg.Partners["community-garden"].Endpoint = gs
+	return ph
+}
+
+func (ph *pipelineHarness) worker() *Deliverer {
+	d := ph.deliverer("w1", nil)
+	d.Target = func(id string) (Target, error) {
+		l := ph.cfg.Partners[id]
+		if l == nil || l.Endpoint == "" {
+			return Target{}, errors.New("no endpoint")
+		}
+		return Target{BaseURL: l.Endpoint}, nil
+	}
+	d.Prepare = ph.pipe.Prepare
+	return d
+}
+
+func TestPipelineIngestRouteDecideDeliver(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	bundles := sampleBundles(t)
+	want := map[string]struct {
+		risk     Risk
+		partner  string
+		enqueued int
+	}{
+		"R-2026-0101": {RiskModerate, "clinic-riverside", 1}, // moderate, Arabic with an interpreter, TREAT consented
+		"R-2026-0102": {RiskLow, "community-garden", 1},      // low, Ukrainian, group; community partners consented
+		"R-2026-0103": {RiskHigh, "clinic-riverside", 1},     // a self-harm flag: high risk, the specialist clinic
+		"R-2026-0104": {RiskLow, "community-garden", 0},      // routed, but no consent: nothing leaves
+	}
+	for id, w := range want {
+		res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", bundles[id])
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if res.Risk != w.risk || len(res.Routes) == 0 || res.Routes[0].Partner != w.partner || res.Enqueued != w.enqueued {
+			t.Errorf("%s: risk %v routes %+v enqueued %d unroutable %q; want %v to %s, %d enqueued", id, res.Risk, res.Routes, res.Enqueued, res.Unroutable, w.risk, w.partner, w.enqueued)
+		}
+		dec := res.Decisions[w.partner]
+		if dec.Explanation == "" || len(dec.Trail) == 0 {
+			t.Errorf("%s: decision without explanation or trail: %+v", id, dec)
+		}
+		if w.enqueued == 0 && dec.Permitted() {
+			t.Errorf("%s: permitted without consent: %s", id, dec.Explanation)
+		}
+	}
+	// A re-ingest of the same records changes nothing.
+	for id, b := range bundles {
+		res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Enqueued != 0 || res.Unchanged != want[id].enqueued {
+			t.Errorf("re-ingest %s: enqueued %d unchanged %d", id, res.Enqueued, res.Unchanged)
+		}
+	}
+	st, _ := ph.store.OutboxStats(t.Context())
+	if st.Counts[store.StatePending] != 3 {
+		t.Fatalf("outbox %+v, want 3 pending", st.Counts)
+	}
+	routings, err := ph.store.Routings(t.Context(), false, "", 0)
+	if err != nil || len(routings) != 4 {
+		t.Fatalf("routings %+v %v", routings, err)
+	}
+
+	ph.drain(t, ph.worker())
+	clinic, _, _ := ph.clinic.counts()
+	garden, _, _ := ph.garden.counts()
+	if len(clinic) == 0 || len(garden) == 0 {
+		t.Fatalf("clinic received %v, garden %v", clinic, garden)
+	}
+	for key := range garden {
+		typ := strings.SplitN(key, "/", 2)[0]
+		if typ != "Patient" && typ != "ServiceRequest" && typ != "Task" {
+			t.Errorf("the community partner received %s, outside its agreement", key)
+		}
+	}
+	hasObservation := false
+	for key := range clinic {
+		if strings.HasPrefix(key, "Observation/") || strings.HasPrefix(key, "Flag/") {
+			hasObservation = true
+		}
+	}
+	if !hasObservation {
+		t.Errorf("the clinic received no screening or risk resources: %v", clinic)
+	}
+}
+
+// TestPipelineRevocationStopsTheSend: the consent is revoked (a new
+// version, status inactive) after enqueue and before the worker runs.
+func TestPipelineRevocationStopsTheSend(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	b := sampleBundles(t)["R-2026-0101"]
+	if res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b); err != nil || res.Enqueued != 1 {
+		t.Fatalf("ingest: %+v %v", res, err)
+	}
+	consents, err := ph.store.Search(t.Context(), store.Query{Type: "Consent"})
+	if err != nil || len(consents) != 1 {
+		t.Fatalf("stored consents %v %v", consents, err)
+	}
+	c := consents[0]
+	c.Data = []byte(strings.Replace(string(c.Data), `"status":"active"`, `"status":"inactive"`, 1))
+	if !fhir.Parse(c.Data).Valid() || !strings.Contains(string(c.Data), `"inactive"`) {
+		t.Fatalf("revoked consent is not valid FHIR")
+	}
+	if _, err := ph.store.Put(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	ph.drain(t, ph.worker())
+	if got, _, reqs := ph.clinic.counts(); len(got) != 0 || reqs != 0 {
+		t.Errorf("the clinic received %v after the revocation", got)
+	}
+	ms, err := ph.store.Messages(t.Context(), store.MessageQuery{State: store.StateWithheld})
+	if err != nil || len(ms) != 1 || !strings.Contains(ms[0].LastError, "no longer permitted") {
+		t.Fatalf("withheld messages %+v %v", ms, err)
+	}
+}
