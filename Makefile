@@ -7,7 +7,6 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 6
 DEMO_DB   ?= pathway-demo.db
-DEMO_REJECTS ?= pathway-demo-rejects.ndjson
 
 .DEFAULT_GOAL := help
 
@@ -57,8 +56,9 @@ corpus: ## Parse, validate and round-trip every resource and primitive case in .
 	fi
 
 .PHONY: demo
-demo: ## Validate the sample referral data and store it in ./pathway-demo.db (SQLite).
-	$(GO) run ./cmd/pathway demo --database sqlite://$(DEMO_DB) --rejects $(DEMO_REJECTS)
+demo: ## Run the referral network end to end on the sample data (a new SQLite store in DEMO_DB, two in-process partners).
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(GO) run ./cmd/pathway demo --database sqlite://$(DEMO_DB)
 
 .PHONY: ci
 ci: lint test corpus ## What CI runs: lint, test, corpus.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -32,9 +34,10 @@ func newConvertCmd(s streams) *cobra.Command {
 		Use:   "convert --mapping NAME|FILE [--out FILE] [--rejects FILE] [--json] INPUT...",
 		Short: "Convert source records into FHIR referral bundles",
 		Long: `Convert each record of the inputs (CSV rows, JSON objects, HL7 v2
-messages) with a mapping into one FHIR transaction Bundle: Patient,
-ServiceRequest, Consent, Task, and screening, risk and outcome resources
-where the record has them. Every bundle is validated before it is written.
+messages, the ServiceRequests of FHIR documents) with a mapping into one
+FHIR transaction Bundle: Patient, ServiceRequest, Consent, Task, and the
+referring practitioner, screening, risk and outcome resources where the
+record has them. Every bundle is validated before it is written.
 
 Bundles are written as NDJSON, one per line, to --out or standard output.
 A rejected record goes to the rejects file (or, without one, its position
@@ -50,7 +53,10 @@ Exit status: 0 when every record converted, 1 when any was rejected, 2 for
 usage or mapping errors.`,
 		Example: `  pathway convert --mapping ngo-referral-csv --out bundles.ndjson referrals.csv
   pathway convert --mapping my-ngo.yaml --rejects rejects.ndjson export1.csv export2.csv
-  pathway convert --mapping ngo-referral-csv --json referrals.csv > bundles.ndjson`,
+  pathway convert --mapping ngo-referral-csv --json referrals.csv > bundles.ndjson
+  pathway convert --mapping kobo-json --out bundles.ndjson submissions.json
+  pathway convert --mapping fhir-referral --rejects rejects.ndjson clinic-bundle.json
+  pathway convert --mapping hl7v2-ref-i12 --out bundles.ndjson referrals.hl7`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.inputs = args
@@ -230,18 +236,67 @@ func fieldsOf(rec connectors.Record) mappings.Fields {
 	return mappings.MapFields{}
 }
 
-// hl7Fields reads HL7 v2 field paths (PID-5.1) for a mapping.
+// hl7Fields reads HL7 v2 field paths (PID-5.1, PID-3[2].1, PRD[2]-2.1; see
+// connectors.HL7Path) for a mapping, with two additions:
+//
+//   - a segment may be picked by the value of one of its fields instead of
+//     its position: "PRD[1=RP]-2.1" is PRD-2.1 of the first PRD whose PRD-1
+//     (first component) is RP, the referring provider; "SEG[F.C=VALUE]"
+//     compares component C. Referral messages carry one PRD per role, in no
+//     fixed order.
+//   - the HL7 null, written "", reads as empty: it says "no value", which
+//     is all a referral can do with it.
 type hl7Fields struct{ m *connectors.HL7Message }
 
 func (h hl7Fields) Lookup(ref string) ([]string, bool) {
-	vals := h.m.All(ref)
+	path, ok := h.selectSegment(ref)
+	if !ok {
+		return nil, false
+	}
+	vals := h.m.All(path)
+	for i, v := range vals {
+		if v == `""` {
+			vals[i] = ""
+		}
+	}
 	return vals, len(vals) > 0
 }
 
+// selectSegment rewrites "SEG[F=VALUE]-..." or "SEG[F.C=VALUE]-..." to
+// "SEG[o]-...", o being the first occurrence of SEG whose field F
+// (component C, default 1) equals VALUE without regard to case. Other
+// paths are returned as they are. ok is false when no segment matches.
+func (h hl7Fields) selectSegment(ref string) (string, bool) {
+	if len(ref) < 6 || ref[3] != '[' {
+		return ref, true
+	}
+	end := strings.IndexByte(ref, ']')
+	sel, rest := ref[4:max(end, 4)], ref[max(end, 4)+1:]
+	field, want, isSel := strings.Cut(sel, "=")
+	if end < 0 || !isSel {
+		return ref, true
+	}
+	fieldNum, comp, _ := strings.Cut(field, ".")
+	f, err1 := strconv.Atoi(fieldNum)
+	c, err2 := 1, error(nil)
+	if comp != "" {
+		c, err2 = strconv.Atoi(comp)
+	}
+	if err1 != nil || err2 != nil || f < 1 || c < 1 {
+		return "", false
+	}
+	for o, seg := range h.m.SegmentsNamed(ref[:3]) {
+		if strings.EqualFold(seg.Value(f, 1, c, 1), want) {
+			return ref[:3] + "[" + strconv.Itoa(o+1) + "]" + rest, true
+		}
+	}
+	return "", false
+}
+
 func (c *converter) record(rec connectors.Record) {
-	c.sum.Read++
 	pos := rec.Pos.String()
 	if rec.Err != nil {
+		c.sum.Read++
 		reason := rec.Err.Error()
 		if re, ok := rec.Err.(*connectors.RecordError); ok {
 			reason = re.Reason // the position is already on the reject
@@ -249,18 +304,44 @@ func (c *converter) record(rec connectors.Record) {
 		c.reject(rec, pos, []string{reason})
 		return
 	}
-	ref, err := c.m.Apply(fieldsOf(rec))
-	if err != nil {
-		var re *mappings.RecordError
-		if errors.As(err, &re) {
-			reasons := make([]string, len(re.Problems))
-			for i, p := range re.Problems {
-				reasons[i] = p.String()
-			}
-			c.reject(rec, pos, reasons)
-			return
+	if c.m.Input.Format != mappings.FormatFHIR {
+		c.sum.Read++
+		c.convert(rec, pos, fieldsOf(rec))
+		return
+	}
+	// A FHIR document holds one referral per ServiceRequest.
+	for _, fr := range mappings.FHIRRecords(rec.JSON) {
+		c.sum.Read++
+		p := pos
+		if fr.Path != "" {
+			p += ":" + fr.Path
 		}
-		c.reject(rec, pos, []string{err.Error()})
+		if fr.Err != nil {
+			c.reject(rec, p, reasonsOf(fr.Err))
+			continue
+		}
+		c.convert(rec, p, fr.Fields)
+	}
+}
+
+// reasonsOf lists the reasons of a mapping error: one per problem.
+func reasonsOf(err error) []string {
+	var re *mappings.RecordError
+	if errors.As(err, &re) {
+		reasons := make([]string, len(re.Problems))
+		for i, p := range re.Problems {
+			reasons[i] = p.String()
+		}
+		return reasons
+	}
+	return []string{err.Error()}
+}
+
+// convert maps one record at pos and writes its bundle, or rejects it.
+func (c *converter) convert(rec connectors.Record, pos string, fields mappings.Fields) {
+	ref, err := c.m.Apply(fields)
+	if err != nil {
+		c.reject(rec, pos, reasonsOf(err))
 		return
 	}
 	h := fnv.New64a()
@@ -271,7 +352,7 @@ func (c *converter) record(rec connectors.Record) {
 	}
 	bundle, err := mappings.Build(ref)
 	if err != nil {
-		c.reject(rec, pos, []string{err.Error()})
+		c.reject(rec, pos, reasonsOf(err))
 		return
 	}
 	if issues := fhir.Validate(bundle); issues.HasErrors() {

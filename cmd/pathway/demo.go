@@ -1,275 +1,462 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
-	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
-	"github.com/pathway-fhir/pathway/fhir"
-	"github.com/pathway-fhir/pathway/store"
 	"github.com/spf13/cobra"
+
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+
+	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/mappings"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
 )
 
 type demoOptions struct {
 	database string
-	data     string
-	rejects  string
+	config   string
+	inputs   []string
 	json     bool
+}
+
+// demoInput is one sample source the demo ingests.
+type demoInput struct {
+	Mapping, Source, File string
+}
+
+// defaultDemoInputs are the synthetic samples: an NGO's CSV export.
+var defaultDemoInputs = []string{
+	"ngo-referral-csv:ngo-harbour:testdata/mappings/ngo-referral.csv",
 }
 
 func newDemoCmd(s streams) *cobra.Command {
 	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Validate the sample referral data and store it",
-		Long: `Validate the sample referrals in testdata/demo (an NGO referral Bundle, a
-clinic's NDJSON export and a deliberately broken record) and store every
-valid record in the embedded SQLite store (or the database you name).
+		Short: "Run a referral network end to end on sample data",
+		Long: `Run the whole exchange on synthetic sample data, with no setup: an embedded
+store in a temporary folder (or the new database you name), two partner
+FHIR servers started in this process on loopback (a clinic and a community
+group, from testdata/exchange/pathway.yaml), and the sample referrals
+converted, labelled, routed, decided under each person's consent and each
+partner's data-sharing agreement, and delivered.
 
-A record is one NDJSON line or one JSON file; a Bundle is stored whole or
-not at all. Each rejected record goes to the rejects file with its position
-and issues, and the others go on. Running the demo again changes nothing:
-stored resources are versioned by content.
-
-Routing, consent filtering and delivery to partners are not built yet, so
-the demo sends nothing anywhere.`,
+It prints what each partner received and what was withheld from whom and
+why (the samples are synthetic; nothing else is printed), and exits 0 only
+if every check it makes holds: each permitted referral delivered once,
+nothing sent without consent, no partner given resource types outside its
+agreement, immigration and legal-status data sent to nobody without an
+explicit consent, and the rejected sample rows rejected.`,
 		Example: `  pathway demo
-  pathway demo --database sqlite:///tmp/demo.db --json
-  pathway demo --database postgres://postgres@127.0.0.1:5432/test`,
+  pathway demo --json | jq .checks
+  pathway demo --database sqlite://pathway-demo.db   # keep the store (the file must be new)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), o, s)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.database, "database", "", "store URL: sqlite:///path.db or postgres://... (default $PATHWAY_DATABASE_URL, else sqlite://pathway.db)")
-	f.StringVar(&o.data, "data", "testdata/demo", "folder of sample .json and .ndjson files")
-	f.StringVar(&o.rejects, "rejects", "pathway-demo-rejects.ndjson", "file to write rejected records to, with their issues")
-	f.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
+	f.StringVar(&o.database, "database", "", "a new, empty store to keep (default: a temporary SQLite file, removed at the end)")
+	f.StringVar(&o.config, "config", "testdata/exchange/pathway.yaml", "the demo network (partner endpoints are replaced by the in-process partners)")
+	f.StringArrayVar(&o.inputs, "input", defaultDemoInputs, "MAPPING:SOURCE:FILE to ingest (repeatable)")
+	f.BoolVar(&o.json, "json", false, "print the report as one JSON object")
 	return cmd
 }
 
-// demoSummary is what the demo did, printed as text or JSON.
-type demoSummary struct {
-	Database  string           `json:"database"`
-	Files     int              `json:"files"`
-	Records   int              `json:"records"`
-	Stored    int              `json:"stored"`
-	Changed   int              `json:"changed"`
-	Rejected  int              `json:"rejected"`
-	Rejects   string           `json:"rejects_file,omitempty"`
-	InStore   map[string]int64 `json:"in_store"`
-	Exchanged int              `json:"exchanged"`
+// demoReport is what the demo did and found.
+type demoReport struct {
+	Database string                  `json:"database"`
+	Records  int                     `json:"records_read"`
+	Ingested int                     `json:"ingested"`
+	Rejected []string                `json:"rejected"`
+	Partners map[string]*demoPartner `json:"partners"`
+	Withheld []demoWithheld          `json:"withheld"`
+	Outbox   map[string]int64        `json:"outbox"`
+	Checks   []demoCheck             `json:"checks"`
 }
 
-// reject is one line of the rejects file: where the record was, why it was
-// rejected, and the record itself, so nothing is lost and it can be fixed
-// and loaded again. The file holds personal data like its source does.
-type reject struct {
-	File   string          `json:"file"`
-	Index  *int            `json:"index"`
-	Issues []rejectIssue   `json:"issues"`
-	Record json.RawMessage `json:"record"`
+type demoWithheld struct {
+	Referral string `json:"referral"`
+	Partner  string `json:"partner"`
+	Decision string `json:"decision"`
+	Why      string `json:"why"`
 }
 
-type rejectIssue struct {
-	Severity fhir.Severity `json:"severity"`
-	Path     string        `json:"path"`
-	Code     string        `json:"code"`
-	Details  string        `json:"details"`
+type demoCheck struct {
+	Check string `json:"check"`
+	OK    bool   `json:"ok"`
+	Note  string `json:"note,omitempty"`
+}
+
+// demoPartner is an in-process partner FHIR server: it applies transaction
+// bundles (PUT by id, so a resend changes nothing) and remembers what it
+// received.
+type demoPartner struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	Bundles   int            `json:"bundles_received"`
+	Resources map[string]int `json:"resources_by_type"`
+	Labels    []string       `json:"security_labels_seen"`
+
+	mu          sync.Mutex
+	stored      map[string]*fhir.ContainedResource
+	immigration bool
+	srv         *http.Server
+	url         string
+}
+
+func startDemoPartner(id, name string) (*demoPartner, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &demoPartner{ID: id, Name: name, Resources: map[string]int{}, stored: map[string]*fhir.ContainedResource{}}
+	p.url = "http://" + ln.Addr().String() + "/fhir"
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 5 * time.Second}
+	go p.srv.Serve(ln)
+	return p, nil
+}
+
+func (p *demoPartner) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil || r.Method != http.MethodPost {
+		http.Error(w, "POST a transaction Bundle", http.StatusBadRequest)
+		return
+	}
+	res := fhir.Parse(body)
+	if !res.Valid() || res.Resource.GetBundle() == nil {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusBadRequest)
+		out, _ := fhir.Marshal(fhir.OperationOutcome(res.Issues))
+		w.Write(out)
+		return
+	}
+	rs, err := fhir.TransactionResources(res.Resource.GetBundle())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	p.mu.Lock()
+	p.Bundles++
+	for _, cr := range rs {
+		p.stored[fhir.Key(fhir.Unwrap(cr))] = cr
+	}
+	p.mu.Unlock()
+	w.Header().Set("Content-Type", "application/fhir+json")
+	io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response"}`)
+}
+
+// tally counts what the partner holds, and the security labels on it.
+func (p *demoPartner) tally() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	labels := map[string]bool{}
+	p.Resources = map[string]int{}
+	p.immigration = false
+	for key, cr := range p.stored {
+		res := fhir.Unwrap(cr)
+		p.Resources[strings.SplitN(key, "/", 2)[0]]++
+		if m, ok := res.(interface{ GetMeta() *dpb.Meta }); ok {
+			for _, c := range m.GetMeta().GetSecurity() {
+				labels[c.GetCode().GetValue()] = true
+			}
+		}
+		// Immigration data is labelled, on the resource or inline on the
+		// element. A Consent only names the label in its rules.
+		if fhir.TypeOf(res) == "Consent" {
+			continue
+		}
+		if data, err := fhir.Marshal(res); err == nil && strings.Contains(string(data), `"code":"`+fhir.PathwaySensitivityImmigration+`"`) {
+			p.immigration = true
+		}
+	}
+	p.Labels = sortedKeys(labels)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func runDemo(ctx context.Context, o demoOptions, s streams) error {
-	if ctx == nil {
-		ctx = context.Background()
+	n, err := loadNetwork(o.config)
+	if err != nil {
+		return usageErrorf("%v (run the demo from the repository root, or pass --config)", err)
 	}
-	if info, err := os.Stat(o.data); err != nil || !info.IsDir() {
-		return usageErrorf("sample data folder %q not found: run from the repository root, or pass --data", o.data)
+	var inputs []demoInput
+	for _, in := range o.inputs {
+		parts := strings.SplitN(in, ":", 3)
+		if len(parts) != 3 {
+			return usageErrorf("--input %q: want MAPPING:SOURCE:FILE", in)
+		}
+		if _, err := os.Stat(parts[2]); err != nil {
+			return usageErrorf("sample %s not found: run the demo from the repository root", parts[2])
+		}
+		inputs = append(inputs, demoInput{parts[0], parts[1], parts[2]})
 	}
-	url := databaseURL(o.database)
+	url := o.database
+	if url == "" {
+		dir, err := os.MkdirTemp("", "pathway-demo-")
+		if err != nil {
+			return &exitError{code: exitInvalid, msg: err.Error()}
+		}
+		defer os.RemoveAll(dir)
+		url = "sqlite://" + filepath.Join(dir, "pathway.db")
+	}
 	st, err := store.Open(ctx, url)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		return usageErrorf("%v", err)
 	}
 	defer st.Close()
+	if c, err := st.Count(ctx, ""); err != nil || c > 0 {
+		return usageErrorf("the demo needs a new, empty store: %s holds data", store.RedactURL(url))
+	}
 
-	sum := demoSummary{Database: store.RedactURL(url), InStore: map[string]int64{}}
-	var rejects []reject
-	err = filepath.WalkDir(o.data, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	rep := &demoReport{Database: store.RedactURL(url), Partners: map[string]*demoPartner{}, Rejected: []string{}, Withheld: []demoWithheld{}}
+	if o.database == "" {
+		rep.Database = "a temporary SQLite file (removed)"
+	}
+	for _, id := range n.cfg.Order {
+		link := n.cfg.Partners[id]
+		if link.Endpoint == "" {
+			continue
 		}
-		ext := strings.ToLower(filepath.Ext(path))
-		if ext != ".json" && ext != ".ndjson" {
-			return nil
+		name := id
+		if p := n.cfg.Policy.Partner(id); p != nil && p.Name != "" {
+			name = p.Name
 		}
-		sum.Files++
-		data, err := os.ReadFile(path)
+		dp, err := startDemoPartner(id, name)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
+			return &exitError{code: exitInvalid, msg: err.Error()}
 		}
-		var records [][]byte
-		if ext == ".ndjson" {
-			records = bytes.Split(data, []byte("\n"))
-		} else {
-			records = [][]byte{data}
+		defer dp.srv.Close()
+		link.Endpoint = dp.url
+		link.Auth = exchange.AuthSettings{}
+		link.TLS = exchange.TLSSettings{}
+		rep.Partners[id] = dp
+	}
+
+	// Ingest every sample.
+	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine}
+	expectIMMIG := map[string]bool{} // partner -> allowed legal-status data by some consent
+	for _, in := range inputs {
+		if err := demoIngest(ctx, pipe, in, rep, expectIMMIG); err != nil {
+			return &exitError{code: exitInvalid, msg: err.Error()}
 		}
-		for i, rec := range records {
-			rec = bytes.TrimSpace(rec)
-			if len(rec) == 0 {
-				continue
-			}
-			sum.Records++
-			var index *int
-			if ext == ".ndjson" {
-				line := i + 1
-				index = &line
-			}
-			r := fhir.Parse(rec)
-			if !r.Valid() {
-				sum.Rejected++
-				rejects = append(rejects, newReject(path, index, r.Issues, rec))
-				continue
-			}
-			stored, changed, err := storeRecord(ctx, st, r.Resource, path)
+	}
+
+	// Deliver until the outbox is drained.
+	ds, err := n.deliverers(st, 2, "demo")
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		for {
+			got, err := d.RunOnce(ctx)
 			if err != nil {
-				return err
+				return &exitError{code: exitInvalid, msg: err.Error()}
 			}
-			sum.Stored += stored
-			sum.Changed += changed
+			if got == 0 {
+				break
+			}
 		}
-		return nil
-	})
+	}
+	stats, err := st.OutboxStats(ctx)
 	if err != nil {
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
-	if len(rejects) > 0 {
-		if err := writeRejects(o.rejects, rejects); err != nil {
-			return &exitError{code: exitInvalid, msg: err.Error()}
+	rep.Outbox = map[string]int64{}
+	for state, c := range stats.Counts {
+		rep.Outbox[string(state)] = c
+	}
+	for _, p := range rep.Partners {
+		p.tally()
+	}
+	rep.Checks = demoChecks(n, rep, expectIMMIG)
+	if err := printDemo(s, rep, o.json); err != nil {
+		return err
+	}
+	for _, c := range rep.Checks {
+		if !c.OK {
+			return &exitError{code: exitInvalid, msg: "demo check failed: " + c.Check}
 		}
-		sum.Rejects = o.rejects
-	}
-	for _, t := range []string{"Patient", "ServiceRequest", "Consent", "Task"} {
-		n, err := st.Count(ctx, t)
-		if err != nil {
-			return &exitError{code: exitInvalid, msg: err.Error()}
-		}
-		sum.InStore[t] = n
-	}
-	return printDemo(s.out, sum, o.json)
-}
-
-// storeRecord stores one valid record: every resource of a transaction or
-// batch Bundle in one database transaction, or a single resource. It
-// returns how many resources were stored and how many of them changed.
-func storeRecord(ctx context.Context, st *store.Store, cr *fhir.ContainedResource, source string) (stored, changed int, err error) {
-	resources := []*fhir.ContainedResource{cr}
-	if b := cr.GetBundle(); b != nil && (b.GetType().GetValue() == cpb.BundleTypeCode_TRANSACTION || b.GetType().GetValue() == cpb.BundleTypeCode_BATCH) {
-		// A transaction or batch is processed as a FHIR server would: its
-		// entries become resources. Other bundles are stored as they are.
-		if resources, err = fhir.TransactionResources(b); err != nil {
-			return 0, 0, fmt.Errorf("storing %s: %w", source, err)
-		}
-	}
-	err = st.WithTx(ctx, func(tx *store.Tx) error {
-		for _, res := range resources {
-			row, err := storeRow(res, source)
-			if err != nil {
-				return err
-			}
-			var before int64
-			if cur, err := tx.Get(ctx, row.Type, row.ID); err == nil {
-				before = cur.Version
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			after, err := tx.Put(ctx, row)
-			if err != nil {
-				return err
-			}
-			stored++
-			if after.Version != before {
-				changed++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("storing %s: %w", source, err)
-	}
-	return stored, changed, nil
-}
-
-func storeRow(res *fhir.ContainedResource, source string) (store.Resource, error) {
-	data, err := fhir.MarshalBinary(res)
-	if err != nil {
-		return store.Resource{}, err
-	}
-	sf := fhir.SearchFieldsOf(res)
-	return store.Resource{
-		Type: fhir.TypeOf(res), ID: fhir.IDOf(res), Source: filepath.ToSlash(source),
-		Format: "proto", Data: data, Hash: sha256.Sum256(data),
-		Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester,
-	}, nil
-}
-
-func newReject(file string, index *int, issues fhir.Issues, record []byte) reject {
-	r := reject{File: file, Index: index, Record: json.RawMessage(record)}
-	if !json.Valid(record) {
-		quoted, _ := json.Marshal(string(record))
-		r.Record = quoted
-	}
-	for _, is := range issues {
-		r.Issues = append(r.Issues, rejectIssue{is.Severity, is.Path, is.Code, is.Details})
-	}
-	return r
-}
-
-func writeRejects(path string, rejects []reject) error {
-	var buf bytes.Buffer
-	for _, r := range rejects {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("writing rejects file: %w", err)
 	}
 	return nil
 }
 
-func printDemo(w io.Writer, sum demoSummary, asJSON bool) error {
+func demoIngest(ctx context.Context, pipe *exchange.Pipeline, in demoInput, rep *demoReport, _ map[string]bool) error {
+	m, err := loadMapping(in.Mapping)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(in.File)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	src, err := (&converter{m: m}).open(f, in.File)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	for {
+		rec, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rep.Records++
+		if rec.Err != nil {
+			rep.Rejected = append(rep.Rejected, rec.Pos.String())
+			continue
+		}
+		ref, err := m.Apply(fieldsOf(rec))
+		if err != nil {
+			rep.Rejected = append(rep.Rejected, rec.Pos.String())
+			continue
+		}
+		b, err := mappings.Build(ref)
+		if err != nil {
+			rep.Rejected = append(rep.Rejected, rec.Pos.String())
+			continue
+		}
+		res, err := pipe.Ingest(ctx, in.Source, b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rec.Pos, err)
+		}
+		rep.Ingested++
+		label := rec.Pos.String()
+		if res.Unroutable != "" {
+			rep.Withheld = append(rep.Withheld, demoWithheld{Referral: label, Partner: "(none)", Decision: "unroutable", Why: res.Unroutable})
+		}
+		for _, r := range res.Routes {
+			d := res.Decisions[r.Partner]
+			if !d.Permitted() {
+				rep.Withheld = append(rep.Withheld, demoWithheld{Referral: label, Partner: r.Partner, Decision: string(d.Effect), Why: d.Explanation})
+				continue
+			}
+			var removed []string
+			for _, ob := range d.Obligations {
+				if ob.Action == policy.Remove || ob.Action == policy.Mask {
+					removed = append(removed, string(ob.Action)+" "+ob.Target+" ("+ob.Because+")")
+				}
+			}
+			if len(removed) > 0 {
+				rep.Withheld = append(rep.Withheld, demoWithheld{Referral: label, Partner: r.Partner, Decision: "permit, with parts withheld", Why: strings.Join(removed, "; ")})
+			}
+		}
+	}
+}
+
+// demoChecks are what the demo promises.
+func demoChecks(n *network, rep *demoReport, _ map[string]bool) []demoCheck {
+	var checks []demoCheck
+	add := func(name string, ok bool, note string) { checks = append(checks, demoCheck{name, ok, note}) }
+
+	add("sample rows that cannot be converted are rejected, the rest go on", len(rep.Rejected) > 0 && rep.Ingested > 0,
+		fmt.Sprintf("%d ingested, %d rejected", rep.Ingested, len(rep.Rejected)))
+	pending := rep.Outbox["pending"] + rep.Outbox["inflight"] + rep.Outbox["dead"]
+	add("every permitted referral was delivered", pending == 0 && rep.Outbox["delivered"] > 0,
+		fmt.Sprintf("%d delivered, %d not", rep.Outbox["delivered"], pending))
+	total := 0
+	for _, p := range rep.Partners {
+		total += p.Bundles
+	}
+	add("each delivery reached its partner once", int64(total) == rep.Outbox["delivered"], fmt.Sprintf("%d bundles received", total))
+	noConsent := 0
+	for _, w := range rep.Withheld {
+		if w.Decision == string(policy.Deny) || w.Decision == string(policy.NoConsent) {
+			noConsent++
+		}
+	}
+	add("a referral without consent sends nothing", noConsent > 0, fmt.Sprintf("%d decisions withheld everything", noConsent))
+	for id, p := range rep.Partners {
+		pp := n.cfg.Policy.Partner(id)
+		var outside []string
+		for typ := range p.Resources {
+			if !containsFold(pp.Agreement.ResourceTypes, typ) {
+				outside = append(outside, typ)
+			}
+		}
+		sort.Strings(outside)
+		add(fmt.Sprintf("%s received only resource types its agreement allows", id), len(outside) == 0, strings.Join(outside, ", "))
+		add(fmt.Sprintf("%s received no immigration or legal-status data (no sample consent allows it)", id), !p.immigration, "")
+	}
+	return checks
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func printDemo(s streams, rep *demoReport, asJSON bool) error {
 	if asJSON {
-		return json.NewEncoder(w).Encode(sum)
+		enc := json.NewEncoder(s.out)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
 	}
-	fmt.Fprintf(w, "Read %d records from %d files.\n", sum.Records, sum.Files)
-	fmt.Fprintf(w, "Stored %d resources in %s (%d new or changed versions).\n", sum.Stored, sum.Database, sum.Changed)
-	if sum.Rejected > 0 {
-		fmt.Fprintf(w, "Rejected %d records; each is in %s with its issues.\n", sum.Rejected, sum.Rejects)
+	w := s.out
+	fmt.Fprintf(w, "Pathway demo: %d sample records read, %d referrals ingested, %d rejected (%s)\n", rep.Records, rep.Ingested, len(rep.Rejected), strings.Join(rep.Rejected, ", "))
+	fmt.Fprintf(w, "Store: %s\n\n", rep.Database)
+	ids := make([]string, 0, len(rep.Partners))
+	for id := range rep.Partners {
+		ids = append(ids, id)
 	}
-	types := make([]string, 0, len(sum.InStore))
-	for t := range sum.InStore {
-		types = append(types, t)
+	sort.Strings(ids)
+	for _, id := range ids {
+		p := rep.Partners[id]
+		fmt.Fprintf(w, "%s (%s) received %d bundle(s):", p.Name, id, p.Bundles)
+		types := make([]string, 0, len(p.Resources))
+		for t := range p.Resources {
+			types = append(types, t)
+		}
+		sort.Strings(types)
+		for _, t := range types {
+			fmt.Fprintf(w, " %s %d,", t, p.Resources[t])
+		}
+		fmt.Fprintf(w, " labels seen: %s\n", strings.Join(p.Labels, " "))
 	}
-	sort.Strings(types)
-	counts := make([]string, len(types))
-	for i, t := range types {
-		counts[i] = fmt.Sprintf("%s %d", t, sum.InStore[t])
+	fmt.Fprintln(w, "\nWithheld, from whom, and why:")
+	for _, wh := range rep.Withheld {
+		fmt.Fprintf(w, "- %s -> %s: %s: %s\n", wh.Referral, wh.Partner, wh.Decision, wh.Why)
 	}
-	fmt.Fprintf(w, "Now in the store: %s.\n", strings.Join(counts, ", "))
-	fmt.Fprintln(w, "Nothing was sent to any partner: routing, consent filtering and delivery are not built yet.")
+	fmt.Fprintln(w, "\nChecks:")
+	for _, c := range rep.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		if c.Note != "" {
+			fmt.Fprintf(w, "  %s %s (%s)\n", mark, c.Check, c.Note)
+		} else {
+			fmt.Fprintf(w, "  %s %s\n", mark, c.Check)
+		}
+	}
 	return nil
 }

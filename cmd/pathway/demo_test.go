@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,59 +15,67 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func runDemoIn(t *testing.T, database string) demoSummary {
+func runDemoJSON(t *testing.T, args ...string) demoReport {
 	t.Helper()
-	rejects := filepath.Join(t.TempDir(), "rejects.ndjson")
-	code, out, errOut := runCmd(t, "", "demo", "--json", "--data", "../../testdata/demo", "--database", database, "--rejects", rejects)
+	t.Chdir("../..") // the demo reads its samples from the repository root
+	code, out, errOut := runCmd(t, "", append([]string{"demo", "--json"}, args...)...)
+	var rep demoReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("demo --json: exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
 	if code != 0 {
-		t.Fatalf("demo exit %d: %s %s", code, out, errOut)
+		t.Fatalf("demo exit %d: %s\n%s", code, errOut, out)
 	}
-	var sum demoSummary
-	if err := json.Unmarshal([]byte(out), &sum); err != nil {
-		t.Fatalf("demo --json: %v: %s", err, out)
-	}
-	f, err := os.Open(rejects)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	n := 0
-	for sc.Scan() {
-		var r reject
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || len(r.Issues) == 0 || len(r.Record) == 0 {
-			t.Errorf("rejects line %q: %v", sc.Text(), err)
-		}
-		n++
-	}
-	if n != sum.Rejected {
-		t.Errorf("rejects file has %d lines, summary says %d", n, sum.Rejected)
-	}
-	return sum
+	return rep
 }
 
-func checkDemo(t *testing.T, database string) {
-	first := runDemoIn(t, database)
-	want := demoSummary{Files: 3, Records: 7, Stored: 8, Changed: 8, Rejected: 2,
-		InStore: map[string]int64{"Patient": 2, "ServiceRequest": 2, "Consent": 1, "Task": 3}}
-	if first.Files != want.Files || first.Records != want.Records || first.Stored != want.Stored ||
-		first.Changed != want.Changed || first.Rejected != want.Rejected || first.Exchanged != 0 {
-		t.Errorf("first run %+v, want %+v", first, want)
+func checkDemo(t *testing.T, rep demoReport) {
+	t.Helper()
+	if rep.Records != 6 || rep.Ingested != 4 || len(rep.Rejected) != 2 {
+		t.Errorf("records %d ingested %d rejected %v", rep.Records, rep.Ingested, rep.Rejected)
 	}
-	for typ, n := range want.InStore {
-		if first.InStore[typ] != n {
-			t.Errorf("%s in store: %d, want %d", typ, first.InStore[typ], n)
+	clinic, garden := rep.Partners["clinic-riverside"], rep.Partners["community-garden"]
+	if clinic == nil || garden == nil || clinic.Bundles != 2 || garden.Bundles != 1 {
+		t.Fatalf("partners received %+v %+v", clinic, garden)
+	}
+	if clinic.Resources["Observation"] == 0 || clinic.Resources["Flag"] != 1 {
+		t.Errorf("the clinic received %v: want the screening scores and the risk flag", clinic.Resources)
+	}
+	for typ := range garden.Resources {
+		if typ != "Patient" && typ != "ServiceRequest" && typ != "Task" {
+			t.Errorf("the community group received %s", typ)
 		}
 	}
-	second := runDemoIn(t, database)
-	if second.Stored != 8 || second.Changed != 0 || second.InStore["Task"] != 3 {
-		t.Errorf("second run must change nothing: %+v", second)
+	if rep.Outbox["delivered"] != 3 || len(rep.Checks) < 6 {
+		t.Errorf("outbox %v checks %v", rep.Outbox, rep.Checks)
+	}
+	for _, c := range rep.Checks {
+		if !c.OK {
+			t.Errorf("check failed: %+v", c)
+		}
+	}
+	withheld := false
+	for _, w := range rep.Withheld {
+		if w.Decision == "no-consent" || w.Decision == "deny" {
+			withheld = w.Why != ""
+		}
+	}
+	if !withheld {
+		t.Errorf("no referral was withheld with a reason: %+v", rep.Withheld)
 	}
 }
 
 func TestDemoSQLite(t *testing.T) {
-	checkDemo(t, "sqlite://"+filepath.Join(t.TempDir(), "demo.db"))
+	checkDemo(t, runDemoJSON(t))
+}
+
+func TestDemoKeepsANewStoreAndRefusesAFullOne(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "demo.db")
+	checkDemo(t, runDemoJSON(t, "--database", db))
+	code, _, errOut := runCmd(t, "", "demo", "--database", db)
+	if code != 2 || !strings.Contains(errOut, "needs a new, empty store") {
+		t.Errorf("demo on a used store: exit %d %s", code, errOut)
+	}
 }
 
 func TestDemoPostgres(t *testing.T) {
@@ -97,12 +104,12 @@ func TestDemoPostgres(t *testing.T) {
 	if strings.Contains(base, "?") {
 		sep = "&"
 	}
-	checkDemo(t, base+sep+"search_path="+schema)
+	checkDemo(t, runDemoJSON(t, "--database", base+sep+"search_path="+schema))
 }
 
-func TestDemoMissingData(t *testing.T) {
-	code, _, errOut := runCmd(t, "", "demo", "--data", filepath.Join(t.TempDir(), "none"), "--database", "sqlite://"+filepath.Join(t.TempDir(), "x.db"))
-	if code != 2 || !strings.Contains(errOut, "--data") {
+func TestDemoMissingConfig(t *testing.T) {
+	code, _, errOut := runCmd(t, "", "demo", "--config", filepath.Join(t.TempDir(), "none.yaml"))
+	if code != 2 || !strings.Contains(errOut, "repository root") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
@@ -138,13 +145,13 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Skip("make not installed")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("make", "demo", "DEMO_DB="+filepath.Join(dir, "demo.db"), "DEMO_REJECTS="+filepath.Join(dir, "rejects.ndjson"))
+	cmd := exec.Command("make", "demo", "DEMO_DB="+filepath.Join(dir, "demo.db"))
 	cmd.Dir = "../.."
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Stored 8 resources", "Rejected 2 records", "Nothing was sent"} {
+	for _, want := range []string{"Riverside Community Clinic (clinic-riverside) received 2 bundle(s)", "Withheld, from whom, and why:", "ok   every permitted referral was delivered"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("make demo output lacks %q:\n%s", want, out)
 		}

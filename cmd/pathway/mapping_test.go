@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pathway-fhir/pathway/mappings"
 )
 
 func TestMappingLint(t *testing.T) {
@@ -32,7 +36,34 @@ func TestMappingLint(t *testing.T) {
 
 func TestMappingList(t *testing.T) {
 	code, out, _ := runCmd(t, "", "mapping", "list")
-	if code != 0 || !strings.Contains(out, "ngo-referral-csv") || !strings.Contains(out, "csv") {
+	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{"fhir-referral ", "hl7v2-ref-i12 ", "kobo-json ", "ngo-referral-csv "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("mapping list lacks %s:\n%s", want, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(mappings.Builtins()) || len(lines) < 4 {
+		t.Errorf("%d lines for %d built-in mappings:\n%s", len(lines), len(mappings.Builtins()), out)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) < 3 || (f[1] != "csv" && f[1] != "json" && f[1] != "fhir" && f[1] != "hl7v2") {
+			t.Errorf("line without a name, format and description: %q", l)
+		}
+	}
+}
+
+// TestMappingLintBuiltins lints every mapping shipped inside Pathway, as
+// files, with pathway mapping lint.
+func TestMappingLintBuiltins(t *testing.T) {
+	files, err := filepath.Glob("../../mappings/builtin/*.yaml")
+	if err != nil || len(files) != len(mappings.Builtins()) {
+		t.Fatalf("%d files for %d built-ins (%v)", len(files), len(mappings.Builtins()), err)
+	}
+	code, out, errOut := runCmd(t, "", append([]string{"mapping", "lint"}, files...)...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d mapping files checked: no problems", len(files))) {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -75,7 +75,16 @@ records every decision in a verifiable audit log.`,
 		newDemoCmd(s),
 		newMappingCmd(s),
 		newConvertCmd(s),
+		newConsentCmd(s),
+		newFilterCmd(s),
 		newOutboxCmd(s),
+		newInitCmd(s),
+		newConfigCmd(s),
+		newIngestCmd(s),
+		newWorkerCmd(s),
+		newReferralsCmd(s),
+		newKeysCmd(s),
+		newAuditCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,477 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-resty/resty/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/pathway-fhir/pathway/connectors"
+	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/mappings"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// network is a loaded configuration with its policy engine.
+type network struct {
+	cfg    *exchange.Config
+	engine *policy.Engine
+}
+
+func loadNetwork(path string) (*network, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErrorf("reading configuration: %v", err)
+	}
+	cfg, err := exchange.ParseConfig(path, data)
+	if err != nil {
+		return nil, usageErrorf("configuration has problems (see 'pathway config lint %s'):\n%v", path, err)
+	}
+	engine, err := policy.NewEngine(cfg.Policy)
+	if err != nil {
+		return nil, usageErrorf("configuration: %v", err)
+	}
+	return &network{cfg: cfg, engine: engine}, nil
+}
+
+// storeURL is the flag, else the configuration's store, else the default.
+func (n *network) storeURL(flag string) string {
+	if flag == "" && n.cfg.StoreURL != "" {
+		return n.cfg.StoreURL
+	}
+	return databaseURL(flag)
+}
+
+type ingestOptions struct {
+	config, mapping, source, database, rejects string
+	json                                       bool
+	inputs                                     []string
+}
+
+type ingestSummary struct {
+	Read       int     `json:"records_read"`
+	Ingested   int     `json:"ingested"`
+	Rejected   int     `json:"rejected"`
+	Routed     int     `json:"routed"`
+	Unroutable int     `json:"unroutable"`
+	Enqueued   int     `json:"enqueued"`
+	Unchanged  int     `json:"unchanged"`
+	Withheld   int     `json:"withheld"`
+	Elapsed    float64 `json:"elapsed_seconds"`
+}
+
+func newIngestCmd(s streams) *cobra.Command {
+	var o ingestOptions
+	cmd := &cobra.Command{
+		Use:   "ingest --config FILE --mapping NAME|FILE --source PARTNER INPUT...",
+		Short: "Convert, label, route, decide and enqueue referrals from files",
+		Long: `Run referrals through the pipeline: each record of the inputs is converted
+with the mapping into a FHIR transaction Bundle, validated, labelled,
+routed to the partners the configuration's routes and stepped care choose,
+decided for each target under the patient's consents and the target's
+data-sharing agreement, and written, with the routing and one outbox
+message per permitted target, in one database transaction. 'pathway worker'
+then delivers the outbox.
+
+A re-ingest of the same input changes nothing. A referral no partner can
+take is held as unroutable with its reason ('pathway referrals
+--unroutable'). A rejected record goes to --rejects (or standard error)
+with its position and reasons; the others go on.
+
+Exit status: 0 when every record was ingested, 1 when any was rejected, 2
+for usage or configuration errors.`,
+		Example: `  pathway ingest --config pathway.yaml --mapping ngo-referral-csv --source ngo-harbour referrals.csv
+  pathway ingest --config pathway.yaml --mapping hl7v2-ref-i12 --source clinic-riverside --json inbox/*.hl7`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.inputs = args
+			return runIngest(cmd.Context(), o, s)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "pathway.yaml", "network configuration")
+	f.StringVar(&o.mapping, "mapping", "", "built-in mapping name or mapping file (required)")
+	f.StringVar(&o.source, "source", "", "the partner the records come from (required)")
+	f.StringVar(&o.database, "database", "", "store URL (default: the configuration's store, $PATHWAY_DATABASE_URL, else sqlite://pathway.db)")
+	f.StringVar(&o.rejects, "rejects", "", "write rejected records with their reasons to this NDJSON file")
+	f.BoolVar(&o.json, "json", false, "print the summary as JSON on standard output")
+	_ = cmd.MarkFlagRequired("mapping")
+	_ = cmd.MarkFlagRequired("source")
+	return cmd
+}
+
+func runIngest(ctx context.Context, o ingestOptions, s streams) error {
+	n, err := loadNetwork(o.config)
+	if err != nil {
+		return err
+	}
+	if _, ok := n.cfg.Partners[o.source]; !ok {
+		return usageErrorf("--source %q is not a partner of %s", o.source, o.config)
+	}
+	m, err := loadMapping(o.mapping)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	st, err := store.Open(ctx, n.storeURL(o.database))
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	defer st.Close()
+	var rejects io.Writer
+	if o.rejects != "" {
+		rf, err := os.Create(o.rejects)
+		if err != nil {
+			return usageErrorf("creating rejects file: %v", err)
+		}
+		defer rf.Close()
+		rejects = rf
+	}
+	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine}
+	started := time.Now()
+	var sum ingestSummary
+	seen := map[string]string{}
+	reject := func(rec connectors.Record, reasons ...string) {
+		sum.Rejected++
+		if rejects != nil {
+			b, _ := json.Marshal(convertReject{Position: rec.Pos.String(), Reasons: reasons, Record: string(rec.Raw)})
+			rejects.Write(append(b, '\n'))
+			return
+		}
+		fmt.Fprintf(s.err, "%s: rejected:\n", rec.Pos)
+		for _, r := range reasons {
+			fmt.Fprintf(s.err, "  %s\n", r)
+		}
+	}
+	conv := &converter{m: m}
+	for _, in := range o.inputs {
+		f, err := os.Open(in)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		src, err := conv.open(f, in)
+		if err != nil {
+			f.Close()
+			return &exitError{code: exitInvalid, msg: err.Error()}
+		}
+		for {
+			rec, err := src.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				src.Close()
+				f.Close()
+				return &exitError{code: exitInvalid, msg: err.Error()}
+			}
+			sum.Read++
+			if rec.Err != nil {
+				reason := rec.Err.Error()
+				var re *connectors.RecordError
+				if errors.As(rec.Err, &re) {
+					reason = re.Reason
+				}
+				reject(rec, reason)
+				continue
+			}
+			ref, err := m.Apply(fieldsOf(rec))
+			if err != nil {
+				var re *mappings.RecordError
+				if errors.As(err, &re) {
+					var reasons []string
+					for _, p := range re.Problems {
+						reasons = append(reasons, p.String())
+					}
+					reject(rec, reasons...)
+				} else {
+					reject(rec, err.Error())
+				}
+				continue
+			}
+			key := ref.SourceSystem + "\x00" + ref.RecordID
+			if first, dup := seen[key]; dup {
+				reject(rec, "source.record_id: the same record id as "+first+": each record needs its own id")
+				continue
+			}
+			bundle, err := mappings.Build(ref)
+			if err != nil {
+				reject(rec, err.Error())
+				continue
+			}
+			if issues := fhir.Validate(bundle); issues.HasErrors() {
+				var reasons []string
+				for _, is := range issues.Errors() {
+					reasons = append(reasons, "invalid bundle: "+is.String())
+				}
+				reject(rec, reasons...)
+				continue
+			}
+			seen[key] = rec.Pos.String()
+			res, err := pipe.Ingest(ctx, o.source, bundle)
+			if err != nil {
+				src.Close()
+				f.Close()
+				return &exitError{code: exitInvalid, msg: fmt.Sprintf("%s: %v", rec.Pos, err)}
+			}
+			sum.Ingested++
+			if res.Unroutable != "" {
+				sum.Unroutable++
+			} else {
+				sum.Routed++
+			}
+			sum.Enqueued += res.Enqueued
+			sum.Unchanged += res.Unchanged
+			for _, d := range res.Decisions {
+				if !d.Permitted() {
+					sum.Withheld++
+				}
+			}
+		}
+		src.Close()
+		f.Close()
+	}
+	sum.Elapsed = time.Since(started).Seconds()
+	if o.json {
+		if err := writeJSON(s, sum); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(s.out, "%d records read: %d ingested (%d routed, %d unroutable), %d rejected; %d messages enqueued, %d already queued, %d decisions withheld data, in %.1fs\n",
+			sum.Read, sum.Ingested, sum.Routed, sum.Unroutable, sum.Rejected, sum.Enqueued, sum.Unchanged, sum.Withheld, sum.Elapsed)
+	}
+	if sum.Rejected > 0 {
+		return &exitError{code: exitInvalid}
+	}
+	return nil
+}
+
+type workerOptions struct {
+	config, database string
+	workers          int
+	once             bool
+	poll             time.Duration
+}
+
+func newWorkerCmd(s streams) *cobra.Command {
+	var o workerOptions
+	cmd := &cobra.Command{
+		Use:   "worker --config FILE [--workers N] [--once]",
+		Short: "Deliver the outbox to partners",
+		Long: `Deliver outbox messages to the partners' FHIR servers: claim due messages
+with a lease, decide each again against the consents as they are now (a
+consent revoked since enqueue withholds the message), send the filtered
+Bundle as a FHIR transaction, then ack, retry with backoff (honouring
+Retry-After) or dead-letter after the configured attempts.
+
+Several workers may run against one PostgreSQL database; on SQLite one
+process writes at a time. SIGINT or SIGTERM stops the worker after the
+message in flight, giving the rest back. With --once it delivers what is
+due now and exits.`,
+		Example: `  pathway worker --config pathway.yaml
+  pathway worker --config pathway.yaml --workers 4 --database postgres://pathway@db/pathway
+  pathway worker --config pathway.yaml --once`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), o, s)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "pathway.yaml", "network configuration")
+	f.StringVar(&o.database, "database", "", "store URL (default: the configuration's store, $PATHWAY_DATABASE_URL, else sqlite://pathway.db)")
+	f.IntVar(&o.workers, "workers", 1, "concurrent deliveries")
+	f.BoolVar(&o.once, "once", false, "deliver what is due now, then exit")
+	f.DurationVar(&o.poll, "poll", time.Second, "how often to look for due messages when idle")
+	return cmd
+}
+
+// deliverers builds the workers of a network.
+func (n *network) deliverers(st *store.Store, count int, owner string) ([]*exchange.Deliverer, error) {
+	cfg := n.cfg
+	targets := map[string]exchange.Target{}
+	for _, id := range cfg.Order {
+		l := cfg.Partners[id]
+		if l.Endpoint == "" {
+			continue
+		}
+		t := exchange.Target{BaseURL: l.Endpoint}
+		var client *resty.Client
+		if l.TLS != (exchange.TLSSettings{}) {
+			tc, err := exchange.TLSConfig(l.TLS.CAFile, l.TLS.CertFile, l.TLS.KeyFile, l.TLS.ServerName)
+			if err != nil {
+				return nil, usageErrorf("partner %s: %v", id, err)
+			}
+			client = exchange.NewClient(cfg.Retry.Timeout, nil).SetTLSClientConfig(tc)
+		}
+		switch l.Auth.Type {
+		case "bearer":
+			t.Auth = &exchange.BearerToken{Env: l.Auth.Token.Env, File: l.Auth.Token.File}
+		case "oauth2":
+			if client == nil {
+				client = exchange.NewClient(cfg.Retry.Timeout, nil)
+			}
+			t.Auth = &exchange.ClientCredentials{TokenURL: l.Auth.TokenURL, ClientID: l.Auth.ClientID, Scope: l.Auth.Scope,
+				SecretEnv: l.Auth.ClientSecret.Env, SecretFile: l.Auth.ClientSecret.File, Client: client}
+		}
+		targets[id] = t
+	}
+	pipe := &exchange.Pipeline{Store: st, Config: cfg, Engine: n.engine}
+	client := exchange.NewClient(cfg.Retry.Timeout, nil)
+	var out []*exchange.Deliverer
+	for i := range count {
+		out = append(out, &exchange.Deliverer{
+			Store: st,
+			Owner: fmt.Sprintf("%s/%d", owner, i),
+			Target: func(partner string) (exchange.Target, error) {
+				t, ok := targets[partner]
+				if !ok {
+					return exchange.Target{}, fmt.Errorf("partner %s has no endpoint in the configuration", partner)
+				}
+				return t, nil
+			},
+			Prepare: pipe.Prepare,
+			Client:  client,
+			Retry:   cfg.Retry.Policy(),
+			Lease:   cfg.Retry.Lease,
+			Batch:   16,
+		})
+	}
+	return out, nil
+}
+
+func runWorker(ctx context.Context, o workerOptions, s streams) error {
+	if o.workers < 1 || o.workers > 64 {
+		return usageErrorf("--workers must be from 1 to 64")
+	}
+	n, err := loadNetwork(o.config)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, n.storeURL(o.database))
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	defer st.Close()
+	host, _ := os.Hostname()
+	ds, err := n.deliverers(st, o.workers, fmt.Sprintf("%s/%d", host, os.Getpid()))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var mu sync.Mutex
+	counts := map[exchange.Outcome]int{}
+	for _, d := range ds {
+		d.OnResult = func(_ context.Context, r exchange.Result) {
+			mu.Lock()
+			counts[r.Outcome]++
+			mu.Unlock()
+		}
+	}
+	done := make(chan error, len(ds))
+	for _, d := range ds {
+		go func() {
+			if o.once {
+				for {
+					n, err := d.RunOnce(ctx)
+					if err != nil || n == 0 {
+						done <- err
+						return
+					}
+				}
+			}
+			done <- d.Run(ctx, o.poll)
+		}()
+	}
+	var firstErr error
+	for range ds {
+		if err := <-done; err != nil && firstErr == nil && !errors.Is(err, context.Canceled) {
+			firstErr = err
+		}
+	}
+	fmt.Fprintf(s.out, "delivered %d, retrying %d, dead %d, withheld %d\n", counts[exchange.OutcomeDelivered], counts[exchange.OutcomeRetry], counts[exchange.OutcomeDead], counts[exchange.OutcomeWithheld])
+	if firstErr != nil {
+		return &exitError{code: exitInvalid, msg: firstErr.Error()}
+	}
+	return nil
+}
+
+func newReferralsCmd(s streams) *cobra.Command {
+	var (
+		database   string
+		unroutable bool
+		asJSON     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "referrals [--unroutable]",
+		Short: "List where referrals were routed, or which are held as unroutable",
+		Example: `  pathway referrals --unroutable
+  pathway referrals --json | jq -r 'select(.risk == "high") | .service_request'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd.Context(), database, func(st *store.Store) error {
+				var all []store.Routing
+				after := ""
+				for {
+					page, err := st.Routings(cmd.Context(), unroutable, after, store.MaxSearchLimit)
+					if err != nil {
+						return err
+					}
+					all = append(all, page...)
+					if len(page) < store.MaxSearchLimit {
+						break
+					}
+					after = page[len(page)-1].ServiceRequest
+				}
+				if asJSON {
+					for _, r := range all {
+						v := struct {
+							ServiceRequest string   `json:"service_request"`
+							Source         string   `json:"source"`
+							Risk           string   `json:"risk"`
+							Status         string   `json:"status"`
+							Targets        []string `json:"targets"`
+							Reason         string   `json:"reason,omitempty"`
+							UpdatedAt      string   `json:"updated_at"`
+						}{r.ServiceRequest, r.Source, r.Risk, "routed", r.Targets, r.Reason, r.UpdatedAt.Format(time.RFC3339)}
+						if r.Unroutable {
+							v.Status = "unroutable"
+						}
+						if v.Targets == nil {
+							v.Targets = []string{}
+						}
+						if err := writeJSON(s, v); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				if len(all) == 0 {
+					fmt.Fprintln(s.err, "no referrals")
+					return nil
+				}
+				tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "REFERRAL\tSOURCE\tRISK\tROUTED TO\tREASON")
+				for _, r := range all {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ServiceRequest, r.Source, r.Risk, strings.Join(r.Targets, ","), r.Reason)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().StringVar(&database, "database", "", "store URL (default $PATHWAY_DATABASE_URL, else sqlite://pathway.db)")
+	cmd.Flags().BoolVar(&unroutable, "unroutable", false, "only referrals no partner could take")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per referral")
+	return cmd
+}
