@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ import (
 // and the signing key.
 type Config struct {
 	File string
+	// Raw is the exact bytes the configuration was parsed from: the audit
+	// log keeps them as an input of every decision.
+	Raw []byte
 	// Policy is the policy part, read by policy.ParseConfig.
 	Policy *policy.Config
 	// Partners holds what exchange needs of each partner, by id.
@@ -212,7 +216,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 			c.decodeError(err)
 		}
 	}
-	cfg := &Config{File: file, Policy: pol, Partners: map[string]*PartnerLink{}, Routing: DefaultRoutingRules(), Retry: DefaultRetry}
+	cfg := &Config{File: file, Raw: bytes.Clone(data), Policy: pol, Partners: map[string]*PartnerLink{}, Routing: DefaultRoutingRules(), Retry: DefaultRetry}
 	c.exchange(&doc, cfg, root.Content)
 	problems = append(problems, c.problems...)
 	if len(problems) > 0 {

@@ -39,6 +39,9 @@ type Prepared struct {
 	// (a consent revoked after enqueue). It names references and codes,
 	// never personal data.
 	Withhold string
+	// Decision, when the pipeline audits, is the send-time decision for
+	// the audit log (Result.Decision, for OnSettle).
+	Decision *DecisionRecord
 }
 
 // Outcome is what became of one delivery attempt.
@@ -65,6 +68,10 @@ type Result struct {
 	Sent []byte
 	// RetryAt is when a retried message is due again.
 	RetryAt time.Time
+	// Endpoint is the partner's FHIR base URL, once known.
+	Endpoint string
+	// Decision is Prepared.Decision.
+	Decision *DecisionRecord
 }
 
 // RetryPolicy bounds redelivery.
@@ -113,8 +120,14 @@ type Deliverer struct {
 	// Now and Rand default to time.Now and math/rand/v2.
 	Now  func() time.Time
 	Rand func() float64
-	// OnResult, if set, sees every attempt (metrics, audit).
+	// OnResult, if set, sees every attempt (metrics), after it is settled.
 	OnResult func(ctx context.Context, r Result)
+	// OnSettle, if set, runs inside the transaction that marks a message
+	// delivered or withheld, so that what it writes (the audit log's
+	// decision and disclosure: Auditor.Settled) commits with the state
+	// change or not at all. If it fails, the message stays inflight and is
+	// claimed again when its lease runs out (a resend is idempotent).
+	OnSettle func(ctx context.Context, tx *store.Tx, r Result) error
 	Logger   *slog.Logger
 }
 
@@ -227,6 +240,7 @@ func (d *Deliverer) releaseAll(ms []store.Message) {
 func (d *Deliverer) deliver(ctx context.Context, m store.Message) Result {
 	r := Result{Message: m}
 	p, err := d.Prepare(ctx, m)
+	r.Decision = p.Decision
 	switch {
 	case err != nil && ctx.Err() != nil:
 		r.Outcome = OutcomeReleased
@@ -267,7 +281,8 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 		}
 	}
 	r.Sent = bundle
-	resp, err := req.Post(strings.TrimRight(t.BaseURL, "/"))
+	r.Endpoint = strings.TrimRight(t.BaseURL, "/")
+	resp, err := req.Post(r.Endpoint)
 	if err != nil {
 		if ctx.Err() != nil {
 			// Shutting down mid-send: the partner may or may not have
@@ -329,14 +344,29 @@ func (d *Deliverer) settle(ctx context.Context, r *Result) {
 	id := r.Message.ID
 	var err error
 	switch r.Outcome {
-	case OutcomeDelivered:
-		err = d.Store.Ack(sctx, id, d.Owner)
+	case OutcomeDelivered, OutcomeWithheld:
+		if d.OnSettle != nil {
+			err = d.Store.WithTx(sctx, func(tx *store.Tx) error {
+				var err error
+				if r.Outcome == OutcomeDelivered {
+					err = tx.Ack(sctx, id, d.Owner)
+				} else {
+					err = tx.Withhold(sctx, id, d.Owner, r.Reason)
+				}
+				if err != nil {
+					return err
+				}
+				return d.OnSettle(sctx, tx, *r)
+			})
+		} else if r.Outcome == OutcomeDelivered {
+			err = d.Store.Ack(sctx, id, d.Owner)
+		} else {
+			err = d.Store.Withhold(sctx, id, d.Owner, r.Reason)
+		}
 	case OutcomeRetry:
 		err = d.Store.Retry(sctx, id, d.Owner, r.RetryAt, r.Reason)
 	case OutcomeDead:
 		err = d.Store.DeadLetter(sctx, id, d.Owner, r.Reason, r.Message.Response)
-	case OutcomeWithheld:
-		err = d.Store.Withhold(sctx, id, d.Owner, r.Reason)
 	case OutcomeReleased:
 		err = d.Store.Release(sctx, id, d.Owner)
 	}

@@ -2,8 +2,6 @@ package exchange
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
 
+	"github.com/pathway-fhir/pathway/audit"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/policy"
 	"github.com/pathway-fhir/pathway/store"
@@ -40,25 +39,9 @@ type Pipeline struct {
 	Engine *policy.Engine
 	Now    func() time.Time
 	Logger *slog.Logger
-	// OnDecision, when set, runs inside the ingest transaction for every
-	// decision (the audit log records it there).
-	OnDecision func(ctx context.Context, tx *store.Tx, d DecisionRecord) error
-}
-
-// DecisionRecord is one decision of the pipeline or the worker, for the
-// audit log: references, codes and hashes, no personal data.
-type DecisionRecord struct {
-	ServiceRequest string
-	Partner        string
-	Purpose        string
-	At             time.Time
-	Decision       policy.Decision
-	// Inputs are "Type/id/_history/version" of the resources decided on,
-	// and the agreement id.
-	Inputs    []string
-	Agreement string
-	// Sent is the exact bundle sent, for a disclosure (worker only).
-	Sent []byte
+	// Audit, when set, logs every decision in the transaction that acts
+	// on it (ingest here, send time in Prepare and the Deliverer).
+	Audit *Auditor
 }
 
 // IngestResult says what became of one referral.
@@ -76,11 +59,15 @@ type IngestResult struct {
 	Enqueued, Unchanged int
 }
 
+// now is the decision time, in UTC to the microsecond: the audit log's
+// precision, so that a verifier re-deriving a decision decides for the
+// same instant.
 func (p *Pipeline) now() time.Time {
+	t := time.Now()
 	if p.Now != nil {
-		return p.Now()
+		t = p.Now()
 	}
-	return time.Now()
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 func (p *Pipeline) logger() *slog.Logger {
@@ -125,7 +112,7 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 	patient := patientRef(labelled)
 	// The record's own Consent is the source's latest word: it decides
 	// with the patient's other stored consents.
-	stored, err := p.storedConsents(ctx, patient, labelled, false)
+	stored, storedIn, err := p.storedConsents(ctx, patient, labelled, false)
 	if err != nil {
 		return res, err
 	}
@@ -134,7 +121,8 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 	type send struct {
 		partner, purpose string
 		bundle           *rpb.Bundle
-		payload          []byte
+		decided          []byte // the bundle decided on, as sent to the outbox
+		key              string
 		decision         policy.Decision
 	}
 	var sends []send
@@ -151,10 +139,11 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 		_, dec := p.Engine.Filter(req, copyFor, stored...)
 		res.Decisions[r.Partner] = dec
 		s := send{partner: r.Partner, purpose: purpose, bundle: copyFor, decision: dec}
-		if dec.Permitted() {
-			if s.payload, err = fhir.Marshal(copyFor); err != nil {
+		if dec.Permitted() || p.Audit != nil {
+			if s.decided, err = fhir.Marshal(copyFor); err != nil {
 				return res, fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
 			}
+			s.key = messageKey(s.partner, s.purpose, source, s.decided)
 		}
 		sends = append(sends, s)
 		if i == 0 {
@@ -182,21 +171,20 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 		}
 		res.Enqueued, res.Unchanged = 0, 0
 		for _, s := range sends {
-			if p.OnDecision != nil {
-				partner := p.Config.Policy.Partner(s.partner)
-				if err := p.OnDecision(ctx, tx, DecisionRecord{
-					ServiceRequest: facts.ServiceRequest, Partner: s.partner, Purpose: s.purpose, At: now,
-					Decision: s.decision, Agreement: partner.Agreement.ID, Inputs: inputRefs(rows),
+			if p.Audit != nil {
+				if err := p.Audit.Decided(ctx, tx, DecisionRecord{
+					Exchange: exchangeID(s.key), ServiceRequest: facts.ServiceRequest, Patient: patient,
+					Partner: s.partner, Purpose: s.purpose, At: now, Decision: s.decision,
+					Decided: s.decided, DecidedID: decidedID(facts.ServiceRequest, s.partner, s.purpose), Consents: storedIn,
 				}); err != nil {
 					return err
 				}
 			}
-			if s.payload == nil {
+			if !s.decision.Permitted() {
 				continue
 			}
-			sum := sha256.Sum256(append([]byte(s.partner+"\x00"+s.purpose+"\x00"+source+"\x00"), s.payload...))
 			_, created, err := tx.Enqueue(ctx, store.Message{
-				Key: hex.EncodeToString(sum[:]), Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.payload,
+				Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
 			})
 			if err != nil {
 				return err
@@ -211,6 +199,9 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 	})
 	if err != nil {
 		return res, fmt.Errorf("ingesting %s: %w", facts.ServiceRequest, err)
+	}
+	if p.Audit != nil && p.Audit.Notify != nil {
+		p.Audit.Notify()
 	}
 	p.logger().LogAttrs(ctx, slog.LevelInfo, "ingested referral", slog.String("ref", facts.ServiceRequest),
 		slog.String("risk", placed.Risk.String()), slog.Int("routes", len(placed.Routes)), slog.Int("enqueued", res.Enqueued))
@@ -231,20 +222,53 @@ func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, erro
 	if partner == nil {
 		return Prepared{Withhold: "partner " + m.Partner + " is no longer in the configuration"}, nil
 	}
-	stored, err := p.storedConsents(ctx, patientRef(b), b, true)
+	patient := patientRef(b)
+	stored, storedIn, err := p.storedConsents(ctx, patient, b, true)
 	if err != nil {
 		return Prepared{}, err
 	}
-	req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: m.Purpose, At: p.now(), Base: p.Config.Policy.Network.BasePolicy}
+	now := p.now()
+	req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: m.Purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
 	out, dec := p.Engine.Filter(req, b, stored...)
-	if !dec.Permitted() {
-		return Prepared{Withhold: "no longer permitted: " + trailOf(dec)}, nil
+	var prep Prepared
+	if p.Audit != nil {
+		// What was decided on: the queued bundle with its consents as
+		// they are now.
+		decided, err := fhir.Marshal(b)
+		if err != nil {
+			return Prepared{}, err
+		}
+		sr := serviceRequestRef(b)
+		prep.Decision = &DecisionRecord{
+			Exchange: exchangeID(m.Key), ServiceRequest: sr, Patient: patient, Partner: m.Partner, Purpose: m.Purpose,
+			At: now, Decision: dec, Decided: decided, DecidedID: decidedID(sr, m.Partner, m.Purpose), Consents: storedIn,
+		}
 	}
-	data, err := fhir.Marshal(out)
-	if err != nil {
+	if !dec.Permitted() {
+		prep.Withhold = "no longer permitted: " + trailOf(dec)
+		return prep, nil
+	}
+	if prep.Bundle, err = fhir.Marshal(out); err != nil {
 		return Prepared{}, err
 	}
-	return Prepared{Bundle: data}, nil
+	return prep, nil
+}
+
+// decidedID is the id under which the bundle decided on for partner and
+// purpose is kept (a changed referral gives a new version of it).
+func decidedID(serviceRequest, partner, purpose string) string {
+	return fhir.NewID("pathway-decided", serviceRequest, partner, purpose)
+}
+
+// serviceRequestRef returns "ServiceRequest/id" of the bundle's
+// ServiceRequest, or "".
+func serviceRequestRef(b *rpb.Bundle) string {
+	for _, e := range b.GetEntry() {
+		if sr := e.GetResource().GetServiceRequest(); sr != nil {
+			return "ServiceRequest/" + sr.GetId().GetValue()
+		}
+	}
+	return ""
 }
 
 // trailOf names what decided, without personal data.
@@ -263,13 +287,16 @@ func trailOf(d policy.Decision) string {
 // consents that the bundle does not hold. With replace, a Consent the
 // bundle holds is replaced in place by its stored version (a revocation
 // recorded since enqueue counts); without, the bundle's version stands.
-func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bundle, replace bool) ([]*conpb.Consent, error) {
+//
+// It also returns the stored consents that decided as audit inputs
+// (those replaced into the bundle are inputs through the bundle).
+func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bundle, replace bool) ([]*conpb.Consent, []audit.Input, error) {
 	if patient == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	rs, err := p.Store.Search(ctx, store.Query{Type: "Consent", Patient: patient, Limit: store.MaxSearchLimit})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	inBundle := map[string]*rpb.Bundle_Entry{}
 	for _, e := range b.GetEntry() {
@@ -278,6 +305,7 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 		}
 	}
 	var extra []*conpb.Consent
+	var inputs []audit.Input
 	for _, r := range rs {
 		if r.Format != FormatJSON {
 			continue
@@ -285,7 +313,7 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 		parsed := fhir.Parse(r.Data)
 		c := parsed.Resource.GetConsent()
 		if c == nil {
-			return nil, fmt.Errorf("stored %s does not parse as a Consent", r.Ref())
+			return nil, nil, fmt.Errorf("stored %s does not parse as a Consent", r.Ref())
 		}
 		if e, ok := inBundle[r.ID]; ok {
 			if !replace {
@@ -298,8 +326,9 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 			continue
 		}
 		extra = append(extra, c)
+		inputs = append(inputs, audit.Input{Ref: audit.Ref(r.Type, r.ID, r.Version), Hash: r.Hash})
 	}
-	return extra, nil
+	return extra, inputs, nil
 }
 
 // patientRef returns "Patient/id" of the bundle's Patient, or "".
@@ -384,14 +413,4 @@ func storeRows(b *rpb.Bundle, source string) ([]store.Resource, error) {
 		})
 	}
 	return rows, nil
-}
-
-// inputRefs names the resources of a decision with their content hashes.
-func inputRefs(rows []store.Resource) []string {
-	out := make([]string, 0, len(rows))
-	for _, r := range rows {
-		sum := sha256.Sum256(r.Data)
-		out = append(out, r.Ref()+"#sha256:"+hex.EncodeToString(sum[:]))
-	}
-	return out
 }

@@ -188,9 +188,15 @@ RETURNING ` + messageColumns
 	return out, nil
 }
 
+// The SET clauses of settling a message (the last placeholder is updated_at).
+const (
+	ackSet      = `state = 'delivered', lease_owner = '', lease_until = NULL, last_error = '', updated_at = ?`
+	withholdSet = `state = 'withheld', lease_owner = '', lease_until = NULL, last_error = ?, updated_at = ?`
+)
+
 // Ack marks a claimed message delivered.
 func (s *Store) Ack(ctx context.Context, id int64, owner string) error {
-	return s.settle(ctx, "acking", id, owner, `state = 'delivered', lease_owner = '', lease_until = NULL, last_error = '', updated_at = ?`, nil)
+	return s.settle(ctx, "acking", id, owner, ackSet, nil)
 }
 
 // Retry puts a claimed message back to pending, due at at, with the
@@ -211,8 +217,7 @@ func (s *Store) DeadLetter(ctx context.Context, id int64, owner, reason string, 
 // Withhold stops a claimed message for good because the decision no
 // longer allows it, with the reason.
 func (s *Store) Withhold(ctx context.Context, id int64, owner, reason string) error {
-	return s.settle(ctx, "withholding", id, owner, `state = 'withheld', lease_owner = '', lease_until = NULL, last_error = ?, updated_at = ?`,
-		[]any{reason})
+	return s.settle(ctx, "withholding", id, owner, withholdSet, []any{reason})
 }
 
 // Release gives a claimed message back unsent (a worker shutting down):
@@ -228,6 +233,23 @@ func (s *Store) settle(ctx context.Context, verb string, id int64, owner, set st
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("%s message %d: %w", verb, id, err)
 	}
+	return s.settleOn(ctx, s.be.writer(), verb, id, owner, set, args)
+}
+
+// Ack marks a claimed message delivered inside the transaction, so that
+// what records the delivery (the audit log's disclosure) commits with it.
+func (tx *Tx) Ack(ctx context.Context, id int64, owner string) error {
+	return tx.s.settleOn(ctx, tx.q, "acking", id, owner, ackSet, nil)
+}
+
+// Withhold stops a claimed message for good inside the transaction, as
+// Store.Withhold does.
+func (tx *Tx) Withhold(ctx context.Context, id int64, owner, reason string) error {
+	return tx.s.settleOn(ctx, tx.q, "withholding", id, owner, withholdSet, []any{reason})
+}
+
+// settleOn is settle on the querier q (the store's writer or a transaction).
+func (s *Store) settleOn(ctx context.Context, q querier, verb string, id int64, owner, set string, args []any) error {
 	now := s.timeArg(s.clock())
 	for i, a := range args {
 		if a == nil {
@@ -235,7 +257,7 @@ func (s *Store) settle(ctx context.Context, verb string, id int64, owner, set st
 		}
 	}
 	args = append(args, now, id, owner)
-	rs, err := s.be.writer().query(ctx, rebind(s.dialect, `UPDATE outbox SET `+set+`
+	rs, err := q.query(ctx, rebind(s.dialect, `UPDATE outbox SET `+set+`
 WHERE id = ? AND state = 'inflight' AND lease_owner = ? RETURNING id`), args...)
 	if err != nil {
 		return fmt.Errorf("%s message %d: %w", verb, id, err)

@@ -21,6 +21,7 @@ func init() {
 		{"OutboxLeaseExpiry", testLeaseExpiry},
 		{"OutboxRetryDeadRequeue", testRetryDeadRequeue},
 		{"OutboxWithholdRelease", testWithholdRelease},
+		{"OutboxSettleInTx", testSettleInTx},
 		{"OutboxConcurrentClaimers", testConcurrentClaimers},
 		{"OutboxListAndStats", testListAndStats},
 	}...)
@@ -259,6 +260,46 @@ func testWithholdRelease(t *testing.T, newURL NewURL) {
 	ms := claim(t, s, "w2", 2, time.Minute)
 	if len(ms) != 1 || ms[0].ID != ids[1] || ms[0].Attempts != 1 {
 		t.Fatalf("after Release, claimed %+v; want only the released one, at attempt 1", ms)
+	}
+}
+
+// testSettleInTx: Tx.Ack and Tx.Withhold settle with the transaction
+// they are part of: nothing on rollback, and only for the lease holder.
+func testSettleInTx(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ids := enqueue(t, s, message("a", "clinic-a"), message("b", "clinic-a"))
+	claim(t, s, "w1", 2, time.Minute)
+	rollback := errors.New("roll back")
+	err := s.WithTx(t.Context(), func(tx *store.Tx) error {
+		if err := tx.Ack(t.Context(), ids[0], "w1"); err != nil {
+			return err
+		}
+		return rollback
+	})
+	if !errors.Is(err, rollback) {
+		t.Fatalf("WithTx = %v, want the rollback error", err)
+	}
+	if m := mustMessage(t, s, ids[0]); m.State != store.StateInflight {
+		t.Fatalf("after a rolled-back Ack, state = %s, want inflight", m.State)
+	}
+	err = s.WithTx(t.Context(), func(tx *store.Tx) error { return tx.Ack(t.Context(), ids[0], "w2") })
+	if !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("Ack by a worker without the lease = %v, want ErrLeaseLost", err)
+	}
+	err = s.WithTx(t.Context(), func(tx *store.Tx) error {
+		if err := tx.Ack(t.Context(), ids[0], "w1"); err != nil {
+			return err
+		}
+		return tx.Withhold(t.Context(), ids[1], "w1", "no longer permitted")
+	})
+	if err != nil {
+		t.Fatalf("Ack and Withhold in one transaction: %v", err)
+	}
+	if m := mustMessage(t, s, ids[0]); m.State != store.StateDelivered {
+		t.Errorf("acked message state = %s, want delivered", m.State)
+	}
+	if m := mustMessage(t, s, ids[1]); m.State != store.StateWithheld || m.LastError != "no longer permitted" {
+		t.Errorf("withheld message = %s %q, want withheld with its reason", m.State, m.LastError)
 	}
 }
 
