@@ -58,7 +58,9 @@ func testRoutings(t *testing.T, newURL NewURL) {
 	if err != nil || len(page) != 1 || page[0].Reason != "" || page[0].Targets[0] != "clinic-f" {
 		t.Fatalf("page after a = %+v %v", page, err)
 	}
-	err = s.WithTx(t.Context(), func(tx *store.Tx) error { return tx.PutRouting(t.Context(), store.Routing{ServiceRequest: "Task/x", Risk: "low"}) })
+	err = s.WithTx(t.Context(), func(tx *store.Tx) error {
+		return tx.PutRouting(t.Context(), store.Routing{ServiceRequest: "Task/x", Risk: "low"})
+	})
 	if err == nil {
 		t.Error("PutRouting of a non-ServiceRequest succeeded")
 	}
