@@ -57,8 +57,8 @@ corpus: ## Parse, validate and round-trip every resource and primitive case in .
 
 .PHONY: demo
 demo: ## Run the referral network end to end on the sample data (a new SQLite store in DEMO_DB, two in-process partners).
-	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
-	$(GO) run ./cmd/pathway demo --database sqlite://$(DEMO_DB)
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(DEMO_DB:.db=.pub)
+	$(GO) run ./cmd/pathway demo --database sqlite://$(DEMO_DB) --audit-key $(DEMO_DB:.db=.pub)
 
 .PHONY: ci
 ci: lint test corpus ## What CI runs: lint, test, corpus.

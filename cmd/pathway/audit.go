@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/pathway-fhir/pathway/audit"
+	"github.com/pathway-fhir/pathway/exchange"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
 )
@@ -152,6 +153,11 @@ read; 2 for usage errors.`,
 }
 
 // verifyOutput is `audit verify --json`.
+// verifyRederiver re-derives decisions for audit verify: the policy
+// engine, from the configuration, bundle and consents each decision logged.
+// Tests of the log's mechanics on synthetic entries replace it.
+var verifyRederiver = func() audit.Rederiver { return exchange.NewRederiver() }
+
 type verifyOutput struct {
 	Database  string `json:"database"`
 	OK        bool   `json:"ok"`
@@ -178,10 +184,7 @@ func runAuditVerify(ctx context.Context, o auditVerifyOptions, s streams) error 
 		return err
 	}
 	defer st.Close()
-	// The policy engine's Rederiver is wired in here once the exchange
-	// pipeline exists; until then inputs are checked, decisions not
-	// re-derived, and the report says so.
-	rep, err := audit.Verify(ctx, st, audit.VerifyOptions{Verifier: v, Trusted: trusted})
+	rep, err := audit.Verify(ctx, st, audit.VerifyOptions{Verifier: v, Trusted: trusted, Rederiver: verifyRederiver()})
 	if err != nil {
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}

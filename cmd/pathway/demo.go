@@ -19,6 +19,7 @@ import (
 
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 
+	"github.com/pathway-fhir/pathway/audit"
 	"github.com/pathway-fhir/pathway/exchange"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/mappings"
@@ -28,6 +29,7 @@ import (
 
 type demoOptions struct {
 	database string
+	auditKey string
 	config   string
 	inputs   []string
 	json     bool
@@ -60,10 +62,18 @@ why (the samples are synthetic; nothing else is printed), and exits 0 only
 if every check it makes holds: each permitted referral delivered once,
 nothing sent without consent, no partner given resource types outside its
 agreement, immigration and legal-status data sent to nobody without an
-explicit consent, and the rejected sample rows rejected.`,
+explicit consent, the rejected sample rows rejected, and the audit log
+complete (a decision for every routing, a disclosure for every delivery)
+and verified: its tree, its signed checkpoint, and every decision
+re-derived from the inputs it logged.
+
+The audit log is signed with a key made for the run. With --audit-key the
+verifier key is written to that file, so the kept store can be verified
+again afterwards with pathway audit verify.`,
 		Example: `  pathway demo
   pathway demo --json | jq .checks
-  pathway demo --database sqlite://pathway-demo.db   # keep the store (the file must be new)`,
+  pathway demo --database sqlite://pathway-demo.db --audit-key pathway-demo.pub   # keep the store (the file must be new)
+  pathway audit verify --database sqlite://pathway-demo.db --key pathway-demo.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), o, s)
@@ -71,6 +81,7 @@ explicit consent, and the rejected sample rows rejected.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.database, "database", "", "a new, empty store to keep (default: a temporary SQLite file, removed at the end)")
+	f.StringVar(&o.auditKey, "audit-key", "", "write the audit log's verifier key to this file (to verify a kept store later)")
 	f.StringVar(&o.config, "config", "testdata/exchange/pathway.yaml", "the demo network (partner endpoints are replaced by the in-process partners)")
 	f.StringArrayVar(&o.inputs, "input", defaultDemoInputs, "MAPPING:SOURCE:FILE to ingest (repeatable)")
 	f.BoolVar(&o.json, "json", false, "print the report as one JSON object")
@@ -86,7 +97,21 @@ type demoReport struct {
 	Partners map[string]*demoPartner `json:"partners"`
 	Withheld []demoWithheld          `json:"withheld"`
 	Outbox   map[string]int64        `json:"outbox"`
+	Audit    demoAudit               `json:"audit"`
 	Checks   []demoCheck             `json:"checks"`
+}
+
+// demoAudit is what the audit log holds after the demo, as audit verify
+// finds it.
+type demoAudit struct {
+	Entries     uint64 `json:"entries"`
+	Decisions   int    `json:"decisions"`
+	Disclosures int    `json:"disclosures"`
+	Rederived   int    `json:"decisions_rederived"`
+	Covered     uint64 `json:"checkpoint_size"`
+	Problems    int    `json:"problems"`
+	KeyFile     string `json:"verifier_key_file,omitempty"`
+	VerifyWith  string `json:"verify_with,omitempty"`
 }
 
 type demoWithheld struct {
@@ -254,8 +279,28 @@ func runDemo(ctx context.Context, o demoOptions, s streams) error {
 		rep.Partners[id] = dp
 	}
 
+	// The audit log, signed with a key made for this run.
+	skey, vkey, err := audit.GenerateKey("pathway-demo/audit")
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	signer, err := audit.NewSigner(skey)
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	if o.auditKey != "" {
+		if err := os.WriteFile(o.auditKey, []byte(vkey+"\n"), 0o644); err != nil {
+			return usageErrorf("--audit-key: %v", err)
+		}
+	}
+	al, err := n.startAudit(ctx, st, signer, nil)
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	defer al.stop()
+
 	// Ingest every sample.
-	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine}
+	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit}
 	expectIMMIG := map[string]bool{} // partner -> allowed legal-status data by some consent
 	for _, in := range inputs {
 		if err := demoIngest(ctx, pipe, in, rep, expectIMMIG); err != nil {
@@ -289,6 +334,16 @@ func runDemo(ctx context.Context, o demoOptions, s streams) error {
 	}
 	for _, p := range rep.Partners {
 		p.tally()
+	}
+	if err := al.stop(); err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	if rep.Audit, err = demoVerify(ctx, st, vkey); err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	if o.auditKey != "" && o.database != "" {
+		rep.Audit.KeyFile = o.auditKey
+		rep.Audit.VerifyWith = "pathway audit verify --database " + store.RedactURL(o.database) + " --key " + o.auditKey
 	}
 	rep.Checks = demoChecks(n, rep, expectIMMIG)
 	if err := printDemo(s, rep, o.json); err != nil {
@@ -402,7 +457,34 @@ func demoChecks(n *network, rep *demoReport, _ map[string]bool) []demoCheck {
 		add(fmt.Sprintf("%s received only resource types its agreement allows", id), len(outside) == 0, strings.Join(outside, ", "))
 		add(fmt.Sprintf("%s received no immigration or legal-status data (no sample consent allows it)", id), !p.immigration, "")
 	}
+	a := rep.Audit
+	add("the audit log has a decision for every routing and a disclosure for every delivery",
+		a.Disclosures == int(rep.Outbox["delivered"]) && a.Decisions >= rep.Ingested+int(rep.Outbox["delivered"]),
+		fmt.Sprintf("%d decisions, %d disclosures", a.Decisions, a.Disclosures))
+	add("the audit log verifies: tree, signed checkpoint, every decision re-derived from its logged inputs",
+		a.Problems == 0 && a.Covered == a.Entries && a.Rederived == a.Decisions,
+		fmt.Sprintf("%d entries, %d re-derived, %d problems", a.Entries, a.Rederived, a.Problems))
 	return checks
+}
+
+// demoVerify verifies the demo's audit log as pathway audit verify does.
+func demoVerify(ctx context.Context, st *store.Store, vkey string) (demoAudit, error) {
+	v, err := audit.NewVerifier(vkey)
+	if err != nil {
+		return demoAudit{}, err
+	}
+	rep, err := audit.Verify(ctx, st, audit.VerifyOptions{Verifier: v, Rederiver: exchange.NewRederiver()})
+	if err != nil {
+		return demoAudit{}, err
+	}
+	out := demoAudit{Entries: rep.Entries, Decisions: rep.Decisions, Rederived: rep.Rederived, Covered: rep.Covered, Problems: len(rep.Problems)}
+	err = st.ScanAudit(ctx, store.AuditScan{}, func(r store.AuditRecord) error {
+		if r.Kind == string(audit.KindDisclosure) {
+			out.Disclosures++
+		}
+		return nil
+	})
+	return out, err
 }
 
 func containsFold(list []string, s string) bool {
@@ -445,6 +527,12 @@ func printDemo(s streams, rep *demoReport, asJSON bool) error {
 	fmt.Fprintln(w, "\nWithheld, from whom, and why:")
 	for _, wh := range rep.Withheld {
 		fmt.Fprintf(w, "- %s -> %s: %s: %s\n", wh.Referral, wh.Partner, wh.Decision, wh.Why)
+	}
+	a := rep.Audit
+	fmt.Fprintf(w, "\nAudit log: %d entries (%d decisions, %d disclosures), signed checkpoint of size %d, %d decisions re-derived, %d problems\n",
+		a.Entries, a.Decisions, a.Disclosures, a.Covered, a.Rederived, a.Problems)
+	if a.VerifyWith != "" {
+		fmt.Fprintf(w, "Verify it again: %s\n", a.VerifyWith)
 	}
 	fmt.Fprintln(w, "\nChecks:")
 	for _, c := range rep.Checks {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pathway-fhir/pathway/audit"
+	"github.com/pathway-fhir/pathway/store"
 )
 
 func runDemoJSON(t *testing.T, args ...string) demoReport {
@@ -45,6 +49,9 @@ func checkDemo(t *testing.T, rep demoReport) {
 		if typ != "Patient" && typ != "ServiceRequest" && typ != "Task" {
 			t.Errorf("the community group received %s", typ)
 		}
+	}
+	if rep.Audit.Disclosures != 3 || rep.Audit.Decisions < 7 || rep.Audit.Problems != 0 || rep.Audit.Rederived != rep.Audit.Decisions {
+		t.Errorf("audit log after the demo: %+v", rep.Audit)
 	}
 	if rep.Outbox["delivered"] != 3 || len(rep.Checks) < 6 {
 		t.Errorf("outbox %v checks %v", rep.Outbox, rep.Checks)
@@ -155,5 +162,85 @@ func TestReadmeQuickStart(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("make demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestDemoAuditLog: after the demo, pathway audit verify passes on the kept
+// store (re-deriving every decision with the policy engine), a receipt for
+// a delivery checks offline against the bundle the partner received, and
+// a tampered copy of the store fails verification, naming the entry.
+func TestDemoAuditLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "demo.db")
+	pub := filepath.Join(dir, "demo.pub")
+	rep := runDemoJSON(t, "--database", "sqlite://"+path, "--audit-key", pub)
+	checkDemo(t, rep)
+	t.Setenv(envSigningKey, "")
+	t.Setenv(envSigningKeyFile, "")
+	db := "sqlite://" + path
+	code, stdout, stderr := runCmd(t, "", "audit", "verify", "--database", db, "--key", pub, "--json")
+	var out verifyOutput
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || code != 0 || !out.OK {
+		t.Fatalf("verify after the demo: exit %d %v\n%s%s", code, err, stdout, stderr)
+	}
+	if out.RederiveSkipped || out.Rederived != out.Decisions || out.Decisions != rep.Audit.Decisions || out.Covered != out.Entries {
+		t.Errorf("verify: %d decisions, %d re-derived (skipped %v), %d of %d entries covered", out.Decisions, out.Rederived, out.RederiveSkipped, out.Covered, out.Entries)
+	}
+
+	// A receipt for one delivery, checked offline with the bytes sent.
+	ctx := context.Background()
+	st, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exchange string
+	var sent []byte
+	err = st.ScanAudit(ctx, store.AuditScan{}, func(r store.AuditRecord) error {
+		e, err := audit.ParseEntry(r.Data)
+		if err != nil || e.Kind != audit.KindDisclosure || exchange != "" {
+			return err
+		}
+		exchange = e.Exchange
+		parts := strings.Split(e.Inputs[0].Ref, "/")
+		kept, err := st.Get(ctx, parts[0], parts[1])
+		sent = kept.Data
+		return err
+	})
+	st.Close()
+	if err != nil || exchange == "" {
+		t.Fatalf("no disclosure in the demo's log: %v", err)
+	}
+	code, receipt, stderr := runCmd(t, "", "audit", "prove", "--database", db, exchange)
+	if code != 0 {
+		t.Fatalf("prove %s: exit %d %s", exchange, code, stderr)
+	}
+	receiptFile, sentFile := filepath.Join(dir, "receipt.json"), filepath.Join(dir, "received.json")
+	if err := os.WriteFile(receiptFile, []byte(receipt), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sentFile, sent, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCmd(t, "", "audit", "check-receipt", receiptFile, "--bundle", sentFile, "--key", pub); code != 0 || !strings.Contains(stdout, "its SHA-256 is the one logged") {
+		t.Errorf("check-receipt: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// A tampered copy: one entry's purpose changed.
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range []string{
+		"DROP TRIGGER audit_entries_no_update",
+		`UPDATE audit_entries SET data = CAST(replace(CAST(data AS TEXT), '"purpose":"COC"', '"purpose":"TREAT"') AS BLOB) WHERE seq = (SELECT min(seq) FROM audit_entries WHERE CAST(data AS TEXT) LIKE '%"purpose":"COC"%')`,
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	code, stdout, _ = runCmd(t, "", "audit", "verify", "--database", db, "--key", pub)
+	if code != 1 || !strings.Contains(stdout, "FAILED: entry ") || !strings.Contains(stdout, "entry-altered") {
+		t.Errorf("verify of the tampered demo store: exit %d\n%s", code, stdout)
 	}
 }

@@ -29,6 +29,9 @@ import (
 type network struct {
 	cfg    *exchange.Config
 	engine *policy.Engine
+	// audit, once startAudit ran, logs the pipeline's and the workers'
+	// decisions and disclosures.
+	audit *exchange.Auditor
 }
 
 func loadNetwork(path string) (*network, error) {
@@ -139,7 +142,20 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		defer rf.Close()
 		rejects = rf
 	}
-	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine}
+	signer, err := n.configSigner()
+	if err != nil {
+		return err
+	}
+	al, err := n.startAudit(ctx, st, signer, s.err)
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	defer func() {
+		if err := al.stop(); err != nil {
+			fmt.Fprintln(s.err, err)
+		}
+	}()
+	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit}
 	started := time.Now()
 	var sum ingestSummary
 	seen := map[string]string{}
@@ -326,7 +342,7 @@ func (n *network) deliverers(st *store.Store, count int, owner string) ([]*excha
 		}
 		targets[id] = t
 	}
-	pipe := &exchange.Pipeline{Store: st, Config: cfg, Engine: n.engine}
+	pipe := &exchange.Pipeline{Store: st, Config: cfg, Engine: n.engine, Audit: n.audit}
 	client := exchange.NewClient(cfg.Retry.Timeout, nil)
 	var out []*exchange.Deliverer
 	for i := range count {
@@ -346,6 +362,9 @@ func (n *network) deliverers(st *store.Store, count int, owner string) ([]*excha
 			Lease:   cfg.Retry.Lease,
 			Batch:   16,
 		})
+		if n.audit != nil {
+			out[len(out)-1].OnSettle = n.audit.Settled
+		}
 	}
 	return out, nil
 }
@@ -363,6 +382,19 @@ func runWorker(ctx context.Context, o workerOptions, s streams) error {
 		return usageErrorf("%v", err)
 	}
 	defer st.Close()
+	signer, err := n.configSigner()
+	if err != nil {
+		return err
+	}
+	al, err := n.startAudit(ctx, st, signer, s.err)
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	defer func() {
+		if err := al.stop(); err != nil {
+			fmt.Fprintln(s.err, err)
+		}
+	}()
 	host, _ := os.Hostname()
 	ds, err := n.deliverers(st, o.workers, fmt.Sprintf("%s/%d", host, os.Getpid()))
 	if err != nil {
