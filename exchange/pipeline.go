@@ -97,13 +97,20 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 		}
 	}
 
-	open, err := p.Store.OpenReferrals(ctx)
-	if err != nil {
-		return res, err
-	}
 	cands, purposes := p.Config.Candidates(source, facts.Services)
-	for i := range cands {
-		cands[i].Open = open["Organization/"+cands[i].Partner]
+	// Open referrals are counted only when a candidate has a capacity: the
+	// count reads every open Task.
+	for _, c := range cands {
+		if c.Service.Capacity > 0 {
+			open, err := p.Store.OpenReferrals(ctx)
+			if err != nil {
+				return res, err
+			}
+			for i := range cands {
+				cands[i].Open = open["Organization/"+cands[i].Partner]
+			}
+			break
+		}
 	}
 	placed := p.Config.Routing.Place(facts, cands)
 	res.Risk, res.Routes, res.Unroutable = placed.Risk, placed.Routes, placed.Unroutable
