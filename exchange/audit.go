@@ -56,6 +56,9 @@ type DecisionRecord struct {
 	// Attempt distinguishes the records of one message at send time
 	// ("message id/attempt"); empty at ingest.
 	Attempt string
+	// Disclosed lists "Type/id" of the resources the filtered bundle holds
+	// (send time only, when permitted).
+	Disclosed []string
 }
 
 // exchangeID is the exchange of a message key (the idempotency key of
@@ -174,13 +177,40 @@ func (a *Auditor) Settled(ctx context.Context, tx *store.Tx, r Result) error {
 		if err != nil {
 			return err
 		}
+		// The disclosed resources, at the versions their filtered copies
+		// were made from, and the exact bundle sent.
+		inputs := []audit.Input{sent}
+		for _, key := range rec.Disclosed {
+			typ, id, _ := strings.Cut(key, "/")
+			res, err := tx.Get(ctx, typ, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // a resource only the bundle holds
+			}
+			if err != nil {
+				return fmt.Errorf("disclosure of %s: %w", key, err)
+			}
+			inputs = append(inputs, audit.Input{Ref: audit.Ref(typ, id, res.Version), Hash: res.Hash})
+		}
 		h := sha256.Sum256([]byte(dec.ID + "\x00disclosure"))
-		entries = append(entries, audit.Entry{
+		disclosure := audit.Entry{
 			ID: "t-" + hex.EncodeToString(h[:])[:40], Kind: audit.KindDisclosure, Time: rec.At,
 			Exchange: rec.Exchange, Actor: "Organization/" + rec.Partner, Patient: rec.Patient, Purpose: rec.Purpose,
-			Inputs: []audit.Input{sent}, Bundle: &audit.Input{Ref: "Bundle/" + sentID, Hash: sent.Hash},
+			Inputs: inputs, Bundle: &audit.Input{Ref: "Bundle/" + sentID, Hash: sent.Hash},
 			Interaction: "transaction", Endpoint: r.Endpoint, Observer: a.observer(), Site: a.Site,
-		})
+		}
+		entries = append(entries, disclosure)
+		// The Provenance of the disclosure, kept with it.
+		prov, err := disclosure.Normalized().Provenance()
+		if err != nil {
+			return err
+		}
+		data, err := fhir.Marshal(prov)
+		if err != nil {
+			return fmt.Errorf("encoding the Provenance of %s: %w", disclosure.ID, err)
+		}
+		if _, err := tx.Put(ctx, store.Resource{Type: "Provenance", ID: prov.GetId().GetValue(), Format: FormatJSON, Data: data, Patient: rec.Patient, Source: "pathway"}); err != nil {
+			return fmt.Errorf("keeping the Provenance of %s: %w", disclosure.ID, err)
+		}
 	}
 	_, err = audit.Append(ctx, tx, entries...)
 	return err

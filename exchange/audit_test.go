@@ -132,6 +132,25 @@ func TestAuditedExchange(t *testing.T) {
 				if e.Endpoint == "" || !strings.HasPrefix(e.Actor, "Organization/") {
 					t.Errorf("disclosure %s: actor %q endpoint %q", e.ID, e.Actor, e.Endpoint)
 				}
+				// The disclosed resources are named by version, and the
+				// disclosure's Provenance is kept.
+				versioned := 0
+				for _, in := range e.Inputs[1:] {
+					if strings.Contains(in.Ref, "/_history/") && !strings.HasPrefix(in.Ref, "Bundle/") {
+						versioned++
+					}
+				}
+				if versioned < 3 {
+					t.Errorf("disclosure %s names %d disclosed resources: %v", e.ID, versioned, e.Inputs)
+				}
+				prov, err := e.Provenance()
+				if err != nil {
+					t.Fatal(err)
+				}
+				kept, err = ph.store.Get(t.Context(), "Provenance", prov.GetId().GetValue())
+				if err != nil || !fhir.Parse(kept.Data).Valid() || !strings.Contains(string(kept.Data), e.Inputs[1].Ref) {
+					t.Errorf("disclosure %s: Provenance not kept or not valid: %v", e.ID, err)
+				}
 			}
 		})
 	}

@@ -258,6 +258,13 @@ func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, erro
 	if prep.Bundle, err = fhir.Marshal(out); err != nil {
 		return Prepared{}, err
 	}
+	if prep.Decision != nil {
+		for _, e := range out.GetEntry() {
+			if r := e.GetResource(); r != nil {
+				prep.Decision.Disclosed = append(prep.Decision.Disclosed, fhir.Key(fhir.Unwrap(r)))
+			}
+		}
+	}
 	return prep, nil
 }
 

@@ -143,6 +143,10 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	// 40 referrals: the sample's four valid rows ten times, with their own ids.
 	input := filepath.Join(t.TempDir(), "many.csv")
 	writeManyReferrals(t, "../../testdata/mappings/ngo-referral.csv", input, 10)
+	// Every process signs the audit log with the network's key.
+	keyFile, pubFile, _ := writeKeys(t, t.TempDir())
+	t.Setenv(envSigningKey, "")
+	t.Setenv(envSigningKeyFile, keyFile)
 	code, out, errOut := runCmd(t, "", "ingest", "--config", cfg, "--database", db, "--mapping", "ngo-referral-csv", "--source", "ngo-harbour", "--json", input)
 	var sum ingestSummary
 	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Enqueued != 30 {
@@ -153,6 +157,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	if err := worker.Start(); err != nil {
 		t.Fatal(err)
 	}
+	started := time.Now()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, n1 := clinic.snapshot()
@@ -170,6 +175,22 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	worker.Wait()
+	killedAfter := time.Since(started)
+	// The kill came between appending disclosures and checkpointing them
+	// (the checkpointer signs every 1000 entries or 10 seconds).
+	if st, err := store.Open(t.Context(), db); err != nil {
+		t.Fatal(err)
+	} else {
+		size, _ := st.AuditSize(t.Context())
+		cp, err := st.LatestAuditCheckpoint(t.Context())
+		st.Close()
+		if err != nil || cp.Size != 40 || size <= 40 {
+			t.Fatalf("at the kill: %d entries, latest checkpoint %d (%v); want the ingest's 40 decisions checkpointed and the worker's entries after them", size, cp.Size, err)
+		}
+		if killedAfter < 9*time.Second && size == cp.Size {
+			t.Fatalf("the killed worker left no entry outside a checkpoint: the test did not kill it between append and checkpoint")
+		}
+	}
 	_, before1 := clinic.snapshot()
 	_, before2 := garden.snapshot()
 	if before1+before2 >= 30 {
@@ -197,6 +218,26 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	_, n2 := garden.snapshot()
 	if n1+n2 < 30 || n1+n2 > 31 {
 		t.Errorf("partners saw %d requests for 30 messages: at most the one in flight at the kill may be sent twice", n1+n2)
+	}
+
+	// Nothing the killed worker logged is lost: the restarted worker's
+	// last checkpoint covers it, and every delivery has one disclosure.
+	disclosures := 0
+	if err := st.ScanAudit(t.Context(), store.AuditScan{}, func(r store.AuditRecord) error {
+		if r.Kind == "disclosure" {
+			disclosures++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if disclosures != 30 {
+		t.Errorf("the audit log holds %d disclosures for 30 deliveries", disclosures)
+	}
+	code, out, errOut = runCmd(t, "", "audit", "verify", "--database", db, "--key", pubFile, "--json")
+	var rep verifyOutput
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || !rep.OK || rep.Uncovered != 0 || rep.Rederived != rep.Decisions {
+		t.Errorf("verify after the kill and restart: exit %d %v uncovered %d, %d of %d decisions re-derived\n%s%s", code, err, rep.Uncovered, rep.Rederived, rep.Decisions, out, errOut)
 	}
 }
 
