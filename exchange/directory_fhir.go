@@ -154,6 +154,10 @@ func (im *importer) fhirFile(f DirectoryFile, x *fhirIndex) {
 // fhirResult indexes what one parsed resource holds. data is the JSON,
 // for a Bundle's per-entry issues.
 func (im *importer) fhirResult(file, at string, data []byte, r fhir.Result, x *fhirIndex) {
+	if r.Resource == nil && r.ResourceType != "" {
+		im.fail(file, joinAt(at, resName(nil, r.ResourceType, r.ID)), "invalid: %s", issuesText(r.Issues))
+		return
+	}
 	if r.Resource == nil {
 		im.fail(file, at, "not a FHIR R4 resource: %s", issuesText(r.Issues))
 		return
