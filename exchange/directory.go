@@ -61,10 +61,34 @@ type DirectoryPartner struct {
 	KindFrom    string              `json:"kind_from"`
 	Identifiers []policy.Identifier `json:"identifiers,omitempty"`
 	Endpoint    string              `json:"endpoint,omitempty"`
-	Services    Service             `json:"services"`
+	Services    Service             `json:"-"`
 	// File and Element say where the organisation was read.
 	File    string `json:"file"`
 	Element string `json:"element"`
+}
+
+// MarshalJSON writes the partner with snake_case service keys.
+func (p DirectoryPartner) MarshalJSON() ([]byte, error) {
+	type plain DirectoryPartner
+	return json.Marshal(struct {
+		plain
+		Services struct {
+			Categories []string `json:"categories"`
+			Languages  []string `json:"languages"`
+			Catchment  []string `json:"catchment"`
+		} `json:"services"`
+	}{plain: plain(p), Services: struct {
+		Categories []string `json:"categories"`
+		Languages  []string `json:"languages"`
+		Catchment  []string `json:"catchment"`
+	}{nonNil(p.Services.Categories), nonNil(p.Services.Languages), nonNil(p.Services.Catchment)}})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // DirectoryNote is a warning or an error about one element of an input
