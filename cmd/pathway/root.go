@@ -85,6 +85,7 @@ records every decision in a verifiable audit log.`,
 		newReferralsCmd(s),
 		newKeysCmd(s),
 		newAuditCmd(s),
+		newPartnersCmd(s),
 	)
 	return root
 }
