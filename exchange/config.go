@@ -2,6 +2,8 @@ package exchange
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -51,6 +53,10 @@ type PartnerLink struct {
 	Auth     AuthSettings
 	TLS      TLSSettings
 	Services Service
+	// APITokens are the SHA-256 hashes of the bearer tokens the partner
+	// calls Pathway's FHIR API with (partners[].api.token_sha256); the
+	// tokens themselves are never stored.
+	APITokens [][sha256.Size]byte
 }
 
 // SecretRef names where a secret is read from: an environment variable or
@@ -149,6 +155,9 @@ type exchangeDoc struct {
 		Auth     AuthSettings `yaml:"auth"`
 		TLS      TLSSettings  `yaml:"tls"`
 		Services Service      `yaml:"services"`
+		API      struct {
+			TokenSHA256 []string `yaml:"token_sha256"`
+		} `yaml:"api"`
 	} `yaml:"partners"`
 	Routes  []RouteRule   `yaml:"routes"`
 	Routing *RoutingRules `yaml:"routing"`
@@ -170,7 +179,8 @@ type exchangeDoc struct {
 // so that they are not reported here.
 var knownKeys = map[string][]string{
 	"":                              {"network", "partners", "labels", "value_sets", "routes", "routing", "retry", "store", "signing_key"},
-	"partners[]":                    {"id", "name", "kind", "identifiers", "agreement", "endpoint", "auth", "tls", "services"},
+	"partners[]":                    {"id", "name", "kind", "identifiers", "agreement", "endpoint", "auth", "tls", "services", "api"},
+	"partners[].api":                {"token_sha256"},
 	"partners[].auth":               {"type", "token", "token_url", "client_id", "client_secret", "scope"},
 	"partners[].auth.token":         {"env", "file"},
 	"partners[].auth.client_secret": {"env", "file"},
@@ -353,6 +363,14 @@ func (c *checker) exchange(doc *exchangeDoc, cfg *Config, _ []*yaml.Node) {
 			continue // policy reports it
 		}
 		link := &PartnerLink{ID: p.ID, Kind: p.Kind, Endpoint: p.Endpoint, Auth: p.Auth, TLS: p.TLS, Services: p.Services}
+		for j, h := range p.API.TokenSHA256 {
+			sum, err := hex.DecodeString(strings.TrimPrefix(h, "sha256:"))
+			if err != nil || len(sum) != sha256.Size {
+				c.failAt(fmt.Sprintf("%s.api.token_sha256[%d]", path, j), "not a SHA-256 of a token (sha256: and 64 hex digits, printed by pathway keys token)")
+				continue
+			}
+			link.APITokens = append(link.APITokens, [sha256.Size]byte(sum))
+		}
 		link.Services.Kind = p.Kind
 		if _, dup := cfg.Partners[p.ID]; !dup {
 			cfg.Partners[p.ID] = link

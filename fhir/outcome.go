@@ -79,6 +79,27 @@ func issueType(code string) cpb.IssueTypeCode_Value {
 		return cpb.IssueTypeCode_BUSINESS_RULE
 	case code == "internal", code == "unreadable":
 		return cpb.IssueTypeCode_EXCEPTION
+	case strings.HasPrefix(code, "api-"):
+		if t, ok := apiIssueTypes[code]; ok {
+			return t
+		}
+		return cpb.IssueTypeCode_PROCESSING
 	}
 	return cpb.IssueTypeCode_INVARIANT // ele-1, bdl-*, inv-1, prr-1
+}
+
+// apiIssueTypes are the rule codes of the FHIR API's errors (package
+// server), each with the IssueType it reports.
+var apiIssueTypes = map[string]cpb.IssueTypeCode_Value{
+	"api-login":         cpb.IssueTypeCode_LOGIN,
+	"api-forbidden":     cpb.IssueTypeCode_FORBIDDEN,
+	"api-not-found":     cpb.IssueTypeCode_NOT_FOUND,
+	"api-not-supported": cpb.IssueTypeCode_NOT_SUPPORTED,
+	"api-invalid":       cpb.IssueTypeCode_INVALID,
+	"api-conflict":      cpb.IssueTypeCode_CONFLICT,
+	"api-precondition":  cpb.IssueTypeCode_CONFLICT,
+	"api-transition":    cpb.IssueTypeCode_BUSINESS_RULE,
+	"api-throttled":     cpb.IssueTypeCode_THROTTLED,
+	"api-too-costly":    cpb.IssueTypeCode_TOO_COSTLY,
+	"api-exception":     cpb.IssueTypeCode_EXCEPTION,
 }

@@ -1,0 +1,133 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// PurposeFor is the purpose of use a partner receives a patient's data
+// under when it reads it on the API or gets a Task update: the purpose of
+// the first route that sends to it, else (a partner that only refers) the
+// first purpose of its agreement. "" when it has neither.
+func (cfg *Config) PurposeFor(partner string) string {
+	for _, r := range cfg.Routes {
+		if slices.Contains(r.To, partner) {
+			if r.Purpose == "" {
+				return "COC" // a route's default
+			}
+			return r.Purpose
+		}
+	}
+	if p := cfg.Policy.Partner(partner); p != nil && len(p.Agreement.Purposes) > 0 {
+		return p.Agreement.Purposes[0]
+	}
+	return ""
+}
+
+// View is what one partner may see of some of a patient's resources now.
+type View struct {
+	// Resources are the permitted resources, filtered (elements removed or
+	// masked as the decision requires), by "Type/id".
+	Resources map[string]*rpb.ContainedResource
+	// Decision is the decision they were filtered under.
+	Decision policy.Decision
+	// Purpose is the purpose of use decided for.
+	Purpose string
+}
+
+// ViewFor filters stored resources of one patient for partner, under the
+// patient's stored consents as they are now and the partner's agreement:
+// the partner API shows a partner only this (a revocation takes effect at
+// the next read). patient is "Patient/id" ("" when the resources are
+// about nobody: then no consent applies and the base policy decides).
+//
+// referrer says the partner is the one that referred the patient (the
+// Task's requester, the source of the record): it holds the case the
+// consent was given to, so the consents' silence does not hide its own
+// referral from it (the base policy is opt-out for it). A provision that
+// denies it still does, the immigration rule still applies, and its
+// agreement still limits what it sees of what others added (an outcome
+// note with clinical detail, say).
+func (p *Pipeline) ViewFor(ctx context.Context, partner, patient string, rs []store.Resource, referrer bool) (View, error) {
+	v := View{Resources: map[string]*rpb.ContainedResource{}}
+	pp := p.Config.Policy.Partner(partner)
+	if pp == nil {
+		return v, fmt.Errorf("partner %s is not in the configuration", partner)
+	}
+	v.Purpose = p.Config.PurposeFor(partner)
+	if v.Purpose == "" {
+		v.Decision = policy.Decision{Effect: policy.Deny, Explanation: "No purpose of use is configured for " + partner + "."}
+		return v, nil
+	}
+	b := &rpb.Bundle{Type: &rpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_COLLECTION}}
+	seen := map[string]bool{}
+	add := func(r store.Resource) error {
+		if seen[r.Ref()] || r.Format != FormatJSON {
+			return nil
+		}
+		seen[r.Ref()] = true
+		parsed := fhir.Parse(r.Data)
+		if parsed.Resource == nil {
+			return fmt.Errorf("stored %s does not parse", r.Ref())
+		}
+		e := &rpb.Bundle_Entry{Resource: parsed.Resource}
+		if fhir.IsUUID(r.ID) {
+			e.FullUrl = &dpb.Uri{Value: fhir.FullURL(r.ID)}
+		}
+		b.Entry = append(b.Entry, e)
+		return nil
+	}
+	if patient != "" {
+		typ, id := splitRef(patient)
+		pr, err := p.Store.Get(ctx, typ, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return v, err
+		}
+		if err == nil {
+			if err := add(pr); err != nil {
+				return v, err
+			}
+		}
+	}
+	for _, r := range rs {
+		if err := add(r); err != nil {
+			return v, err
+		}
+	}
+	consents, _, err := p.storedConsents(ctx, patient, b, true)
+	if err != nil {
+		return v, err
+	}
+	req := policy.Request{Partner: pp, Agreement: &pp.Agreement, Purpose: v.Purpose, At: p.now(), Base: p.Config.Policy.Network.BasePolicy}
+	if referrer {
+		req.Base = policy.OptOut
+	}
+	out, dec := p.Engine.Filter(req, b, consents...)
+	v.Decision = dec
+	for _, e := range out.GetEntry() {
+		if r := e.GetResource(); r != nil {
+			v.Resources[fhir.Key(fhir.Unwrap(r))] = r
+		}
+	}
+	return v, nil
+}
+
+// splitRef splits "Type/id".
+func splitRef(ref string) (string, string) {
+	for i := 0; i < len(ref); i++ {
+		if ref[i] == '/' {
+			return ref[:i], ref[i+1:]
+		}
+	}
+	return ref, ""
+}

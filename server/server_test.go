@@ -1,0 +1,239 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/pathway-fhir/pathway/connectors"
+	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/mappings"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
+	"github.com/pathway-fhir/pathway/store/storetest"
+)
+
+// Tokens of the test partners.
+const (
+	tokNGO     = "tok-ngo-harbour"
+	tokClinic  = "tok-clinic-riverside"
+	tokGarden  = "tok-community-garden"
+	tokAuditor = "tok-auditor"
+)
+
+// auditorPartner adds an auditor to the demo network.
+const auditorPartner = `  - id: advisory-board
+    name: Community Advisory Board
+    kind: auditor
+
+routes:
+`
+
+type fixture struct {
+	t     *testing.T
+	srv   *httptest.Server
+	s     *Server
+	st    *store.Store
+	pipe  *exchange.Pipeline
+	clock *storetest.Clock
+	// tasks by partner: the Task ids of the sample referrals each owns and
+	// may see; hidden: those the patient's consent keeps from it.
+	tasks, hidden map[string][]string
+}
+
+func newFixture(t *testing.T, url string, opts ...func(*Options)) *fixture {
+	t.Helper()
+	clock := storetest.NewClock(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC))
+	st, err := store.Open(t.Context(), url, store.WithNowFunc(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	data, err := os.ReadFile("../testdata/exchange/pathway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte("routes:\n"), []byte(auditorPartner), 1)
+	cfg, err := exchange.ParseConfig("pathway.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, tok := range map[string]string{"ngo-harbour": tokNGO, "clinic-riverside": tokClinic, "community-garden": tokGarden, "advisory-board": tokAuditor} {
+		cfg.Partners[id].APITokens = [][32]byte{sha256.Sum256([]byte(tok))}
+	}
+	engine, err := policy.NewEngine(cfg.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditor := &exchange.Auditor{Config: cfg.Raw}
+	pipe := &exchange.Pipeline{Store: st, Config: cfg, Engine: engine, Now: clock.Now, Audit: auditor}
+	for _, b := range sampleBundles(t) {
+		if _, err := pipe.Ingest(t.Context(), "ngo-harbour", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := Options{Store: st, Pipeline: pipe, Audit: auditor, Now: clock.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() {
+		srv.Close()
+		s.Close(t.Context())
+	})
+	f := &fixture{t: t, srv: srv, s: s, st: st, pipe: pipe, clock: clock, tasks: map[string][]string{}, hidden: map[string][]string{}}
+	tasks, err := st.Search(t.Context(), store.Query{Type: "Task"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		owner := strings.TrimPrefix(tk.Owner, "Organization/")
+		v, err := pipe.ViewFor(t.Context(), owner, tk.Patient, []store.Resource{tk}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Resources[tk.Ref()] != nil {
+			f.tasks[owner] = append(f.tasks[owner], tk.ID)
+		} else {
+			f.hidden[owner] = append(f.hidden[owner], tk.ID)
+		}
+	}
+	// The sample: two referrals to the clinic, one to the community group,
+	// and one routed to it that the patient's consent refuses.
+	if len(f.tasks["clinic-riverside"]) != 2 || len(f.tasks["community-garden"]) != 1 || len(f.hidden["community-garden"]) != 1 {
+		t.Fatalf("sample Tasks by owner: %v, hidden %v", f.tasks, f.hidden)
+	}
+	return f
+}
+
+// sampleBundles converts the sample NGO CSV with the built-in mapping.
+func sampleBundles(t *testing.T) []*rpb.Bundle {
+	t.Helper()
+	m, err := mappings.Builtin("ngo-referral-csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("../testdata/mappings/ngo-referral.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, err := connectors.OpenCSV(f, "ngo-referral.csv", connectors.CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*rpb.Bundle
+	for {
+		rec, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Err != nil {
+			continue
+		}
+		ref, err := m.Apply(mappings.MapFields(rec.Fields))
+		if err != nil {
+			continue
+		}
+		b, err := mappings.Build(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends a request with token (none when "").
+func (f *fixture) do(method, path, token string, body []byte, header ...string) response {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+// resource parses a response body as FHIR.
+func (r response) resource(t *testing.T) *fhir.ContainedResource {
+	t.Helper()
+	p := fhir.Parse(r.body)
+	if p.Resource == nil {
+		t.Fatalf("status %d: body is not FHIR: %s", r.status, r.body)
+	}
+	return p.Resource
+}
+
+// outcome returns the OperationOutcome's first issue code and text.
+func (r response) outcome(t *testing.T) (string, string) {
+	t.Helper()
+	oo := r.resource(t).GetOperationOutcome()
+	if oo == nil || len(oo.GetIssue()) == 0 {
+		t.Fatalf("status %d: not an OperationOutcome: %s", r.status, r.body)
+	}
+	is := oo.GetIssue()[0]
+	return is.GetDetails().GetCoding()[0].GetCode().GetValue(), is.GetDetails().GetText().GetValue()
+}
+
+func TestMetadataAndAuthentication(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	r := f.do("GET", "/fhir/metadata", "", nil)
+	cs := r.resource(t).GetCapabilityStatement()
+	if r.status != 200 || cs == nil || cs.GetFhirVersion().GetValue().String() != "V_4_0_1" {
+		t.Fatalf("metadata: %d %s", r.status, r.body)
+	}
+	for _, c := range []struct{ token, want string }{{"", "api-login"}, {"not-a-token", "api-login"}} {
+		r := f.do("GET", "/fhir/Task", c.token, nil)
+		code, _ := r.outcome(t)
+		if r.status != 401 || code != c.want || r.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("token %q: %d %s %s", c.token, r.status, code, r.header.Get("WWW-Authenticate"))
+		}
+	}
+	if r := f.do("GET", "/healthz", "", nil); r.status != 200 {
+		t.Errorf("healthz: %d", r.status)
+	}
+	if r := f.do("GET", "/readyz", "", nil); r.status != 200 {
+		t.Errorf("readyz: %d", r.status)
+	}
+}
+
+func sqliteURL(t testing.TB) string { return "sqlite://" + filepath.Join(t.TempDir(), "pathway.db") }

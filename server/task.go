@@ -1,0 +1,613 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
+
+	"github.com/pathway-fhir/pathway/audit"
+	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/policy"
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// maxBody caps a request body.
+const maxBody = 4 << 20
+
+// role is the caller's part in a stored Task, "" when it has none.
+func role(t store.Resource, c *caller) exchange.TaskRole {
+	switch c.ref {
+	case t.Owner:
+		return exchange.RoleOwner
+	case t.Requester:
+		return exchange.RoleRequester
+	}
+	return ""
+}
+
+// visibleTask returns the stored Task id if the caller is its owner or
+// requester; otherwise a not-found error, whether or not it exists.
+func (s *Server) visibleTask(ctx context.Context, id string, c *caller) (store.Resource, error) {
+	t, err := s.o.Store.Get(ctx, "Task", id)
+	if err != nil {
+		return t, err
+	}
+	if role(t, c) == "" {
+		return store.Resource{}, fmt.Errorf("Task/%s: %w", id, store.ErrNotFound)
+	}
+	return t, nil
+}
+
+// taskView is the caller's view of a stored Task under the patient's
+// consents now; nil when nothing of it may be shown.
+func (s *Server) taskView(ctx context.Context, t store.Resource, c *caller) (*tpb.Task, policy.Decision, error) {
+	v, err := s.o.Pipeline.ViewFor(ctx, c.id, t.Patient, []store.Resource{t}, role(t, c) == exchange.RoleRequester)
+	if err != nil {
+		return nil, v.Decision, err
+	}
+	cr := v.Resources[t.Ref()]
+	if cr == nil {
+		return nil, v.Decision, nil
+	}
+	return cr.GetTask(), v.Decision, nil
+}
+
+func (s *Server) readTask(w http.ResponseWriter, r *http.Request, c *caller) {
+	s.readTaskVersion(w, r, c, 0)
+}
+
+func (s *Server) vreadTask(w http.ResponseWriter, r *http.Request, c *caller) {
+	v, err := strconv.ParseInt(r.PathValue("vid"), 10, 64)
+	if err != nil || v < 1 {
+		s.fail(w, r, http.StatusBadRequest, "api-invalid", "the version id must be a positive whole number")
+		return
+	}
+	s.readTaskVersion(w, r, c, v)
+}
+
+func (s *Server) readTaskVersion(w http.ResponseWriter, r *http.Request, c *caller, version int64) {
+	ctx := r.Context()
+	t, err := s.visibleTask(ctx, r.PathValue("id"), c)
+	if err == nil && version > 0 {
+		// Authorised on the current version: the parties do not change.
+		t, err = s.o.Store.GetVersion(ctx, "Task", t.ID, version)
+		if err == nil && role(t, c) == "" {
+			err = store.ErrNotFound
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		s.logAccess(ctx, c, "read", policy.Deny)
+		s.fail(w, r, http.StatusNotFound, "api-not-found", "no Task with this id is shared with you")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if match := r.Header.Get("If-None-Match"); match != "" && version == 0 && etagMatches(match, t.Version) {
+		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, t.Version))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	task, dec, err := s.taskView(ctx, t, c)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if task == nil {
+		s.logAccess(ctx, c, "read", policy.Deny)
+		s.fail(w, r, http.StatusForbidden, "api-forbidden", "the patient's consent or your agreement no longer lets you see this Task: "+dec.Explanation)
+		return
+	}
+	s.logAccess(ctx, c, "read", policy.Permit, inputOf(t))
+	s.writeResource(w, r, http.StatusOK, task, t.Version, t.LastUpdated)
+}
+
+// etagMatches reports whether an If-None-Match or If-Match value names version.
+func etagMatches(header string, version int64) bool {
+	for _, tag := range strings.Split(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" {
+			return true
+		}
+		tag = strings.TrimPrefix(tag, "W/")
+		if strings.Trim(tag, `"`) == strconv.FormatInt(version, 10) {
+			return true
+		}
+	}
+	return false
+}
+
+// Task search parameters this server supports; anything else (chained
+// parameters, _has, _revinclude, other _include) is refused, so that a
+// search never reaches past the caller's own referrals.
+var taskSearchParams = map[string]bool{
+	"owner": true, "requester": true, "status": true, "patient": true, "focus": true,
+	"_lastUpdated": true, "_count": true, "_include": true, "_page_after": true, "_total": true, "_format": true,
+}
+
+const (
+	defaultCount = 50
+	maxCount     = 200
+)
+
+func (s *Server) searchTasks(w http.ResponseWriter, r *http.Request, c *caller) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	for name := range q {
+		switch {
+		case strings.Contains(name, ".") || strings.Contains(name, ":") && !strings.HasPrefix(name, "_"):
+			s.fail(w, r, http.StatusBadRequest, "api-not-supported", "chained parameters and modifiers are not supported: search on owner, requester, status, patient, focus or _lastUpdated")
+			return
+		case name == "_has" || name == "_revinclude":
+			s.fail(w, r, http.StatusBadRequest, "api-not-supported", name+" is not supported")
+			return
+		case !taskSearchParams[name]:
+			s.fail(w, r, http.StatusBadRequest, "api-not-supported", "search parameter "+name+" is not supported on Task (supported: owner, requester, status, patient, focus, _lastUpdated, _count, _include=Task:focus, _include=Task:patient)")
+			return
+		}
+		if len(q[name]) > 1 && name != "_include" {
+			s.fail(w, r, http.StatusBadRequest, "api-invalid", "give "+name+" once")
+			return
+		}
+	}
+	sq := store.Query{Type: "Task", Status: q.Get("status"), Patient: q.Get("patient"), AfterID: q.Get("_page_after")}
+	owner, requester := q.Get("owner"), q.Get("requester")
+	switch {
+	case owner == "" && requester == "":
+		sq.Owner = c.ref // the caller's own work list
+	case owner != "" && owner != c.ref && requester != c.ref, requester != "" && requester != c.ref && owner != c.ref:
+		// Someone else's Tasks: nothing is shared with the caller.
+		s.writeSearch(w, r, c, nil, q, "")
+		return
+	default:
+		sq.Owner, sq.Requester = owner, requester
+	}
+	if v := q.Get("_lastUpdated"); v != "" {
+		t, err := parseLastUpdated(v)
+		if err != nil {
+			s.fail(w, r, http.StatusBadRequest, "api-invalid", err.Error())
+			return
+		}
+		sq.UpdatedSince = t
+	}
+	count := defaultCount
+	if v := q.Get("_count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.fail(w, r, http.StatusBadRequest, "api-invalid", "_count must be a whole number")
+			return
+		}
+		count = min(n, maxCount)
+	}
+	for _, inc := range q["_include"] {
+		if inc != "Task:focus" && inc != "Task:patient" {
+			s.fail(w, r, http.StatusBadRequest, "api-not-supported", "_include supports Task:focus and Task:patient only")
+			return
+		}
+	}
+	if count == 0 {
+		s.writeSearch(w, r, c, nil, q, "")
+		return
+	}
+	focus := q.Get("focus")
+	var page []store.Resource
+	next := ""
+	// Read pages of the store until count Tasks pass the filters.
+	for len(page) < count {
+		sq.Limit = count + 1
+		rs, err := s.o.Store.Search(ctx, sq)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		more := len(rs) > count
+		if more {
+			rs = rs[:count]
+		}
+		for _, t := range rs {
+			if focus == "" || taskFocus(t) == focus {
+				page = append(page, t)
+			}
+			sq.AfterID = t.ID
+			if len(page) == count {
+				break
+			}
+		}
+		if !more {
+			break
+		}
+		if len(page) == count {
+			next = sq.AfterID
+		}
+	}
+	s.writeSearch(w, r, c, page, q, next)
+}
+
+// taskFocus reads Task.focus of a stored Task.
+func taskFocus(t store.Resource) string {
+	p := fhir.Parse(t.Data)
+	return fhir.RefString(p.Resource.GetTask().GetFocus())
+}
+
+func parseLastUpdated(v string) (time.Time, error) {
+	prefix := ""
+	for _, p := range []string{"ge", "gt"} {
+		if strings.HasPrefix(v, p) {
+			prefix, v = p, v[2:]
+		}
+	}
+	if prefix == "" {
+		return time.Time{}, errors.New("_lastUpdated supports ge and gt (_lastUpdated=ge2026-11-01T00:00:00Z)")
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			if prefix == "gt" {
+				t = t.Add(time.Microsecond)
+			}
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("_lastUpdated: not a FHIR instant or date")
+}
+
+// writeSearch filters the page for the caller (by patient), adds the
+// includes, and writes the searchset. Nothing hidden is counted: the
+// Bundle has no total.
+func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, c *caller, page []store.Resource, q url.Values, next string) {
+	ctx := r.Context()
+	base := s.baseURL(r)
+	incFocus, incPatient := slices.Contains(q["_include"], "Task:focus"), slices.Contains(q["_include"], "Task:patient")
+	var entries []fhir.BundleEntry
+	var inputs []audit.Input
+	// One view per patient and role of the caller.
+	type group struct {
+		patient  string
+		referrer bool
+	}
+	byPatient := map[group][]store.Resource{}
+	var order []group
+	for _, t := range page {
+		g := group{t.Patient, role(t, c) == exchange.RoleRequester}
+		if _, ok := byPatient[g]; !ok {
+			order = append(order, g)
+		}
+		byPatient[g] = append(byPatient[g], t)
+	}
+	included := map[string]bool{}
+	for _, g := range order {
+		patient, tasks := g.patient, byPatient[g]
+		rs := slices.Clone(tasks)
+		if incFocus {
+			for _, t := range tasks {
+				typ, id, _ := strings.Cut(taskFocus(t), "/")
+				if typ == "ServiceRequest" {
+					if sr, err := s.o.Store.Get(ctx, typ, id); err == nil {
+						rs = append(rs, sr)
+					}
+				}
+			}
+		}
+		v, err := s.o.Pipeline.ViewFor(ctx, c.id, patient, rs, g.referrer)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		for _, t := range tasks {
+			cr := v.Resources[t.Ref()]
+			if cr == nil {
+				continue
+			}
+			task := proto.Clone(cr.GetTask()).(*tpb.Task)
+			setMeta(task, t.Version, t.LastUpdated)
+			entries = append(entries, fhir.SearchEntry(base+"/"+t.Ref(), task, fhir.SearchModeMatch))
+			inputs = append(inputs, inputOf(t))
+			if incFocus {
+				ref := fhir.RefString(task.GetFocus())
+				if cr := v.Resources[ref]; cr != nil && !included[ref] {
+					included[ref] = true
+					entries = append(entries, fhir.SearchEntry(base+"/"+ref, fhir.Unwrap(cr), fhir.SearchModeInclude))
+				}
+			}
+			if incPatient && patient != "" {
+				if cr := v.Resources[patient]; cr != nil && !included[patient] {
+					included[patient] = true
+					entries = append(entries, fhir.SearchEntry(base+"/"+patient, fhir.Unwrap(cr), fhir.SearchModeInclude))
+				}
+			}
+		}
+	}
+	self := base + "/Task?" + q.Encode()
+	links := []fhir.BundleLink{{Relation: "self", URL: self}}
+	if next != "" {
+		nq := url.Values{}
+		for k, v := range q {
+			nq[k] = v
+		}
+		nq.Set("_page_after", next)
+		links = append(links, fhir.BundleLink{Relation: "next", URL: base + "/Task?" + nq.Encode()})
+	}
+	b, err := fhir.BundleSpec{Type: fhir.BundleTypeSearchset, Timestamp: s.o.Now(), Link: links, Entry: entries}.Build()
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.logAccess(ctx, c, "search-type", policy.Permit, inputs...)
+	data, err := fhir.Marshal(b)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
+	w.Write(data)
+}
+
+// The elements of a Task its parties may change; everything else stays as
+// stored.
+var taskMutable = []string{"status", "status_reason", "business_status", "note", "output", "last_modified"}
+
+func (s *Server) updateTask(w http.ResponseWriter, r *http.Request, c *caller) {
+	body, err := fhir.ReadAllLimited(http.MaxBytesReader(w, r.Body, maxBody), maxBody)
+	if err != nil {
+		s.fail(w, r, http.StatusRequestEntityTooLarge, "api-invalid", "the body is larger than 4 MiB")
+		return
+	}
+	p := fhir.Parse(body)
+	if !p.Valid() {
+		s.outcome(w, http.StatusBadRequest, p.Issues)
+		return
+	}
+	task := p.Resource.GetTask()
+	if task == nil {
+		s.fail(w, r, http.StatusBadRequest, "api-invalid", "the body must be a Task")
+		return
+	}
+	s.changeTask(w, r, c, task)
+}
+
+func (s *Server) patchTask(w http.ResponseWriter, r *http.Request, c *caller) {
+	ctx := r.Context()
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json-patch+json") {
+		s.fail(w, r, http.StatusUnsupportedMediaType, "api-not-supported", "PATCH takes a JSON Patch (Content-Type: application/json-patch+json)")
+		return
+	}
+	body, err := fhir.ReadAllLimited(http.MaxBytesReader(w, r.Body, maxBody), maxBody)
+	if err != nil {
+		s.fail(w, r, http.StatusRequestEntityTooLarge, "api-invalid", "the body is larger than 4 MiB")
+		return
+	}
+	t, err := s.visibleTask(ctx, r.PathValue("id"), c)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "api-not-found", "no Task with this id is shared with you")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	view, _, err := s.taskView(ctx, t, c)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if view == nil {
+		s.fail(w, r, http.StatusForbidden, "api-forbidden", "the patient's consent or your agreement no longer lets you see this Task")
+		return
+	}
+	doc, err := fhir.Marshal(view)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	patched, err := applyJSONPatch(doc, body)
+	if err != nil {
+		s.fail(w, r, http.StatusUnprocessableEntity, "api-invalid", "the JSON Patch does not apply: "+err.Error())
+		return
+	}
+	pr := fhir.Parse(patched)
+	if !pr.Valid() || pr.Resource.GetTask() == nil {
+		issues := pr.Issues
+		if len(issues) == 0 {
+			issues = fhir.Issues{{Severity: fhir.SeverityError, Code: "api-invalid", Details: "the patched Task is not a valid Task"}}
+		}
+		s.outcome(w, http.StatusUnprocessableEntity, issues)
+		return
+	}
+	s.changeTask(w, r, c, pr.Resource.GetTask())
+}
+
+// changeTask applies the caller's new Task: only the mutable elements are
+// taken from it, the move is checked against the state machine and the
+// caller's role, and the change is stored, audited and sent back to the
+// other party in one transaction.
+func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, in *tpb.Task) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	if in.GetId().GetValue() != id {
+		s.fail(w, r, http.StatusBadRequest, "api-invalid", "the Task's id must be the id in the URL")
+		return
+	}
+	t, err := s.visibleTask(ctx, id, c)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "api-not-found", "no Task with this id is shared with you (Pathway does not create Tasks through PUT)")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if m := r.Header.Get("If-Match"); m != "" && !etagMatches(m, t.Version) {
+		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, t.Version))
+		s.fail(w, r, http.StatusPreconditionFailed, "api-precondition", fmt.Sprintf("the Task is at version %d, not the one in If-Match: read it again and reapply your change", t.Version))
+		return
+	}
+	view, _, err := s.taskView(ctx, t, c)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if view == nil {
+		s.fail(w, r, http.StatusForbidden, "api-forbidden", "the patient's consent or your agreement no longer lets you see this Task")
+		return
+	}
+	if !sameExceptMutable(view, in) {
+		s.fail(w, r, http.StatusUnprocessableEntity, "api-invalid", "only status, statusReason, businessStatus, note and output may change: send the Task as you read it with only those changed")
+		return
+	}
+	stored := fhir.Parse(t.Data).Resource.GetTask()
+	from := fhir.EnumCode(stored.GetStatus().GetValue().Descriptor().Values().ByNumber(stored.GetStatus().GetValue().Number()))
+	to := fhir.EnumCode(in.GetStatus().GetValue().Descriptor().Values().ByNumber(in.GetStatus().GetValue().Number()))
+	if to == from {
+		// A BSeR system reports progress by businessStatus alone.
+		for _, cd := range in.GetBusinessStatus().GetCoding() {
+			if cd.GetSystem().GetValue() == exchange.SystemBSeRBusinessStatus {
+				if st, ok := exchange.BSeRStatus[cd.GetCode().GetValue()]; ok && st != from {
+					to = st
+				}
+			}
+		}
+	}
+	rl := role(t, c)
+	if err := exchange.CheckTransition(from, to, rl, in.GetStatusReason().GetText().GetValue()); err != nil {
+		s.logAccess(ctx, c, "update", policy.Deny)
+		s.fail(w, r, http.StatusUnprocessableEntity, "api-transition", err.Error())
+		return
+	}
+	next := proto.Clone(stored).(*tpb.Task)
+	next.StatusReason = in.GetStatusReason()
+	next.BusinessStatus = in.GetBusinessStatus()
+	next.Note = in.GetNote()
+	next.Output = in.GetOutput()
+	if to != from {
+		next.Status = statusCode(to)
+	}
+	now := s.o.Now().UTC()
+	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
+	next.Meta = stored.GetMeta()
+	if iv := fhir.Validate(next); iv.HasErrors() {
+		s.outcome(w, http.StatusUnprocessableEntity, iv)
+		return
+	}
+	data, err := fhir.Marshal(next)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	sf := fhir.SearchFieldsOf(next)
+	var saved store.Resource
+	err = s.o.Store.WithTx(ctx, func(tx *store.Tx) error {
+		cur, err := tx.Get(ctx, "Task", id)
+		if err != nil {
+			return err
+		}
+		if cur.Version != t.Version {
+			return errConflict
+		}
+		saved, err = tx.Put(ctx, store.Resource{Type: "Task", ID: id, Source: c.id, Format: exchange.FormatJSON, Data: data,
+			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester})
+		if err != nil {
+			return err
+		}
+		if err := s.flowBack(ctx, tx, saved, c); err != nil {
+			return err
+		}
+		return s.logAccessTx(ctx, tx, c, "update", policy.Permit, inputOf(saved))
+	})
+	if errors.Is(err, errConflict) {
+		s.fail(w, r, http.StatusConflict, "api-conflict", "the Task changed while this update was made: read it again and reapply your change")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Location", s.baseURL(r)+"/Task/"+id+"/_history/"+strconv.FormatInt(saved.Version, 10))
+	if strings.Contains(r.Header.Get("Prefer"), "return=minimal") {
+		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, saved.Version))
+		w.Header().Set("Last-Modified", saved.LastUpdated.UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	out, _, err := s.taskView(ctx, saved, c)
+	if err != nil || out == nil {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	s.writeResource(w, r, http.StatusOK, out, saved.Version, saved.LastUpdated)
+}
+
+var errConflict = errors.New("version conflict")
+
+// statusCode is the proto of a Task status code.
+func statusCode(code string) *tpb.Task_StatusCode {
+	name := strings.ToUpper(strings.ReplaceAll(code, "-", "_"))
+	v := cpb.TaskStatusCode_Value(cpb.TaskStatusCode_Value_value[name])
+	return &tpb.Task_StatusCode{Value: v}
+}
+
+// sameExceptMutable reports whether a and b differ only in the elements
+// the parties may change (and meta and text, which the server owns).
+func sameExceptMutable(a, b *tpb.Task) bool {
+	a, b = proto.Clone(a).(*tpb.Task), proto.Clone(b).(*tpb.Task)
+	for _, t := range []*tpb.Task{a, b} {
+		m := t.ProtoReflect()
+		for _, name := range append(slices.Clone(taskMutable), "meta", "text") {
+			m.Clear(m.Descriptor().Fields().ByName(protoreflect.Name(name)))
+		}
+	}
+	return proto.Equal(a, b)
+}
+
+// flowBack sends a Task change to the other party when it has a FHIR
+// endpoint: the Task (and its Patient) filtered for it under the
+// patient's consents now, as a transaction in the outbox. A party that
+// works on the API reads the change there instead.
+func (s *Server) flowBack(ctx context.Context, tx *store.Tx, t store.Resource, c *caller) error {
+	other, referrer := strings.TrimPrefix(t.Requester, "Organization/"), true
+	if t.Requester == c.ref {
+		other, referrer = strings.TrimPrefix(t.Owner, "Organization/"), false
+	}
+	link := s.cfg.Partners[other]
+	if link == nil || link.Endpoint == "" {
+		return nil
+	}
+	v, err := s.o.Pipeline.ViewFor(ctx, other, t.Patient, []store.Resource{t}, referrer)
+	if err != nil {
+		return err
+	}
+	task := v.Resources[t.Ref()]
+	if task == nil {
+		return nil // the consent or the agreement does not let it go back
+	}
+	entries := []fhir.BundleEntry{fhir.UpdateEntry(fhir.Unwrap(task))}
+	if pt := v.Resources[t.Patient]; pt != nil {
+		entries = append([]fhir.BundleEntry{fhir.UpdateEntry(fhir.Unwrap(pt))}, entries...)
+	}
+	b, err := fhir.BundleSpec{ID: fhir.NewID("pathway-task-update", t.Ref(), strconv.FormatInt(t.Version, 10), other), Type: fhir.BundleTypeTransaction, Entry: entries}.Build()
+	if err != nil {
+		return err
+	}
+	payload, err := fhir.Marshal(b)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(append([]byte(other+"\x00"+v.Purpose+"\x00task-update\x00"), payload...))
+	_, _, err = tx.Enqueue(ctx, store.Message{Key: hex.EncodeToString(sum[:]), Partner: other, Purpose: v.Purpose, Kind: exchange.KindTransaction, Payload: payload})
+	return err
+}

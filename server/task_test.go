@@ -1,0 +1,328 @@
+package server
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// taskStatus reads a Task response's status as FHIR spells it.
+func taskStatus(t *testing.T, r response) string {
+	t.Helper()
+	task := r.resource(t).GetTask()
+	if task == nil {
+		t.Fatalf("status %d: not a Task: %s", r.status, r.body)
+	}
+	v := task.GetStatus().GetValue()
+	return fhir.EnumCode(v.Descriptor().Values().ByNumber(v.Number()))
+}
+
+// searchIDs returns the ids of the match and include entries of a searchset.
+func searchIDs(t *testing.T, r response) (match, include []string, next string) {
+	t.Helper()
+	b := r.resource(t).GetBundle()
+	if r.status != 200 || b == nil {
+		t.Fatalf("search: %d %s", r.status, r.body)
+	}
+	for _, e := range b.GetEntry() {
+		key := fhir.Key(fhir.Unwrap(e.GetResource()))
+		if e.GetSearch().GetMode().GetValue().String() == "INCLUDE" {
+			include = append(include, key)
+		} else {
+			match = append(match, key)
+		}
+	}
+	for _, l := range b.GetLink() {
+		if l.GetRelation().GetValue() == "next" {
+			next = l.GetUrl().GetValue()
+		}
+	}
+	return match, include, next
+}
+
+// TestAuthorizationMatrix: a partner reads, searches, includes and
+// updates only the referrals routed to it or sent by it.
+func TestAuthorizationMatrix(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	clinicTask, gardenTask := f.tasks["clinic-riverside"][0], f.tasks["community-garden"][0]
+
+	// Reads.
+	for _, c := range []struct {
+		token, task string
+		want        int
+	}{
+		{tokClinic, clinicTask, 200}, {tokGarden, gardenTask, 200},
+		{tokGarden, clinicTask, 404}, {tokClinic, gardenTask, 404}, // another partner's referral: not found
+		{tokNGO, clinicTask, 200}, {tokNGO, gardenTask, 200}, // the requester
+		{tokClinic, "no-such-task", 404},
+		{tokAuditor, clinicTask, 403},                     // auditors read audit records only
+		{tokGarden, f.hidden["community-garden"][0], 403}, // routed, but the consent refuses it
+		{tokNGO, f.hidden["community-garden"][0], 403},    // the consent refuses everyone, the referrer too
+	} {
+		r := f.do("GET", "/fhir/Task/"+c.task, c.token, nil)
+		if r.status != c.want {
+			t.Errorf("%s reads Task/%s: %d, want %d: %s", c.token, c.task, r.status, c.want, r.body)
+		}
+		if c.want != 200 {
+			r.outcome(t)
+		}
+	}
+	// A vread of another partner's Task is not found either.
+	if r := f.do("GET", "/fhir/Task/"+clinicTask+"/_history/1", tokGarden, nil); r.status != 404 {
+		t.Errorf("garden vreads the clinic's Task: %d", r.status)
+	}
+
+	// Searches: only the caller's own, whatever the parameters say.
+	match, _, _ := searchIDs(t, f.do("GET", "/fhir/Task", tokGarden, nil))
+	if len(match) != len(f.tasks["community-garden"]) {
+		t.Errorf("garden's default search: %v", match)
+	}
+	for _, m := range match {
+		if strings.Contains(strings.Join(f.tasks["clinic-riverside"], " "), strings.TrimPrefix(m, "Task/")) {
+			t.Errorf("garden's search shows the clinic's %s", m)
+		}
+	}
+	for _, q := range []string{"owner=Organization/clinic-riverside", "requester=Organization/ngo-harbour", "owner=Organization/clinic-riverside&requester=Organization/ngo-harbour"} {
+		match, inc, _ := searchIDs(t, f.do("GET", "/fhir/Task?"+q+"&_include=Task:focus", tokGarden, nil))
+		if len(match) != 0 || len(inc) != 0 {
+			t.Errorf("garden searches %s: %v %v", q, match, inc)
+		}
+	}
+	match, _, _ = searchIDs(t, f.do("GET", "/fhir/Task?requester=Organization/ngo-harbour", tokNGO, nil))
+	if len(match) != 3 {
+		t.Errorf("the requester's search: %v (want the 3 its consents do not refuse)", match)
+	}
+
+	// Leak controls.
+	for _, q := range []string{"patient.name=x", "_has:ServiceRequest:based-on:status=active", "_revinclude=Provenance:target", "_include=Task:owner", "subject=Patient/x", "owner:missing=true"} {
+		r := f.do("GET", "/fhir/Task?"+q, tokGarden, nil)
+		if code, _ := r.outcome(t); r.status != 400 || code != "api-not-supported" {
+			t.Errorf("search %s: %d %s", q, r.status, code)
+		}
+	}
+	if b := f.do("GET", "/fhir/Task?_total=accurate", tokGarden, nil).resource(t).GetBundle(); b.GetTotal() != nil {
+		t.Errorf("_total=accurate gave a total")
+	}
+
+	// Updates of another partner's referral are not found.
+	r := f.do("GET", "/fhir/Task/"+clinicTask, tokClinic, nil)
+	if r := f.do("PUT", "/fhir/Task/"+clinicTask, tokGarden, []byte(strings.Replace(string(r.body), `"status":"requested"`, `"status":"accepted"`, 1))); r.status != 404 {
+		t.Errorf("garden updates the clinic's Task: %d %s", r.status, r.body)
+	}
+	if r := f.do("PATCH", "/fhir/Task/"+clinicTask, tokGarden, []byte(`[{"op":"replace","path":"/status","value":"accepted"}]`), "Content-Type", "application/json-patch+json"); r.status != 404 {
+		t.Errorf("garden patches the clinic's Task: %d %s", r.status, r.body)
+	}
+
+	// Linked reads: the focus of an own Task, filtered; another's: not found.
+	task := f.do("GET", "/fhir/Task/"+gardenTask, tokGarden, nil).resource(t).GetTask()
+	sr := fhir.RefString(task.GetFocus())
+	if r := f.do("GET", "/fhir/"+sr, tokGarden, nil); r.status != 200 || strings.Contains(string(r.body), `"reasonCode"`) || strings.Contains(string(r.body), `"note"`) {
+		t.Errorf("garden reads its ServiceRequest: %d, reasonCode and note must be withheld: %s", r.status, r.body)
+	}
+	if r := f.do("GET", "/fhir/"+sr, tokClinic, nil); r.status != 404 {
+		t.Errorf("the clinic reads the garden's ServiceRequest: %d", r.status)
+	}
+	clinicSR := fhir.RefString(f.do("GET", "/fhir/Task/"+clinicTask, tokClinic, nil).resource(t).GetTask().GetFocus())
+	if r := f.do("GET", "/fhir/"+clinicSR, tokGarden, nil); r.status != 404 {
+		t.Errorf("garden reads the clinic's ServiceRequest: %d", r.status)
+	}
+	// _include stays inside the caller's referrals and is filtered too.
+	_, inc, _ := searchIDs(t, f.do("GET", "/fhir/Task?_include=Task:focus&_include=Task:patient", tokGarden, nil))
+	for _, ref := range inc {
+		if ref == clinicSR {
+			t.Errorf("garden's _include brought the clinic's %s", ref)
+		}
+	}
+	if len(inc) == 0 {
+		t.Errorf("garden's _include brought nothing")
+	}
+
+	// Audit records: auditors only.
+	if r := f.do("GET", "/fhir/AuditEvent", tokClinic, nil); r.status != 403 {
+		t.Errorf("a partner searches AuditEvent: %d", r.status)
+	}
+	r = f.do("GET", "/fhir/AuditEvent?_count=3", tokAuditor, nil)
+	if _, _, next := searchIDs(t, r); len(r.resource(t).GetBundle().GetEntry()) != 3 || next == "" {
+		t.Fatalf("the auditor searches AuditEvent: %d, want 3 and a next page", r.status)
+	}
+}
+
+// TestTaskStateMachineOverHTTP takes a referral from requested to
+// completed as the owner, with the forbidden moves refused by role.
+func TestTaskStateMachineOverHTTP(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	id := f.tasks["community-garden"][0]
+	path := "/fhir/Task/" + id
+	read := f.do("GET", path, tokGarden, nil)
+	if read.status != 200 || read.header.Get("ETag") != `W/"1"` || read.header.Get("Last-Modified") == "" {
+		t.Fatalf("read: %d %v", read.status, read.header)
+	}
+	if r := f.do("GET", path, tokGarden, nil, "If-None-Match", `W/"1"`); r.status != 304 {
+		t.Errorf("If-None-Match on the current version: %d", r.status)
+	}
+	put := func(token, from, to string, extra string, header ...string) response {
+		body := strings.Replace(string(read.body), `"status":"`+from+`"`, `"status":"`+to+`"`+extra, 1)
+		return f.do("PUT", path, token, []byte(body), header...)
+	}
+	// The requester cannot accept; the owner cannot reject without a reason.
+	if r := put(tokNGO, "requested", "accepted", ""); r.status != 422 {
+		t.Errorf("the requester accepts: %d %s", r.status, r.body)
+	} else if code, text := r.outcome(t); code != "api-transition" || !strings.Contains(text, "only the owner") {
+		t.Errorf("the requester accepts: %s %s", code, text)
+	}
+	if r := put(tokGarden, "requested", "rejected", ""); r.status != 422 || !strings.Contains(string(r.body), "statusReason.text") {
+		t.Errorf("reject without a reason: %d %s", r.status, r.body)
+	}
+	// Other elements cannot change.
+	if r := f.do("PUT", path, tokGarden, []byte(strings.Replace(string(read.body), `"intent":"order"`, `"intent":"plan"`, 1))); r.status != 422 {
+		t.Errorf("changing intent: %d %s", r.status, r.body)
+	}
+	// The owner accepts, with If-Match.
+	r := put(tokGarden, "requested", "accepted", "", "If-Match", `W/"1"`)
+	if r.status != 200 || taskStatus(t, r) != "accepted" || r.header.Get("ETag") != `W/"2"` {
+		t.Fatalf("accept: %d %v %s", r.status, r.header, r.body)
+	}
+	// A stale If-Match fails.
+	if r := put(tokGarden, "requested", "in-progress", "", "If-Match", `W/"1"`); r.status != 412 {
+		t.Errorf("stale If-Match: %d %s", r.status, r.body)
+	}
+	// PATCH to in-progress, then to completed with an output note.
+	patch := func(token, ops string) response {
+		return f.do("PATCH", path, token, []byte(ops), "Content-Type", "application/json-patch+json")
+	}
+	if r := patch(tokGarden, `[{"op":"test","path":"/status","value":"accepted"},{"op":"replace","path":"/status","value":"in-progress"}]`); r.status != 200 || taskStatus(t, r) != "in-progress" {
+		t.Fatalf("patch to in-progress: %d %s", r.status, r.body)
+	}
+	if r := patch(tokGarden, `[{"op":"test","path":"/status","value":"accepted"}]`); r.status != 422 {
+		t.Errorf("a failing JSON Patch test: %d", r.status)
+	}
+	if r := patch(tokNGO, `[{"op":"replace","path":"/status","value":"completed"}]`); r.status != 422 {
+		t.Errorf("the requester completes: %d %s", r.status, r.body)
+	}
+	r = patch(tokGarden, `[{"op":"replace","path":"/status","value":"completed"},{"op":"add","path":"/note","value":[{"text":"Joined the Tuesday garden group."}]}]`)
+	if r.status != 200 || taskStatus(t, r) != "completed" || !strings.Contains(string(r.body), "Tuesday garden group") {
+		t.Fatalf("complete: %d %s", r.status, r.body)
+	}
+	// Completed is terminal: the requester cannot cancel any more.
+	if r := patch(tokNGO, `[{"op":"replace","path":"/status","value":"cancelled"},{"op":"add","path":"/statusReason","value":{"text":"no longer needed"}}]`); r.status != 422 {
+		t.Errorf("cancel a completed Task: %d %s", r.status, r.body)
+	}
+	// The requester sees the outcome.
+	if r := f.do("GET", path, tokNGO, nil); r.status != 200 || taskStatus(t, r) != "completed" {
+		t.Errorf("the requester reads the completed Task: %d %s", r.status, r.body)
+	}
+	// Every version is kept and readable.
+	if r := f.do("GET", path+"/_history/2", tokGarden, nil); r.status != 200 || taskStatus(t, r) != "accepted" {
+		t.Errorf("vread 2: %d %s", r.status, r.body)
+	}
+	// Prefer: return=minimal.
+	id2 := f.tasks["clinic-riverside"][1]
+	read2 := f.do("GET", "/fhir/Task/"+id2, tokClinic, nil)
+	body := strings.Replace(string(read2.body), `"status":"requested"`, `"status":"rejected","statusReason":{"text":"No appointments until March."}`, 1)
+	if r := f.do("PUT", "/fhir/Task/"+id2, tokClinic, []byte(body), "Prefer", "return=minimal"); r.status != 200 || len(r.body) != 0 || r.header.Get("ETag") != `W/"2"` {
+		t.Errorf("return=minimal: %d %q %v", r.status, r.body, r.header)
+	}
+}
+
+// TestSearchPaging pages through the requester's four Tasks two at a time.
+func TestSearchPaging(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	seen := map[string]bool{}
+	next := "/fhir/Task?requester=Organization/ngo-harbour&_count=2"
+	pages := 0
+	for next != "" {
+		r := f.do("GET", next, tokNGO, nil)
+		match, _, n := searchIDs(t, r)
+		for _, m := range match {
+			if seen[m] {
+				t.Errorf("%s on two pages", m)
+			}
+			seen[m] = true
+		}
+		pages++
+		next = ""
+		if n != "" {
+			u, err := url.Parse(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next = u.RequestURI()
+		}
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if len(seen) != 3 || pages < 2 {
+		t.Errorf("paged %d Tasks in %d pages", len(seen), pages)
+	}
+	if r := f.do("GET", "/fhir/Task?status=requested&owner=Organization/clinic-riverside", tokClinic, nil); r.status != 200 {
+		t.Errorf("status search: %d", r.status)
+	} else if m, _, _ := searchIDs(t, r); len(m) != 2 {
+		t.Errorf("clinic's requested Tasks: %v", m)
+	}
+	if r := f.do("GET", "/fhir/Task?_lastUpdated=2026-01-01", tokClinic, nil); r.status != 400 {
+		t.Errorf("_lastUpdated without a prefix: %d", r.status)
+	}
+	if m, _, _ := searchIDs(t, f.do("GET", "/fhir/Task?_lastUpdated=ge2026-01-01", tokClinic, nil)); len(m) != 2 {
+		t.Errorf("_lastUpdated=ge: %v", m)
+	}
+}
+
+// TestConsentRevocationOverHTTP: the referring NGO revokes the consent;
+// the clinic can no longer see the Task, at once.
+func TestConsentRevocationOverHTTP(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	id := f.tasks["clinic-riverside"][0]
+	task, err := f.st.Get(t.Context(), "Task", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := f.st.Search(t.Context(), store.Query{Type: "Consent", Patient: task.Patient})
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("consents of %s: %v %v", task.Patient, cs, err)
+	}
+	if r := f.do("GET", "/fhir/Task/"+id, tokClinic, nil); r.status != 200 {
+		t.Fatalf("before: %d", r.status)
+	}
+	revoked := strings.Replace(string(cs[0].Data), `"status":"active"`, `"status":"inactive"`, 1)
+	if r := f.do("PUT", "/fhir/Consent/"+cs[0].ID, tokClinic, []byte(revoked)); r.status != 403 {
+		t.Errorf("the clinic revokes the NGO's consent record: %d %s", r.status, r.body)
+	}
+	r := f.do("PUT", "/fhir/Consent/"+cs[0].ID, tokNGO, []byte(revoked), "If-Match", `W/"1"`)
+	if r.status != 200 || r.header.Get("ETag") != `W/"2"` {
+		t.Fatalf("the NGO revokes: %d %s", r.status, r.body)
+	}
+	if r := f.do("GET", "/fhir/Task/"+id, tokClinic, nil); r.status != 403 {
+		t.Errorf("after the revocation the clinic reads the Task: %d %s", r.status, r.body)
+	}
+	m, _, _ := searchIDs(t, f.do("GET", "/fhir/Task", tokClinic, nil))
+	for _, ref := range m {
+		if ref == "Task/"+id {
+			t.Errorf("after the revocation the clinic's search still shows %s", ref)
+		}
+	}
+}
+
+// TestRateLimit: a partner over its rate gets 429 with Retry-After.
+func TestRateLimit(t *testing.T) {
+	f := newFixture(t, sqliteURL(t), func(o *Options) { o.Rate, o.Burst = 1, 2 })
+	var codes []int
+	for range 3 {
+		codes = append(codes, f.do("GET", "/fhir/Task", tokGarden, nil).status)
+	}
+	r := f.do("GET", "/fhir/Task", tokGarden, nil)
+	if fmt.Sprint(codes) != "[200 200 429]" || r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Errorf("codes %v then %d, Retry-After %q", codes, r.status, r.header.Get("Retry-After"))
+	}
+	if r := f.do("GET", "/fhir/Task", tokClinic, nil); r.status != 200 {
+		t.Errorf("another partner is limited too: %d", r.status)
+	}
+	f.clock.Advance(2_000_000_000)
+	if r := f.do("GET", "/fhir/Task", tokGarden, nil); r.status != 200 {
+		t.Errorf("after the wait: %d", r.status)
+	}
+}
