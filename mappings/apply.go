@@ -148,6 +148,9 @@ func (m *Mapping) eval(e expr, t target, f Fields) (value, bool, *evalError) {
 	}
 	if len(vals) == 0 {
 		if e.required {
+			if m.keyed() && e.constant == nil && !present(e, f) {
+				return value{}, false, &evalError{e.from, "required, but empty: the record has no such key (check its name)"}
+			}
 			return value{}, false, &evalError{e.from, "required, but empty"}
 		}
 		return value{}, false, nil
@@ -238,6 +241,28 @@ func (m *Mapping) raw(e expr, f Fields) []string {
 		out = append(out, vals...)
 	}
 	return out
+}
+
+// keyed says records name their fields (JSON keys and paths), so a field
+// the record lacks is worth telling apart from an empty one. CSV headers
+// are checked once per file instead; HL7 v2 leaves empty fields out.
+func (m *Mapping) keyed() bool {
+	switch m.Input.Format {
+	case FormatJSON, FormatNDJSON, FormatFHIR:
+		return true
+	}
+	return false
+}
+
+// present reports whether any reference of e exists in the record, even
+// empty: a missing column or key is told apart from an empty one.
+func present(e expr, f Fields) bool {
+	for _, ref := range e.froms {
+		if _, ok := f.Lookup(ref); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // tidy trims and normalises one value.

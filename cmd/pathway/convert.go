@@ -192,6 +192,11 @@ func (c *converter) file(path string) error {
 		return err
 	}
 	defer src.Close()
+	if h, ok := src.(connectors.Headed); ok {
+		if err := c.checkHeader(path, h.Header()); err != nil {
+			return err
+		}
+	}
 	for {
 		rec, err := src.Next()
 		if errors.Is(err, io.EOF) {
@@ -203,6 +208,50 @@ func (c *converter) file(path string) error {
 		c.record(rec)
 		c.tick()
 	}
+}
+
+// checkHeader compares a CSV header with the columns the mapping reads. A
+// missing column that a required field reads makes the file unusable; a
+// missing optional column, or a header column the mapping never reads, is
+// a warning on stderr (louder when it decides triage or risk). Only
+// column names are printed, never a cell.
+func (c *converter) checkHeader(path string, header []string) error {
+	hc := c.m.CheckHeader(header)
+	if req := hc.RequiredMissing(); len(req) > 0 {
+		msgs := make([]string, len(req))
+		for i, m := range req {
+			msgs[i] = fmt.Sprintf("no column %q (required by %s)%s", m.Name, strings.Join(m.RequiredBy, ", "), didYouMean(m.Closest))
+		}
+		return fmt.Errorf("%s: header: %s: no record of this file can convert", path, strings.Join(msgs, "; "))
+	}
+	c.clearProgress()
+	var optional []string
+	for _, m := range hc.Missing {
+		if m.Important() {
+			fmt.Fprintf(c.s.err, "%s: WARNING: no column %q, which decides %s: every record of this file converts without its triage or risk (routine priority, no risk flag)%s\n",
+				path, m.Name, strings.Join(m.Targets, ", "), didYouMean(m.Closest))
+			continue
+		}
+		optional = append(optional, strconv.Quote(m.Name)+didYouMean(m.Closest))
+	}
+	if len(optional) > 0 {
+		fmt.Fprintf(c.s.err, "%s: warning: no column %s: left empty in every record\n", path, strings.Join(optional, ", "))
+	}
+	if len(hc.Unknown) > 0 {
+		q := make([]string, len(hc.Unknown))
+		for i, u := range hc.Unknown {
+			q[i] = strconv.Quote(u)
+		}
+		fmt.Fprintf(c.s.err, "%s: warning: the mapping reads no column %s: ignored\n", path, strings.Join(q, ", "))
+	}
+	return nil
+}
+
+func didYouMean(name string) string {
+	if name == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (the header has %q: misspelt?)", name)
 }
 
 func (c *converter) open(r io.Reader, name string) (connectors.Source, error) {
