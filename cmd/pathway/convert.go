@@ -49,8 +49,16 @@ however large they are.
 --mapping takes a built-in mapping's name (see 'pathway mapping list') or a
 mapping file (see docs/mappings.md).
 
-Exit status: 0 when every record converted, 1 when any was rejected, 2 for
-usage or mapping errors.`,
+An input that cannot be read to its end (an unusable CSV header, a CSV
+header without a column a required field reads, a JSON array broken by a
+syntax error) keeps what was converted before the problem; the problem,
+with the input's name and position, goes to the rejects file (or standard
+error), and the next input is read. The summary is always printed.
+
+Exit status: 0 when every record of every input converted; 1 when any
+record was rejected or any input could not be read to its end (the
+bundles written are whole and valid); 2 for usage or mapping errors
+(nothing is written).`,
 		Example: `  pathway convert --mapping ngo-referral-csv --out bundles.ndjson referrals.csv
   pathway convert --mapping my-ngo.yaml --rejects rejects.ndjson export1.csv export2.csv
   pathway convert --mapping ngo-referral-csv --json referrals.csv > bundles.ndjson
@@ -82,12 +90,15 @@ func loadMapping(name string) (*mappings.Mapping, error) {
 
 // convertSummary is what convert did.
 type convertSummary struct {
-	Mapping   string  `json:"mapping"`
-	Inputs    int     `json:"inputs"`
-	Read      int     `json:"records_read"`
-	Converted int     `json:"converted"`
-	Rejected  int     `json:"rejected"`
-	Elapsed   float64 `json:"elapsed_seconds"`
+	Mapping   string `json:"mapping"`
+	Inputs    int    `json:"inputs"`
+	Read      int    `json:"records_read"`
+	Converted int    `json:"converted"`
+	Rejected  int    `json:"rejected"`
+	// Failed counts the inputs that could not be read to the end (an
+	// unusable CSV header, a JSON array broken by a syntax error...).
+	Failed  int     `json:"inputs_failed"`
+	Elapsed float64 `json:"elapsed_seconds"`
 }
 
 // convertReject is one line of the rejects file.
@@ -134,7 +145,10 @@ func runConvert(o convertOptions, s streams) error {
 
 	for _, in := range o.inputs {
 		if err := c.file(in); err != nil {
-			return &exitError{code: exitInvalid, msg: err.Error()}
+			// The records before the failure are converted or rejected
+			// already; the others of this input are lost. Say so, and go
+			// on with the next input.
+			c.failInput(in, err)
 		}
 	}
 	if err := c.out.Flush(); err != nil {
@@ -161,9 +175,13 @@ func runConvert(o convertOptions, s streams) error {
 		enc.SetEscapeHTML(false)
 		enc.Encode(c.sum)
 	} else {
-		fmt.Fprintf(s.err, "%d records read, %d converted, %d rejected in %.1fs\n", c.sum.Read, c.sum.Converted, c.sum.Rejected, c.sum.Elapsed)
+		failed := ""
+		if c.sum.Failed > 0 {
+			failed = fmt.Sprintf(", %d of %d inputs not read to the end", c.sum.Failed, c.sum.Inputs)
+		}
+		fmt.Fprintf(s.err, "%d records read, %d converted, %d rejected%s in %.1fs\n", c.sum.Read, c.sum.Converted, c.sum.Rejected, failed, c.sum.Elapsed)
 	}
-	if c.sum.Rejected > 0 {
+	if c.sum.Rejected > 0 || c.sum.Failed > 0 {
 		return &exitError{code: exitInvalid}
 	}
 	return nil
@@ -419,8 +437,31 @@ func (c *converter) convert(rec connectors.Record, pos string, fields mappings.F
 	}
 	c.seen[h.Sum64()] = pos
 	data = append(data, '\n')
-	c.out.Write(data) // errors surface at Flush
+	// Flush only between bundles, so what reached the output is always
+	// whole bundles, whatever happens next. A bundle larger than the
+	// buffer is written in one call.
+	if c.out.Available() < len(data) {
+		c.out.Flush() // errors are sticky and surface at the last Flush
+	}
+	c.out.Write(data)
 	c.sum.Converted++
+}
+
+// failInput records an input that could not be read to its end: in the
+// rejects file (or on stderr) with the input's name and where it stopped.
+// The error names the file, line or element and the syntax problem, never
+// a value.
+func (c *converter) failInput(path string, err error) {
+	c.sum.Failed++
+	reason := "input not read to the end: " + err.Error()
+	if c.rejects == nil {
+		c.clearProgress()
+		fmt.Fprintf(c.s.err, "%s: %s\n", path, reason)
+		return
+	}
+	b, _ := json.Marshal(convertReject{Position: path, Reasons: []string{reason}})
+	c.rejects.Write(append(b, '\n'))
+	fmt.Fprintf(c.s.err, "%s: %s (see the rejects file)\n", path, "input not read to the end")
 }
 
 func (c *converter) reject(rec connectors.Record, pos string, reasons []string) {
