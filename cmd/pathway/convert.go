@@ -120,7 +120,7 @@ func runConvert(o convertOptions, s streams) error {
 			return usageErrorf("no such input: %s", in)
 		}
 	}
-	c := &converter{m: m, s: s, started: time.Now(), progress: isTerminal(s.err), seen: map[uint64]string{}}
+	c := &converter{m: m, s: s, started: time.Now(), progress: isTerminal(s.err), seen: map[uint64]seenAt{}, pathIndex: map[string]uint32{}}
 	c.sum.Mapping = m.Name
 
 	out := s.out
@@ -195,8 +195,57 @@ type converter struct {
 	started, lastProgress time.Time
 	progress              bool
 	// seen holds a 64-bit hash of each record id converted in this run, to
-	// reject duplicates: 8 bytes and a position per record, not the record.
-	seen map[uint64]string
+	// reject duplicates, with where it was first seen: 8 bytes and a 16-byte
+	// seenAt per record, never a string per record.
+	seen map[uint64]seenAt
+	// files are the inputs read so far, and paths the distinct FHIR paths
+	// of referrals inside documents, that seenAt refers to by index.
+	files     []string
+	paths     []string
+	pathIndex map[string]uint32
+}
+
+// seenAt is a compact position: the input's index in converter.files, the
+// row, line, element or message number, its unit, and for a referral
+// inside a FHIR document the index+1 of its path in converter.paths.
+type seenAt struct {
+	file, n, path uint32
+	unit          uint8
+}
+
+var seenUnits = []connectors.PositionUnit{connectors.UnitRow, connectors.UnitLine, connectors.UnitElement, connectors.UnitMessage, connectors.UnitDocument}
+
+// at makes the compact form of a record's position.
+func (c *converter) at(p connectors.Position, path string) seenAt {
+	a := seenAt{file: uint32(len(c.files) - 1), n: uint32(p.Row)}
+	if p.Unit == connectors.UnitMessage {
+		a.n = uint32(p.Message)
+	}
+	for i, u := range seenUnits {
+		if u == p.Unit {
+			a.unit = uint8(i)
+		}
+	}
+	if path != "" {
+		i, ok := c.pathIndex[path]
+		if !ok {
+			c.paths = append(c.paths, path)
+			i = uint32(len(c.paths))
+			c.pathIndex[path] = i
+		}
+		a.path = i
+	}
+	return a
+}
+
+// position gives back a compact position as Position.String spells it.
+func (c *converter) position(a seenAt) string {
+	p := connectors.Position{File: c.files[a.file], Unit: seenUnits[a.unit], Row: int(a.n), Message: int(a.n)}
+	s := p.String()
+	if a.path > 0 {
+		s += ":" + c.paths[a.path-1]
+	}
+	return s
 }
 
 func (c *converter) file(path string) error {
@@ -205,6 +254,7 @@ func (c *converter) file(path string) error {
 		return fmt.Errorf("opening input: %w", err)
 	}
 	defer f.Close()
+	c.files = append(c.files, path)
 	src, err := c.open(f, path)
 	if err != nil {
 		return err
@@ -373,7 +423,7 @@ func (c *converter) record(rec connectors.Record) {
 	}
 	if c.m.Input.Format != mappings.FormatFHIR {
 		c.sum.Read++
-		c.convert(rec, pos, fieldsOf(rec))
+		c.convert(rec, pos, "", fieldsOf(rec))
 		return
 	}
 	// A FHIR document holds one referral per ServiceRequest.
@@ -387,7 +437,7 @@ func (c *converter) record(rec connectors.Record) {
 			c.reject(rec, p, reasonsOf(fr.Err))
 			continue
 		}
-		c.convert(rec, p, fr.Fields)
+		c.convert(rec, p, fr.Path, fr.Fields)
 	}
 }
 
@@ -405,7 +455,8 @@ func reasonsOf(err error) []string {
 }
 
 // convert maps one record at pos and writes its bundle, or rejects it.
-func (c *converter) convert(rec connectors.Record, pos string, fields mappings.Fields) {
+// fhirPath is the referral's path inside a FHIR document, or "".
+func (c *converter) convert(rec connectors.Record, pos, fhirPath string, fields mappings.Fields) {
 	ref, err := c.m.Apply(fields)
 	if err != nil {
 		c.reject(rec, pos, reasonsOf(err))
@@ -414,7 +465,7 @@ func (c *converter) convert(rec connectors.Record, pos string, fields mappings.F
 	h := fnv.New64a()
 	h.Write([]byte(ref.SourceSystem + "\x00" + ref.RecordID))
 	if first, dup := c.seen[h.Sum64()]; dup {
-		c.reject(rec, pos, []string{"source.record_id: the same record id as " + first + ": each record needs its own id"})
+		c.reject(rec, pos, []string{"source.record_id: the same record id as " + c.position(first) + ": each record needs its own id"})
 		return
 	}
 	bundle, err := mappings.Build(ref)
@@ -435,7 +486,7 @@ func (c *converter) convert(rec connectors.Record, pos string, fields mappings.F
 		c.reject(rec, pos, []string{err.Error()})
 		return
 	}
-	c.seen[h.Sum64()] = pos
+	c.seen[h.Sum64()] = c.at(rec.Pos, fhirPath)
 	data = append(data, '\n')
 	// Flush only between bundles, so what reached the output is always
 	// whole bundles, whatever happens next. A bundle larger than the
