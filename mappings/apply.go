@@ -68,6 +68,9 @@ func (m *Mapping) Apply(f Fields) (Referral, error) {
 			ru.target.set(&r, ru.index, v)
 		}
 	}
+	if m.sourceSystem != "" {
+		r.SourceSystem = m.sourceSystem
+	}
 	if r.RecordID == "" && !hasProblem(problems, "source.record_id") {
 		problems = append(problems, FieldProblem{Target: "source.record_id", Reason: "the record has no id"})
 	}

@@ -2,6 +2,7 @@ package mappings
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -48,6 +49,40 @@ type Mapping struct {
 	rules       []rule
 	rejects     []rejectRule
 	tables      map[string]*Table
+	// sourceSystem, when set, replaces what the source.system rule gives.
+	sourceSystem string
+}
+
+// WithSourceSystem returns a copy of the mapping whose records all have
+// source system uri, in place of what its source.system rule gives. The
+// source system seeds every id, so two NGOs using the same built-in
+// mapping must each name their own, or their records' ids collide
+// (both NGOs' "R-001" would become the same resources). uri must be an
+// absolute URI.
+func (m *Mapping) WithSourceSystem(uri string) (*Mapping, error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "") || strings.ContainsAny(uri, " \t\r\n") {
+		return nil, fmt.Errorf("source system %q is not an absolute URI such as https://ngo-a.example/cases or urn:oid:1.2.3", uri)
+	}
+	c := *m
+	c.sourceSystem = uri
+	return &c, nil
+}
+
+// DefaultSourceSystem returns the constant the mapping's source.system
+// rule gives, when it is a plain constant and WithSourceSystem has not
+// replaced it: such a mapping gives every user the same ids for the same
+// record ids.
+func (m *Mapping) DefaultSourceSystem() (string, bool) {
+	if m.sourceSystem != "" {
+		return "", false
+	}
+	for _, r := range m.rules {
+		if r.name == "source.system" && r.when == nil && r.expr.constant != nil && len(r.expr.cases) == 0 {
+			return *r.expr.constant, true
+		}
+	}
+	return "", false
 }
 
 // rejectRule rejects the records its condition holds for, with a reason the

@@ -21,17 +21,18 @@ import (
 )
 
 type convertOptions struct {
-	mapping string
-	out     string
-	rejects string
-	json    bool
-	inputs  []string
+	mapping      string
+	sourceSystem string
+	out          string
+	rejects      string
+	json         bool
+	inputs       []string
 }
 
 func newConvertCmd(s streams) *cobra.Command {
 	var o convertOptions
 	cmd := &cobra.Command{
-		Use:   "convert --mapping NAME|FILE [--out FILE] [--rejects FILE] [--json] INPUT...",
+		Use:   "convert --mapping NAME|FILE [--source-system URI] [--out FILE] [--rejects FILE] [--json] INPUT...",
 		Short: "Convert source records into FHIR referral bundles",
 		Long: `Convert each record of the inputs (CSV rows, JSON objects, HL7 v2
 messages, the ServiceRequests of FHIR documents) with a mapping into one
@@ -46,6 +47,14 @@ and reasons to standard error) with every reason; the others go on. With
 half-written bundle is ever read. Inputs are streamed: memory stays flat
 however large they are.
 
+Every id derives from the source system and the record id. A built-in
+mapping's source system is a constant naming the mapping, the same for
+everyone who uses it: in a network where more than one NGO converts with
+the same built-in, each must name its own with --source-system URI (such as
+https://ngo-a.example/cases), or two NGOs' "R-001" become the same
+resources and overwrite each other. Convert warns when the default is used.
+--source-system replaces a mapping file's source.system too.
+
 --mapping takes a built-in mapping's name (see 'pathway mapping list') or a
 mapping file (see docs/mappings.md).
 
@@ -59,7 +68,7 @@ Exit status: 0 when every record of every input converted; 1 when any
 record was rejected or any input could not be read to its end (the
 bundles written are whole and valid); 2 for usage or mapping errors
 (nothing is written).`,
-		Example: `  pathway convert --mapping ngo-referral-csv --out bundles.ndjson referrals.csv
+		Example: `  pathway convert --mapping ngo-referral-csv --source-system https://ngo-a.example/cases --out bundles.ndjson referrals.csv
   pathway convert --mapping my-ngo.yaml --rejects rejects.ndjson export1.csv export2.csv
   pathway convert --mapping ngo-referral-csv --json referrals.csv > bundles.ndjson
   pathway convert --mapping kobo-json --out bundles.ndjson submissions.json
@@ -73,6 +82,7 @@ bundles written are whole and valid); 2 for usage or mapping errors
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.mapping, "mapping", "", "built-in mapping name or mapping file (required)")
+	f.StringVar(&o.sourceSystem, "source-system", "", "URI naming the system the records come from (your NGO's case system); seeds every id, in place of the mapping's default")
 	f.StringVar(&o.out, "out", "", "write bundles to this file (default: standard output)")
 	f.StringVar(&o.rejects, "rejects", "", "write rejected records with their reasons to this NDJSON file")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON on standard error")
@@ -114,6 +124,14 @@ func runConvert(o convertOptions, s streams) error {
 	m, err := loadMapping(o.mapping)
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	if o.sourceSystem != "" {
+		if m, err = m.WithSourceSystem(o.sourceSystem); err != nil {
+			return usageErrorf("--source-system: %v", err)
+		}
+	} else if def, ok := m.DefaultSourceSystem(); ok {
+		fmt.Fprintf(s.err, "warning: the records' ids derive from the mapping's default source system %s: "+
+			"where another NGO converts with the same mapping, records with the same id overwrite each other; name yours with --source-system URI\n", def)
 	}
 	for _, in := range o.inputs {
 		if _, err := os.Stat(in); err != nil {
