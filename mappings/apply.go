@@ -296,6 +296,18 @@ func (m *Mapping) clean(e expr, raw []string) []string {
 			out = append(out, s)
 		}
 	}
+	if e.item > 0 && e.split != "" {
+		// Positions count empty values, so items of parallel lists
+		// ("a;;c" and "1;2;3") stay aligned.
+		var parts []string
+		for _, s := range raw {
+			parts = append(parts, strings.Split(s, e.split)...)
+		}
+		if e.item <= len(parts) {
+			add(parts[e.item-1])
+		}
+		return out
+	}
 	for _, s := range raw {
 		if e.split == "" {
 			add(s)

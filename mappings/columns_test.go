@@ -50,3 +50,33 @@ func TestRequiredFieldMissingVersusEmpty(t *testing.T) {
 		t.Errorf("empty key: %v", err)
 	}
 }
+
+func TestSplitItem(t *testing.T) {
+	m, err := Load("m.yaml", []byte(`mapping: m
+input: {format: csv}
+tables:
+  t: {unmapped: text, map: {a: "urn:x|A"}}
+fields:
+  source.system: {const: 'urn:x'}
+  source.record_id: id
+  outcome[0].code: {from: code, split: ";", item: 1, table: t}
+  outcome[0].value: {from: value, split: ";", item: 1}
+  outcome[1].code: {from: code, split: ";", item: 2, table: t}
+  outcome[1].value: {from: value, split: ";", item: 2}
+  outcome[2].code: {from: code, split: ";", item: 3, table: t}
+  outcome[2].value: {from: value, split: ";", item: 3}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Apply(MapFields{"id": "1", "code": "a;;c", "value": "1;2;3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Outcomes) != 3 || r.Outcomes[0].Code.Code != "A" || !r.Outcomes[1].Code.IsZero() || r.Outcomes[1].Value != "2" || r.Outcomes[2].Code.Text != "c" || r.Outcomes[2].Value != "3" {
+		t.Errorf("outcomes: %+v", r.Outcomes)
+	}
+	if _, err := Load("m.yaml", []byte("mapping: m\ninput: {format: csv}\nfields:\n  source.system: {const: 'urn:x'}\n  source.record_id: {from: id, item: 2}\n"), nil); err == nil || !strings.Contains(err.Error(), "give split too") {
+		t.Errorf("item without split: %v", err)
+	}
+}

@@ -112,6 +112,7 @@ type expr struct {
 	trim       bool
 	normalize  []string
 	split      string
+	item       int // pick the item-th value (from 1) of the split values, empty ones counted; 0: all
 	dates      []dateFormat
 	table      *Table
 	required   bool
@@ -435,6 +436,10 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 			if e.split == "" {
 				l.errorf(v, "split needs a separator such as \";\"")
 			}
+		case "item":
+			if v.Kind != yaml.ScalarNode || v.Decode(&e.item) != nil || e.item < 1 {
+				l.errorf(v, "item is a position from 1: which of the split values to take (item: 2 is the second)")
+			}
 		case "date":
 			e.dateGiven = true
 			for _, f := range l.strList(v) {
@@ -471,7 +476,7 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 				e.boolValues[normKey(bv[0].Value)] = l.boolean(bv[1])
 			}
 		default:
-			l.errorf(k, "unknown option %q: expected from, const, cases, when, default, trim, required, normalize, split, join, date, table, booleans or system", k.Value)
+			l.errorf(k, "unknown option %q: expected from, const, cases, when, default, trim, required, normalize, split, item, join, date, table, booleans or system", k.Value)
 		}
 	}
 	if sources != 1 {
@@ -484,7 +489,10 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 // checkKind reports options that make no sense for the target's kind.
 func (l *loader) checkKind(n *yaml.Node, t target, e *expr) {
 	multi := t.kind == kindStrings || t.kind == kindCodes || t.kind == kindIdentifiers
-	if e.split != "" && e.join == nil && !multi {
+	if e.item > 0 && e.split == "" {
+		l.errorf(n, "item picks one of the split values: give split too")
+	}
+	if e.split != "" && e.join == nil && e.item == 0 && !multi {
 		l.errorf(n, "split gives several values, but %s takes one (%s)", t.name, t.kind)
 	}
 	if len(e.dates) > 0 && t.kind != kindDate && t.kind != kindPartialDate {

@@ -81,3 +81,21 @@ func TestConvertSourceSystemMustBeAbsoluteURI(t *testing.T) {
 		}
 	}
 }
+
+// ngo-referral-csv takes several ;-separated risks, each a Flag, and
+// parallel outcome lists, each an outcome Observation.
+func TestConvertNGOOutcomesAndRisks(t *testing.T) {
+	csv := "referral_id,service,referrer_org,referral_date,risk,outcome_code,outcome_value,outcome_date\r\n" +
+		"R-1,mental-health,ngo-x,20/11/2026,self-harm;exploitation,phq-9;attended,12;yes,20/02/2027;20/12/2026\r\n"
+	p := writeFile(t, t.TempDir(), "outcomes.csv", csv)
+	code, stdout, stderr := runCmd(t, "", "convert", "--mapping", "ngo-referral-csv", "--source-system", "https://ngo-a.example/cases", p)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if n := strings.Count(stdout, `"resourceType":"Flag"`); n != 2 {
+		t.Errorf("%d Flags, want 2", n)
+	}
+	if n := strings.Count(stdout, `"resourceType":"Observation"`); n != 2 || !strings.Contains(stdout, "44261-6") || !strings.Contains(stdout, "attended") {
+		t.Errorf("%d Observations, want the two outcomes: %s", n, stdout)
+	}
+}
