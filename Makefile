@@ -34,7 +34,7 @@ lint: ## Check formatting, vet, go.mod tidiness, and that dependencies are intac
 bench: ## Run the benchmarks (BENCHCOUNT runs each, for benchstat).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
-FUZZ_TARGETS := ./fhir:FuzzParse ./mappings:FuzzLoad ./mappings:FuzzBuild \
+FUZZ_TARGETS := ./fhir:FuzzParse ./mappings:FuzzLoad ./mappings:FuzzBuild ./mappings:FuzzJSONFields ./mappings:FuzzFHIRFields \
 	./connectors:FuzzCSV ./connectors:FuzzJSONArray ./connectors:FuzzNDJSON \
 	./connectors:FuzzHL7v2 ./connectors:FuzzHL7Path ./connectors:FuzzHL7Unescape
 

@@ -240,6 +240,9 @@ func (s *csvSource) Next() (Record, error) {
 }
 
 // Close releases the source's buffers.
+// Header returns the header row's column names (trimmed), in order.
+func (s *csvSource) Header() []string { return append([]string(nil), s.header...) }
+
 func (s *csvSource) Close() error {
 	s.closed = true
 	s.in, s.pending, s.rec, s.cell, s.ends = nil, nil, nil, nil, nil

@@ -129,6 +129,14 @@ type Source interface {
 	Close() error
 }
 
+// Headed is a Source with a header row naming its fields (OpenCSV's): a
+// caller can check the names before reading any record. Header names are
+// the file's structure, not personal data.
+type Headed interface {
+	Source
+	Header() []string
+}
+
 // Kinds of record problems, for errors.Is on Record.Err.
 var (
 	ErrColumnCount      = errors.New("wrong column count")

@@ -68,6 +68,9 @@ func (m *Mapping) Apply(f Fields) (Referral, error) {
 			ru.target.set(&r, ru.index, v)
 		}
 	}
+	if m.sourceSystem != "" {
+		r.SourceSystem = m.sourceSystem
+	}
 	if r.RecordID == "" && !hasProblem(problems, "source.record_id") {
 		problems = append(problems, FieldProblem{Target: "source.record_id", Reason: "the record has no id"})
 	}
@@ -148,6 +151,9 @@ func (m *Mapping) eval(e expr, t target, f Fields) (value, bool, *evalError) {
 	}
 	if len(vals) == 0 {
 		if e.required {
+			if m.keyed() && e.constant == nil && !present(e, f) {
+				return value{}, false, &evalError{e.from, "required, but empty: the record has no such key (check its name)"}
+			}
 			return value{}, false, &evalError{e.from, "required, but empty"}
 		}
 		return value{}, false, nil
@@ -240,6 +246,28 @@ func (m *Mapping) raw(e expr, f Fields) []string {
 	return out
 }
 
+// keyed says records name their fields (JSON keys and paths), so a field
+// the record lacks is worth telling apart from an empty one. CSV headers
+// are checked once per file instead; HL7 v2 leaves empty fields out.
+func (m *Mapping) keyed() bool {
+	switch m.Input.Format {
+	case FormatJSON, FormatNDJSON, FormatFHIR:
+		return true
+	}
+	return false
+}
+
+// present reports whether any reference of e exists in the record, even
+// empty: a missing column or key is told apart from an empty one.
+func present(e expr, f Fields) bool {
+	for _, ref := range e.froms {
+		if _, ok := f.Lookup(ref); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // tidy trims and normalises one value.
 func (m *Mapping) tidy(e expr, s string) string {
 	if e.trim {
@@ -267,6 +295,18 @@ func (m *Mapping) clean(e expr, raw []string) []string {
 		if s = m.tidy(e, s); s != "" {
 			out = append(out, s)
 		}
+	}
+	if e.item > 0 && e.split != "" {
+		// Positions count empty values, so items of parallel lists
+		// ("a;;c" and "1;2;3") stay aligned.
+		var parts []string
+		for _, s := range raw {
+			parts = append(parts, strings.Split(s, e.split)...)
+		}
+		if e.item <= len(parts) {
+			add(parts[e.item-1])
+		}
+		return out
 	}
 	for _, s := range raw {
 		if e.split == "" {

@@ -88,7 +88,7 @@ func TestKoboJSON(t *testing.T) {
 	// Rejected on purpose, every reason named, no value quoted.
 	for i, want := range map[int][]string{
 		4: {`record (from "_validation_status/uid"): the submission is marked Not Approved`},
-		5: {`patient.gender (from "grp_client/gender"): value not in table "gender"`, `patient.birth_date (from "grp_client/dob"): not a valid date`, `service.categories (from "grp_referral/services"): required, but empty`},
+		5: {`patient.gender (from "grp_client/gender"): value not in table "gender"`, `patient.birth_date (from "grp_client/dob"): not a valid date`, `service.categories (from "grp_referral/services"): required, but empty: the record has no such key (check its name)`},
 	} {
 		_, err := m.Apply(subs[i])
 		var re *RecordError

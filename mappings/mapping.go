@@ -2,6 +2,7 @@ package mappings
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -48,6 +49,40 @@ type Mapping struct {
 	rules       []rule
 	rejects     []rejectRule
 	tables      map[string]*Table
+	// sourceSystem, when set, replaces what the source.system rule gives.
+	sourceSystem string
+}
+
+// WithSourceSystem returns a copy of the mapping whose records all have
+// source system uri, in place of what its source.system rule gives. The
+// source system seeds every id, so two NGOs using the same built-in
+// mapping must each name their own, or their records' ids collide
+// (both NGOs' "R-001" would become the same resources). uri must be an
+// absolute URI.
+func (m *Mapping) WithSourceSystem(uri string) (*Mapping, error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "") || strings.ContainsAny(uri, " \t\r\n") {
+		return nil, fmt.Errorf("source system %q is not an absolute URI such as https://ngo-a.example/cases or urn:oid:1.2.3", uri)
+	}
+	c := *m
+	c.sourceSystem = uri
+	return &c, nil
+}
+
+// DefaultSourceSystem returns the constant the mapping's source.system
+// rule gives, when it is a plain constant and WithSourceSystem has not
+// replaced it: such a mapping gives every user the same ids for the same
+// record ids.
+func (m *Mapping) DefaultSourceSystem() (string, bool) {
+	if m.sourceSystem != "" {
+		return "", false
+	}
+	for _, r := range m.rules {
+		if r.name == "source.system" && r.when == nil && r.expr.constant != nil && len(r.expr.cases) == 0 {
+			return *r.expr.constant, true
+		}
+	}
+	return "", false
 }
 
 // rejectRule rejects the records its condition holds for, with a reason the
@@ -77,6 +112,7 @@ type expr struct {
 	trim       bool
 	normalize  []string
 	split      string
+	item       int // pick the item-th value (from 1) of the split values, empty ones counted; 0: all
 	dates      []dateFormat
 	table      *Table
 	required   bool
@@ -400,6 +436,10 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 			if e.split == "" {
 				l.errorf(v, "split needs a separator such as \";\"")
 			}
+		case "item":
+			if v.Kind != yaml.ScalarNode || v.Decode(&e.item) != nil || e.item < 1 {
+				l.errorf(v, "item is a position from 1: which of the split values to take (item: 2 is the second)")
+			}
 		case "date":
 			e.dateGiven = true
 			for _, f := range l.strList(v) {
@@ -436,7 +476,7 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 				e.boolValues[normKey(bv[0].Value)] = l.boolean(bv[1])
 			}
 		default:
-			l.errorf(k, "unknown option %q: expected from, const, cases, when, default, trim, required, normalize, split, join, date, table, booleans or system", k.Value)
+			l.errorf(k, "unknown option %q: expected from, const, cases, when, default, trim, required, normalize, split, item, join, date, table, booleans or system", k.Value)
 		}
 	}
 	if sources != 1 {
@@ -449,7 +489,10 @@ func (l *loader) expression(n *yaml.Node, t target) (*condition, expr) {
 // checkKind reports options that make no sense for the target's kind.
 func (l *loader) checkKind(n *yaml.Node, t target, e *expr) {
 	multi := t.kind == kindStrings || t.kind == kindCodes || t.kind == kindIdentifiers
-	if e.split != "" && e.join == nil && !multi {
+	if e.item > 0 && e.split == "" {
+		l.errorf(n, "item picks one of the split values: give split too")
+	}
+	if e.split != "" && e.join == nil && e.item == 0 && !multi {
 		l.errorf(n, "split gives several values, but %s takes one (%s)", t.name, t.kind)
 	}
 	if len(e.dates) > 0 && t.kind != kindDate && t.kind != kindPartialDate {

@@ -3,6 +3,8 @@ package mappings
 import (
 	"log/slog"
 	"time"
+
+	"github.com/pathway-fhir/pathway/fhir"
 )
 
 // Referral is what a mapping extracts from one source record: the facts a
@@ -31,9 +33,16 @@ type Referral struct {
 	Outcomes     []Outcome    // outcome[]
 }
 
-// LogValue logs a referral by its source and record id only.
+// BundleID is the id of the Bundle that Build makes of the referral (and
+// the seed of every resource id in it), derived from SourceSystem and
+// RecordID.
+func (r Referral) BundleID() string { return fhir.NewID(r.SourceSystem, r.RecordID, "Bundle") }
+
+// LogValue logs a referral as its Bundle only ("Bundle/<id>"), never the
+// record id: that is the source's business identifier, personal data in
+// a log.
 func (r Referral) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("source", r.SourceSystem), slog.String("record", r.RecordID))
+	return slog.GroupValue(slog.String("bundle", "Bundle/"+r.BundleID()))
 }
 
 // Code is a coded value after translation, or free text when untranslated.

@@ -21,17 +21,18 @@ import (
 )
 
 type convertOptions struct {
-	mapping string
-	out     string
-	rejects string
-	json    bool
-	inputs  []string
+	mapping      string
+	sourceSystem string
+	out          string
+	rejects      string
+	json         bool
+	inputs       []string
 }
 
 func newConvertCmd(s streams) *cobra.Command {
 	var o convertOptions
 	cmd := &cobra.Command{
-		Use:   "convert --mapping NAME|FILE [--out FILE] [--rejects FILE] [--json] INPUT...",
+		Use:   "convert --mapping NAME|FILE [--source-system URI] [--out FILE] [--rejects FILE] [--json] INPUT...",
 		Short: "Convert source records into FHIR referral bundles",
 		Long: `Convert each record of the inputs (CSV rows, JSON objects, HL7 v2
 messages, the ServiceRequests of FHIR documents) with a mapping into one
@@ -46,12 +47,28 @@ and reasons to standard error) with every reason; the others go on. With
 half-written bundle is ever read. Inputs are streamed: memory stays flat
 however large they are.
 
+Every id derives from the source system and the record id. A built-in
+mapping's source system is a constant naming the mapping, the same for
+everyone who uses it: in a network where more than one NGO converts with
+the same built-in, each must name its own with --source-system URI (such as
+https://ngo-a.example/cases), or two NGOs' "R-001" become the same
+resources and overwrite each other. Convert warns when the default is used.
+--source-system replaces a mapping file's source.system too.
+
 --mapping takes a built-in mapping's name (see 'pathway mapping list') or a
 mapping file (see docs/mappings.md).
 
-Exit status: 0 when every record converted, 1 when any was rejected, 2 for
-usage or mapping errors.`,
-		Example: `  pathway convert --mapping ngo-referral-csv --out bundles.ndjson referrals.csv
+An input that cannot be read to its end (an unusable CSV header, a CSV
+header without a column a required field reads, a JSON array broken by a
+syntax error) keeps what was converted before the problem; the problem,
+with the input's name and position, goes to the rejects file (or standard
+error), and the next input is read. The summary is always printed.
+
+Exit status: 0 when every record of every input converted; 1 when any
+record was rejected or any input could not be read to its end (the
+bundles written are whole and valid); 2 for usage or mapping errors
+(nothing is written).`,
+		Example: `  pathway convert --mapping ngo-referral-csv --source-system https://ngo-a.example/cases --out bundles.ndjson referrals.csv
   pathway convert --mapping my-ngo.yaml --rejects rejects.ndjson export1.csv export2.csv
   pathway convert --mapping ngo-referral-csv --json referrals.csv > bundles.ndjson
   pathway convert --mapping kobo-json --out bundles.ndjson submissions.json
@@ -65,6 +82,7 @@ usage or mapping errors.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.mapping, "mapping", "", "built-in mapping name or mapping file (required)")
+	f.StringVar(&o.sourceSystem, "source-system", "", "URI naming the system the records come from (your NGO's case system); seeds every id, in place of the mapping's default")
 	f.StringVar(&o.out, "out", "", "write bundles to this file (default: standard output)")
 	f.StringVar(&o.rejects, "rejects", "", "write rejected records with their reasons to this NDJSON file")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON on standard error")
@@ -82,12 +100,15 @@ func loadMapping(name string) (*mappings.Mapping, error) {
 
 // convertSummary is what convert did.
 type convertSummary struct {
-	Mapping   string  `json:"mapping"`
-	Inputs    int     `json:"inputs"`
-	Read      int     `json:"records_read"`
-	Converted int     `json:"converted"`
-	Rejected  int     `json:"rejected"`
-	Elapsed   float64 `json:"elapsed_seconds"`
+	Mapping   string `json:"mapping"`
+	Inputs    int    `json:"inputs"`
+	Read      int    `json:"records_read"`
+	Converted int    `json:"converted"`
+	Rejected  int    `json:"rejected"`
+	// Failed counts the inputs that could not be read to the end (an
+	// unusable CSV header, a JSON array broken by a syntax error...).
+	Failed  int     `json:"inputs_failed"`
+	Elapsed float64 `json:"elapsed_seconds"`
 }
 
 // convertReject is one line of the rejects file.
@@ -104,12 +125,20 @@ func runConvert(o convertOptions, s streams) error {
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
+	if o.sourceSystem != "" {
+		if m, err = m.WithSourceSystem(o.sourceSystem); err != nil {
+			return usageErrorf("--source-system: %v", err)
+		}
+	} else if def, ok := m.DefaultSourceSystem(); ok {
+		fmt.Fprintf(s.err, "warning: the records' ids derive from the mapping's default source system %s: "+
+			"where another NGO converts with the same mapping, records with the same id overwrite each other; name yours with --source-system URI\n", def)
+	}
 	for _, in := range o.inputs {
 		if _, err := os.Stat(in); err != nil {
 			return usageErrorf("no such input: %s", in)
 		}
 	}
-	c := &converter{m: m, s: s, started: time.Now(), progress: isTerminal(s.err), seen: map[uint64]string{}}
+	c := &converter{m: m, s: s, started: time.Now(), progress: isTerminal(s.err), seen: map[uint64]seenAt{}, pathIndex: map[string]uint32{}}
 	c.sum.Mapping = m.Name
 
 	out := s.out
@@ -134,7 +163,10 @@ func runConvert(o convertOptions, s streams) error {
 
 	for _, in := range o.inputs {
 		if err := c.file(in); err != nil {
-			return &exitError{code: exitInvalid, msg: err.Error()}
+			// The records before the failure are converted or rejected
+			// already; the others of this input are lost. Say so, and go
+			// on with the next input.
+			c.failInput(in, err)
 		}
 	}
 	if err := c.out.Flush(); err != nil {
@@ -161,9 +193,13 @@ func runConvert(o convertOptions, s streams) error {
 		enc.SetEscapeHTML(false)
 		enc.Encode(c.sum)
 	} else {
-		fmt.Fprintf(s.err, "%d records read, %d converted, %d rejected in %.1fs\n", c.sum.Read, c.sum.Converted, c.sum.Rejected, c.sum.Elapsed)
+		failed := ""
+		if c.sum.Failed > 0 {
+			failed = fmt.Sprintf(", %d of %d inputs not read to the end", c.sum.Failed, c.sum.Inputs)
+		}
+		fmt.Fprintf(s.err, "%d records read, %d converted, %d rejected%s in %.1fs\n", c.sum.Read, c.sum.Converted, c.sum.Rejected, failed, c.sum.Elapsed)
 	}
-	if c.sum.Rejected > 0 {
+	if c.sum.Rejected > 0 || c.sum.Failed > 0 {
 		return &exitError{code: exitInvalid}
 	}
 	return nil
@@ -177,8 +213,57 @@ type converter struct {
 	started, lastProgress time.Time
 	progress              bool
 	// seen holds a 64-bit hash of each record id converted in this run, to
-	// reject duplicates: 8 bytes and a position per record, not the record.
-	seen map[uint64]string
+	// reject duplicates, with where it was first seen: 8 bytes and a 16-byte
+	// seenAt per record, never a string per record.
+	seen map[uint64]seenAt
+	// files are the inputs read so far, and paths the distinct FHIR paths
+	// of referrals inside documents, that seenAt refers to by index.
+	files     []string
+	paths     []string
+	pathIndex map[string]uint32
+}
+
+// seenAt is a compact position: the input's index in converter.files, the
+// row, line, element or message number, its unit, and for a referral
+// inside a FHIR document the index+1 of its path in converter.paths.
+type seenAt struct {
+	file, n, path uint32
+	unit          uint8
+}
+
+var seenUnits = []connectors.PositionUnit{connectors.UnitRow, connectors.UnitLine, connectors.UnitElement, connectors.UnitMessage, connectors.UnitDocument}
+
+// at makes the compact form of a record's position.
+func (c *converter) at(p connectors.Position, path string) seenAt {
+	a := seenAt{file: uint32(len(c.files) - 1), n: uint32(p.Row)}
+	if p.Unit == connectors.UnitMessage {
+		a.n = uint32(p.Message)
+	}
+	for i, u := range seenUnits {
+		if u == p.Unit {
+			a.unit = uint8(i)
+		}
+	}
+	if path != "" {
+		i, ok := c.pathIndex[path]
+		if !ok {
+			c.paths = append(c.paths, path)
+			i = uint32(len(c.paths))
+			c.pathIndex[path] = i
+		}
+		a.path = i
+	}
+	return a
+}
+
+// position gives back a compact position as Position.String spells it.
+func (c *converter) position(a seenAt) string {
+	p := connectors.Position{File: c.files[a.file], Unit: seenUnits[a.unit], Row: int(a.n), Message: int(a.n)}
+	s := p.String()
+	if a.path > 0 {
+		s += ":" + c.paths[a.path-1]
+	}
+	return s
 }
 
 func (c *converter) file(path string) error {
@@ -187,11 +272,17 @@ func (c *converter) file(path string) error {
 		return fmt.Errorf("opening input: %w", err)
 	}
 	defer f.Close()
+	c.files = append(c.files, path)
 	src, err := c.open(f, path)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	if h, ok := src.(connectors.Headed); ok {
+		if err := c.checkHeader(path, h.Header()); err != nil {
+			return err
+		}
+	}
 	for {
 		rec, err := src.Next()
 		if errors.Is(err, io.EOF) {
@@ -203,6 +294,50 @@ func (c *converter) file(path string) error {
 		c.record(rec)
 		c.tick()
 	}
+}
+
+// checkHeader compares a CSV header with the columns the mapping reads. A
+// missing column that a required field reads makes the file unusable; a
+// missing optional column, or a header column the mapping never reads, is
+// a warning on stderr (louder when it decides triage or risk). Only
+// column names are printed, never a cell.
+func (c *converter) checkHeader(path string, header []string) error {
+	hc := c.m.CheckHeader(header)
+	if req := hc.RequiredMissing(); len(req) > 0 {
+		msgs := make([]string, len(req))
+		for i, m := range req {
+			msgs[i] = fmt.Sprintf("no column %q (required by %s)%s", m.Name, strings.Join(m.RequiredBy, ", "), didYouMean(m.Closest))
+		}
+		return fmt.Errorf("%s: header: %s: no record of this file can convert", path, strings.Join(msgs, "; "))
+	}
+	c.clearProgress()
+	var optional []string
+	for _, m := range hc.Missing {
+		if m.Important() {
+			fmt.Fprintf(c.s.err, "%s: WARNING: no column %q, which decides %s: every record of this file converts without its triage or risk (routine priority, no risk flag)%s\n",
+				path, m.Name, strings.Join(m.Targets, ", "), didYouMean(m.Closest))
+			continue
+		}
+		optional = append(optional, strconv.Quote(m.Name)+didYouMean(m.Closest))
+	}
+	if len(optional) > 0 {
+		fmt.Fprintf(c.s.err, "%s: warning: no column %s: left empty in every record\n", path, strings.Join(optional, ", "))
+	}
+	if len(hc.Unknown) > 0 {
+		q := make([]string, len(hc.Unknown))
+		for i, u := range hc.Unknown {
+			q[i] = strconv.Quote(u)
+		}
+		fmt.Fprintf(c.s.err, "%s: warning: the mapping reads no column %s: ignored\n", path, strings.Join(q, ", "))
+	}
+	return nil
+}
+
+func didYouMean(name string) string {
+	if name == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (the header has %q: misspelt?)", name)
 }
 
 func (c *converter) open(r io.Reader, name string) (connectors.Source, error) {
@@ -306,7 +441,7 @@ func (c *converter) record(rec connectors.Record) {
 	}
 	if c.m.Input.Format != mappings.FormatFHIR {
 		c.sum.Read++
-		c.convert(rec, pos, fieldsOf(rec))
+		c.convert(rec, pos, "", fieldsOf(rec))
 		return
 	}
 	// A FHIR document holds one referral per ServiceRequest.
@@ -320,7 +455,7 @@ func (c *converter) record(rec connectors.Record) {
 			c.reject(rec, p, reasonsOf(fr.Err))
 			continue
 		}
-		c.convert(rec, p, fr.Fields)
+		c.convert(rec, p, fr.Path, fr.Fields)
 	}
 }
 
@@ -338,7 +473,8 @@ func reasonsOf(err error) []string {
 }
 
 // convert maps one record at pos and writes its bundle, or rejects it.
-func (c *converter) convert(rec connectors.Record, pos string, fields mappings.Fields) {
+// fhirPath is the referral's path inside a FHIR document, or "".
+func (c *converter) convert(rec connectors.Record, pos, fhirPath string, fields mappings.Fields) {
 	ref, err := c.m.Apply(fields)
 	if err != nil {
 		c.reject(rec, pos, reasonsOf(err))
@@ -347,7 +483,7 @@ func (c *converter) convert(rec connectors.Record, pos string, fields mappings.F
 	h := fnv.New64a()
 	h.Write([]byte(ref.SourceSystem + "\x00" + ref.RecordID))
 	if first, dup := c.seen[h.Sum64()]; dup {
-		c.reject(rec, pos, []string{"source.record_id: the same record id as " + first + ": each record needs its own id"})
+		c.reject(rec, pos, []string{"source.record_id: the same record id as " + c.position(first) + ": each record needs its own id"})
 		return
 	}
 	bundle, err := mappings.Build(ref)
@@ -368,10 +504,33 @@ func (c *converter) convert(rec connectors.Record, pos string, fields mappings.F
 		c.reject(rec, pos, []string{err.Error()})
 		return
 	}
-	c.seen[h.Sum64()] = pos
+	c.seen[h.Sum64()] = c.at(rec.Pos, fhirPath)
 	data = append(data, '\n')
-	c.out.Write(data) // errors surface at Flush
+	// Flush only between bundles, so what reached the output is always
+	// whole bundles, whatever happens next. A bundle larger than the
+	// buffer is written in one call.
+	if c.out.Available() < len(data) {
+		c.out.Flush() // errors are sticky and surface at the last Flush
+	}
+	c.out.Write(data)
 	c.sum.Converted++
+}
+
+// failInput records an input that could not be read to its end: in the
+// rejects file (or on stderr) with the input's name and where it stopped.
+// The error names the file, line or element and the syntax problem, never
+// a value.
+func (c *converter) failInput(path string, err error) {
+	c.sum.Failed++
+	reason := "input not read to the end: " + err.Error()
+	if c.rejects == nil {
+		c.clearProgress()
+		fmt.Fprintf(c.s.err, "%s: %s\n", path, reason)
+		return
+	}
+	b, _ := json.Marshal(convertReject{Position: path, Reasons: []string{reason}})
+	c.rejects.Write(append(b, '\n'))
+	fmt.Fprintf(c.s.err, "%s: %s (see the rejects file)\n", path, "input not read to the end")
 }
 
 func (c *converter) reject(rec connectors.Record, pos string, reasons []string) {

@@ -165,7 +165,9 @@ func TestConvertBuiltinGolden(t *testing.T) {
 					wantCode = 1
 				}
 				var sum convertSummary
-				if err := json.Unmarshal([]byte(stderr), &sum); err != nil || code != wantCode || sum.Converted != tc.converted || sum.Rejected != tc.rejected {
+				// The summary is stderr's last line; warnings come before it.
+				lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+				if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || code != wantCode || sum.Converted != tc.converted || sum.Rejected != tc.rejected {
 					t.Fatalf("exit %d (want %d), summary %s", code, wantCode, stderr)
 				}
 				rej, err := os.ReadFile(rejects)
