@@ -109,17 +109,50 @@ func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.Cont
 	return cr
 }
 
-// bundleShell copies every element of b but its entries.
+// bundleShell copies the elements of b that say nothing about what it
+// holds: everything but its entries, its signature (it signed the input)
+// and the labels, tags, source and extensions of its meta. The Bundle that
+// leaves gets only the agreement's refrain codes (Filter adds them): a
+// label on the input Bundle (PSY, IMMIG, R, a tag "asylum-case") would
+// reveal what it held, whatever was withheld from it.
 func bundleShell(b *rpb.Bundle) *rpb.Bundle {
 	out := &rpb.Bundle{}
 	om := out.ProtoReflect()
 	b.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Name() == "entry" {
+		switch fd.Name() {
+		case "entry", "signature":
+			return true
+		case "meta":
+			if m := shellMeta(b.GetMeta()); m != nil {
+				out.Meta = m
+			}
 			return true
 		}
 		om.Set(fd, cloneValue(om, fd, v))
 		return true
 	})
+	return out
+}
+
+// shellMeta keeps of a Bundle's meta what reveals nothing of its content:
+// versionId, lastUpdated and profiles.
+func shellMeta(m *dpb.Meta) *dpb.Meta {
+	if m == nil {
+		return nil
+	}
+	out := &dpb.Meta{}
+	if m.GetVersionId() != nil {
+		out.VersionId = proto.Clone(m.GetVersionId()).(*dpb.Id)
+	}
+	if m.GetLastUpdated() != nil {
+		out.LastUpdated = proto.Clone(m.GetLastUpdated()).(*dpb.Instant)
+	}
+	for _, p := range m.GetProfile() {
+		out.Profile = append(out.Profile, proto.Clone(p).(*dpb.Canonical))
+	}
+	if isEmpty(out.ProtoReflect()) {
+		return nil
+	}
 	return out
 }
 
