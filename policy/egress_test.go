@@ -4,11 +4,17 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/pathway-fhir/pathway/fhir"
 
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	condpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/condition_go_proto"
+	obspb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/observation_go_proto"
+	ppb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/patient_go_proto"
+	qrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/questionnaire_response_go_proto"
 )
 
 // TestFilterBundleCarriesOnlyRefrainCodes labels the input Bundle itself
@@ -70,5 +76,95 @@ func TestFilterBundleCarriesOnlyRefrainCodes(t *testing.T) {
 				t.Fatalf("filtered Bundle is not valid: %v", is.Errors())
 			}
 		})
+	}
+}
+
+// TestFilterImmigrationCodesAnywhere puts immigration and legal-status
+// codes where no labelling rule names a path: an Observation component, a
+// QuestionnaireResponse answer in a nested item, Condition evidence, a
+// contained resource. None of them leaves without an explicit provision,
+// and what holds no such code still goes.
+func TestFilterImmigrationCodesAnywhere(t *testing.T) {
+	cfg := permissiveConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asylum := func() *dpb.CodeableConcept {
+		return fhir.Concept("", fhir.Coding(fhir.SystemPathway, fhir.PathwayLegalStatusAsylumSeeker, ""))
+	}
+	obs := &obspb.Observation{Id: &dpb.Id{Value: "comp"},
+		Status:  &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
+		Code:    fhir.Concept("", fhir.Coding(fhir.SystemLOINC, "11341-5", "")),
+		Subject: fhir.Ref("Patient", "p1"),
+		Component: []*obspb.Observation_Component{
+			{Code: fhir.Concept("", fhir.Coding(fhir.SystemLOINC, "8480-6", ""))},
+			{Code: fhir.Concept("", fhir.Coding(fhir.SystemPathway, fhir.PathwayGroupLegalStatus, "")),
+				Value: &obspb.Observation_Component_ValueX{Choice: &obspb.Observation_Component_ValueX_CodeableConcept{CodeableConcept: asylum()}}},
+		}}
+	qr := &qrpb.QuestionnaireResponse{Id: &dpb.Id{Value: "qr"},
+		Status:  &qrpb.QuestionnaireResponse_StatusCode{Value: cpb.QuestionnaireResponseStatusCode_COMPLETED},
+		Subject: fhir.Ref("Patient", "p1"),
+		Item: []*qrpb.QuestionnaireResponse_Item{
+			{LinkId: fhir.String("1"), Answer: []*qrpb.QuestionnaireResponse_Item_Answer{{Value: &qrpb.QuestionnaireResponse_Item_Answer_ValueX{
+				Choice: &qrpb.QuestionnaireResponse_Item_Answer_ValueX_Boolean{Boolean: &dpb.Boolean{Value: true}}}}}},
+			{LinkId: fhir.String("g"), Item: []*qrpb.QuestionnaireResponse_Item{{LinkId: fhir.String("2"),
+				Answer: []*qrpb.QuestionnaireResponse_Item_Answer{{Value: &qrpb.QuestionnaireResponse_Item_Answer_ValueX{
+					Choice: &qrpb.QuestionnaireResponse_Item_Answer_ValueX_Coding{Coding: fhir.Coding(fhir.SystemPathway, fhir.PathwayLegalStatusRefugee, "")}}}}}}},
+		}}
+	cond := &condpb.Condition{Id: &dpb.Id{Value: "cond"},
+		Code:     fhir.Concept("", fhir.Coding(fhir.SystemSNOMED, "35489007", "")),
+		Subject:  fhir.Ref("Patient", "p1"),
+		Evidence: []*condpb.Condition_Evidence{{Code: []*dpb.CodeableConcept{asylum()}}}}
+	inner, err := fhir.Wrap(&obspb.Observation{Id: &dpb.Id{Value: "ls"},
+		Status: &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
+		Code:   fhir.Concept("", fhir.Coding(fhir.SystemLOINC, "11341-5", "")),
+		Value:  &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_CodeableConcept{CodeableConcept: asylum()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, err := anypb.New(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withContained := &obspb.Observation{Id: &dpb.Id{Value: "outer"},
+		Status:    &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
+		Code:      fhir.Concept("", fhir.Coding(fhir.SystemLOINC, "11341-5", "")),
+		Subject:   fhir.Ref("Patient", "p1"),
+		Contained: []*anypb.Any{packed}}
+	b := &rpb.Bundle{Id: &dpb.Id{Value: "b1"}, Type: &rpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_COLLECTION}}
+	for _, res := range []proto.Message{
+		&ppb.Patient{Id: &dpb.Id{Value: "p1"}}, obs, qr, cond, withContained,
+	} {
+		cr, err := fhir.Wrap(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Entry = append(b.Entry, &rpb.Bundle_Entry{Resource: cr})
+	}
+	p := cfg.Partner("clinic-b")
+	out, d := e.Filter(Request{Partner: p, Agreement: &p.Agreement, Purpose: "TREAT", At: testTime, Base: OptOut}, b)
+	if out == nil {
+		t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+	}
+	kept := map[string]bool{}
+	for _, en := range out.GetEntry() {
+		res := fhir.Unwrap(en.GetResource())
+		kept[fhir.Key(res)] = true
+		if found := immigrationData(res.ProtoReflect()); len(found) > 0 {
+			t.Errorf("%s leaves with immigration data %v", fhir.Key(res), found)
+		}
+	}
+	// Only the elements holding the codes go; the rest of the resources stays.
+	for _, k := range []string{"Patient/p1", "Observation/comp", "QuestionnaireResponse/qr", "Condition/cond"} {
+		if !kept[k] {
+			t.Errorf("%s was withheld whole; only its immigration elements should be", k)
+		}
+	}
+	if kept["Observation/outer"] {
+		t.Error("Observation/outer left with a contained legal-status Observation")
+	}
+	if is := fhir.Validate(out); is.HasErrors() {
+		t.Fatalf("filtered Bundle is not valid: %v", is.Errors())
 	}
 }
