@@ -143,6 +143,16 @@ type consentRule struct {
 	root    *rule
 	base    Effect // the root's effect when it has no type (from policyRule)
 	patient *dpb.Reference
+	// about holds the keys of the patients the consent is about, when
+	// known (Filter): it applies only to resources about them. nil: it
+	// applies to everything it is asked about (Decide).
+	about map[string]bool
+}
+
+// appliesTo reports whether the consent may decide an item (nil: the
+// request in general).
+func (cr *consentRule) appliesTo(it *item) bool {
+	return cr.about == nil || it == nil || cr.about[it.patient]
 }
 
 // Effect is the outcome of a decision or of one of its steps.

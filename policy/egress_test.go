@@ -168,3 +168,108 @@ func TestFilterImmigrationCodesAnywhere(t *testing.T) {
 		t.Fatalf("filtered Bundle is not valid: %v", is.Errors())
 	}
 }
+
+// twoPatientBundle is full.json (patient client-881 and their consent) with
+// a second patient and an Observation about them, and no consent of theirs.
+func twoPatientBundle(t *testing.T) *rpb.Bundle {
+	t.Helper()
+	b := proto.Clone(testBundle(t, "full.json")).(*rpb.Bundle)
+	other := &ppb.Patient{Id: &dpb.Id{Value: "other"}, Name: []*dpb.HumanName{{Text: fhir.String("Other")}}}
+	obs := &obspb.Observation{Id: &dpb.Id{Value: "other-obs"},
+		Status:  &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
+		Code:    fhir.Concept("", fhir.Coding("https://ngo-a.example/fhir/CodeSystem/outcome", "wemwbs", "")),
+		Subject: fhir.RefURN("urn:uuid:44444444-4444-4444-8444-444444444444")}
+	for _, x := range []struct {
+		url string
+		res proto.Message
+	}{{"urn:uuid:44444444-4444-4444-8444-444444444444", other}, {"urn:uuid:55555555-5555-4555-8555-555555555555", obs}} {
+		cr, err := fhir.Wrap(x.res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Entry = append(b.Entry, &rpb.Bundle_Entry{FullUrl: fhir.URI(x.url), Resource: cr})
+	}
+	return b
+}
+
+// TestFilterConsentOnlyForItsPatient: in a Bundle about two patients, the
+// first patient's consent decides only their resources; the second
+// patient's fall to the base policy, whatever the first consent says.
+func TestFilterConsentOnlyForItsPatient(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range []BasePolicy{OptIn, OptOut} {
+		t.Run(string(base), func(t *testing.T) {
+			req := filterRequest(cfg, "clinic-b", "COC")
+			req.Base = base
+			out, d := e.Filter(req, twoPatientBundle(t))
+			if out == nil {
+				t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+			}
+			kept := map[string]bool{}
+			for _, en := range out.GetEntry() {
+				kept[fhir.Key(fhir.Unwrap(en.GetResource()))] = true
+			}
+			if !kept["Patient/1bfee8e5-2749-5711-8d33-c939f87f8084"] {
+				t.Error("the consenting patient's own Patient was withheld")
+			}
+			for _, k := range []string{"Patient/other", "Observation/other-obs"} {
+				if kept[k] != (base == OptOut) {
+					t.Errorf("%s sent %v under base policy %s", k, kept[k], base)
+				}
+				var decidedBy []Source
+				for _, s := range d.Trail {
+					if s.Target == k {
+						decidedBy = append(decidedBy, s.Source)
+					}
+				}
+				if base == OptIn && (len(decidedBy) != 1 || decidedBy[0] != SourceBasePolicy) {
+					t.Errorf("%s decided by %v, want the base policy alone", k, decidedBy)
+				}
+			}
+		})
+	}
+}
+
+// TestFilterNoPatientIgnoresOthersConsent: a Bundle with no Patient,
+// about Patient/x, with a consent about Patient/y that permits
+// everything: the consent is not used.
+func TestFilterNoPatientIgnoresOthersConsent(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := readResource(t, policyTestdata+"/consents/treat.json").GetConsent()
+	if c == nil {
+		t.Fatal("treat.json is not a Consent")
+	}
+	for _, subject := range []string{"x", "p1"} {
+		obs := &obspb.Observation{Id: &dpb.Id{Value: "o1"},
+			Status:  &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
+			Code:    fhir.Concept("", fhir.Coding("https://ngo-a.example/fhir/CodeSystem/outcome", "wemwbs", "")),
+			Subject: fhir.Ref("Patient", subject)}
+		b := &rpb.Bundle{Type: &rpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_COLLECTION}}
+		for _, res := range []proto.Message{obs, c} {
+			cr, err := fhir.Wrap(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Entry = append(b.Entry, &rpb.Bundle_Entry{Resource: cr})
+		}
+		out, d := e.Filter(filterRequest(cfg, "clinic-b", "TREAT"), b)
+		sent := false
+		for _, en := range out.GetEntry() {
+			sent = sent || fhir.Key(fhir.Unwrap(en.GetResource())) == "Observation/o1"
+		}
+		if subject == "x" && sent {
+			t.Errorf("Observation about Patient/x sent on a consent about %s: %s", fhir.RefString(c.GetPatient()), d.Explanation)
+		}
+		if subject == "p1" && !sent {
+			t.Errorf("Observation about %s not sent on their own consent: %s", fhir.RefString(c.GetPatient()), d.Explanation)
+		}
+	}
+}

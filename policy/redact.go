@@ -31,8 +31,9 @@ type redaction struct {
 // Filter decides a Bundle (a referral's transaction, a search result) for
 // a partner and purpose under the partner's agreement (req.Agreement) and
 // returns the Bundle to send: a new Bundle, the input untouched, still
-// valid FHIR. The consents are the Bundle's own Consent resources about its
-// Patient, plus any given. On a deny or no-consent the Bundle is nil.
+// valid FHIR. The consents are the Bundle's own Consent resources, plus
+// any given; each decides only for the resources about its own patient
+// (see scopeConsents). On a deny or no-consent the Bundle is nil.
 //
 // The result keeps each resource's sensitivity labels, adds the labels the
 // labelling rules give, marks resources that lost elements REDACTED (and
@@ -48,8 +49,11 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		}
 	}
 	keys, rs := e.label(in)
-	all := append(bundleConsents(b, rs, keys), consents...)
+	all, about := scopeConsents(b, rs, keys, consents)
 	ev := newEvaluator(e.withBase(req), all, keys)
+	for i, cr := range ev.consents {
+		cr.about = about[i]
+	}
 	effect := ev.decideData(rs)
 	if effect != Permit {
 		return nil, ev.finish(effect, rs)
@@ -211,11 +215,23 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 	return keys, rs
 }
 
-// bundleConsents returns the Bundle's Consents about its Patient (all of
-// them when the Bundle has no Patient).
-func bundleConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex) []*conpb.Consent {
+// scopeConsents returns the consents that are about someone the Bundle's
+// resources are about (the Bundle's own Consents, then the given ones),
+// each with the keys of the patients it is about. A consent decides only
+// for resources about its own patient: in a Bundle about several patients
+// each patient's data is decided on that patient's consents, and the data
+// of a patient without an applicable consent falls to the base policy. A
+// consent about nobody in the Bundle is not used at all. A resource that
+// names no patient belongs to the Bundle's patient when there is exactly
+// one; otherwise no consent decides it.
+func scopeConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex, given []*conpb.Consent) ([]*conpb.Consent, []map[string]bool) {
 	var patients []Patient
+	var patientKeys []string
+	subjects := map[string]bool{}
 	for _, r := range rs {
+		if r.item.patient != "" {
+			subjects[r.item.patient] = true
+		}
 		if r.item.rtype != "Patient" {
 			continue
 		}
@@ -227,25 +243,46 @@ func bundleConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex) []*conpb.Cons
 			p.Identifiers = append(p.Identifiers, Identifier{System: id.GetSystem().GetValue(), Value: id.GetValue().GetValue()})
 		}
 		patients = append(patients, p)
+		patientKeys = append(patientKeys, r.key)
 	}
-	var out []*conpb.Consent
-	for _, en := range b.GetEntry() {
-		c := en.GetResource().GetConsent()
-		if c == nil {
-			continue
-		}
-		if len(patients) == 0 {
-			out = append(out, c)
-			continue
-		}
-		for _, p := range patients {
-			if AboutPatient(c, p) {
-				out = append(out, c)
-				break
+	if len(subjects) == 1 {
+		for k := range subjects {
+			for _, r := range rs {
+				if r.item.patient == "" {
+					r.item.patient = k
+				}
 			}
 		}
 	}
-	return out
+	var all []*conpb.Consent
+	for _, en := range b.GetEntry() {
+		if c := en.GetResource().GetConsent(); c != nil {
+			all = append(all, c)
+		}
+	}
+	all = append(all, given...)
+	var out []*conpb.Consent
+	var about []map[string]bool
+	for _, c := range all {
+		set := map[string]bool{}
+		if ref := refString(c.GetPatient()); ref != "" {
+			set[keys.norm(ref)] = true
+		}
+		for i, p := range patients {
+			if AboutPatient(c, p) {
+				set[patientKeys[i]] = true
+			}
+		}
+		used := false
+		for k := range set {
+			used = used || subjects[k]
+		}
+		if used {
+			out = append(out, c)
+			about = append(about, set)
+		}
+	}
+	return out, about
 }
 
 // Patient identifies a patient: literal references to it ("Patient/p1",
