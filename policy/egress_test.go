@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -271,5 +272,71 @@ func TestFilterNoPatientIgnoresOthersConsent(t *testing.T) {
 		if subject == "p1" && !sent {
 			t.Errorf("Observation about %s not sent on their own consent: %s", fhir.RefString(c.GetPatient()), d.Explanation)
 		}
+	}
+}
+
+// TestFilterEntryRequests: a kept Patient created conditionally on the
+// identifier the agreement removes must not carry that identifier in
+// request.ifNoneExist or a conditional url; an entry without a resource (a
+// DELETE whose search names a legal-status code and the identifier) does
+// not leave. Where the identifier is kept, so is the search.
+func TestFilterEntryRequests(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ident = "https://ngo-a.example/cases/client|client-881"
+	in := proto.Clone(testBundle(t, "full.json")).(*rpb.Bundle)
+	in.Entry[0].Request = &rpb.Bundle_Entry_Request{
+		Method:      &rpb.Bundle_Entry_Request_MethodCode{Value: cpb.HTTPVerbCode_POST},
+		Url:         fhir.URI("Patient"),
+		IfNoneExist: fhir.String("identifier=" + ident)}
+	in.Entry[1].Request = &rpb.Bundle_Entry_Request{
+		Method: &rpb.Bundle_Entry_Request_MethodCode{Value: cpb.HTTPVerbCode_PUT},
+		Url:    fhir.URI("ServiceRequest?subject:Patient.identifier=client-881")}
+	in.Entry = append(in.Entry, &rpb.Bundle_Entry{Request: &rpb.Bundle_Entry_Request{
+		Method: &rpb.Bundle_Entry_Request_MethodCode{Value: cpb.HTTPVerbCode_DELETE},
+		Url:    fhir.URI("Observation?code=https://pathway-fhir.org/fhir/CodeSystem/pathway|asylum-seeker&subject.identifier=client-881")}})
+	patientID := fhir.IDOf(fhir.Unwrap(in.Entry[0].GetResource()))
+	srID := fhir.IDOf(fhir.Unwrap(in.Entry[1].GetResource()))
+	for _, tt := range []struct {
+		partner       string
+		keepsIdentity bool
+	}{{"community-c", false}, {"clinic-b", true}} {
+		t.Run(tt.partner, func(t *testing.T) {
+			out, d := e.Filter(filterRequest(cfg, tt.partner, "COC"), in)
+			if out == nil {
+				t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+			}
+			for i, en := range out.GetEntry() {
+				if en.GetResource() == nil {
+					t.Errorf("entry %d leaves without a resource", i)
+				}
+				rq := en.GetRequest()
+				for _, s := range []string{rq.GetUrl().GetValue(), rq.GetIfNoneExist().GetValue()} {
+					if !tt.keepsIdentity && (strings.Contains(s, "client-881") || strings.Contains(s, "asylum")) {
+						t.Errorf("entry %d request carries removed data: %q", i, s)
+					}
+				}
+			}
+			pr := out.GetEntry()[0].GetRequest()
+			sr := out.GetEntry()[1].GetRequest()
+			if tt.keepsIdentity {
+				if pr.GetIfNoneExist().GetValue() != "identifier="+ident || pr.GetMethod().GetValue() != cpb.HTTPVerbCode_POST {
+					t.Errorf("Patient request changed although its identifier is kept: %v", pr)
+				}
+				return
+			}
+			if pr.GetMethod().GetValue() != cpb.HTTPVerbCode_PUT || pr.GetUrl().GetValue() != "Patient/"+patientID || pr.GetIfNoneExist() != nil {
+				t.Errorf("Patient request = %v, want PUT Patient/%s", pr, patientID)
+			}
+			if sr.GetMethod().GetValue() != cpb.HTTPVerbCode_PUT || sr.GetUrl().GetValue() != "ServiceRequest/"+srID {
+				t.Errorf("ServiceRequest request = %v, want PUT ServiceRequest/%s", sr, srID)
+			}
+			if in.Entry[0].GetRequest().GetIfNoneExist() == nil {
+				t.Fatal("Filter changed its input's request")
+			}
+		})
 	}
 }

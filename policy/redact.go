@@ -80,9 +80,12 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		}
 	}
 	idx := 0
+	var kept []*resource
 	for _, en := range b.GetEntry() {
 		if en.GetResource() == nil {
-			out.Entry = append(out.Entry, proto.Clone(en).(*rpb.Bundle_Entry))
+			// An entry without a resource (a DELETE, a GET) is not data
+			// the policy decided, and its search URL may name codes and
+			// identifiers: it does not leave.
 			continue
 		}
 		r := rs[idx]
@@ -99,6 +102,15 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		ne := &rpb.Bundle_Entry{Resource: wrapLike(en.GetResource(), r.w.root), FullUrl: en.GetFullUrl(),
 			Request: en.GetRequest(), Response: en.GetResponse(), Search: en.GetSearch(), Link: en.GetLink()}
 		out.Entry = append(out.Entry, ne)
+		kept = append(kept, r)
+	}
+	// Conditional searches may name only what the Bundle still holds.
+	values := map[string]bool{}
+	for _, r := range kept {
+		stringValues(r.w.root, values)
+	}
+	for i, ne := range out.Entry {
+		ne.Request = entryRequest(ne.Request, kept[i].w.root, values)
 	}
 	return out, ev.finish(Permit, rs)
 }
