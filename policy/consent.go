@@ -507,6 +507,10 @@ func (r *rule) eval(q *request, it *item, inherited Effect, consent string, cond
 		o := c.eval(q, it, eff, consent, conds)
 		switch {
 		case o.effect == "":
+		case o.effect == Permit && m == unknown:
+			// An exception to a provision that may not apply at all
+			// (a criterion could not be checked) cannot permit: unknown
+			// criteria keep a permit from applying.
 		case best.effect == "" || (o.effect == Deny && best.effect != Deny):
 			best = o
 		}
