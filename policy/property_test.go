@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -500,6 +501,24 @@ func TestPropertyNeverImmigrationWithoutExplicitConsent(t *testing.T) {
 	t.Logf("%d permits, %d resources with immigration data released under an explicit provision", permits, released)
 }
 
+// explanationMatches checks that the explanation does not contradict the
+// effect: a permit never reads as a refusal of the whole, a deny or
+// no-consent never as a permission.
+func explanationMatches(d Decision) error {
+	x := d.Explanation
+	switch d.Effect {
+	case Permit:
+		if !strings.Contains(x, " may receive this for ") || strings.Contains(x, " refuses it (") || strings.Contains(x, " may not receive ") {
+			return fmt.Errorf("a permit explained as a refusal")
+		}
+	default:
+		if strings.Contains(x, " may receive this for ") || strings.Contains(x, " allows it (") {
+			return fmt.Errorf("a %s explained as a permission", d.Effect)
+		}
+	}
+	return nil
+}
+
 func TestPropertyOutputValidAndDeterministic(t *testing.T) {
 	cfg := testConfig(t)
 	pcfg := permissiveConfig(t)
@@ -517,6 +536,9 @@ func TestPropertyOutputValidAndDeterministic(t *testing.T) {
 		req := Request{Partner: p, Agreement: &p.Agreement, Purpose: g.pick([]string{"TREAT", "COC", "HOPERAT"}), At: testTime}
 		out1, d1 := e.Filter(req, b)
 		out2, d2 := e.Filter(req, proto.Clone(b).(*rpb.Bundle))
+		if err := explanationMatches(d1); err != nil {
+			t.Fatalf("case %d: %v\n%s", i, err, d1.Explanation)
+		}
 		j1, _ := json.Marshal(d1)
 		j2, _ := json.Marshal(d2)
 		if !bytes.Equal(j1, j2) {
