@@ -340,3 +340,42 @@ func TestFilterEntryRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestFilterSearchsetTotalAndLinks: a search result's total counts only
+// what is sent, and its links keep only search parameters whose values
+// are in what is sent.
+func TestFilterSearchsetTotalAndLinks(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := proto.Clone(testBundle(t, "full.json")).(*rpb.Bundle)
+	in.Type = &rpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_SEARCHSET}
+	in.Total = &dpb.UnsignedInt{Value: uint32(len(in.Entry))}
+	in.Link = []*rpb.Bundle_Link{{Relation: fhir.String("self"),
+		Url: fhir.URI("https://pathway.example/fhir/Observation?code=https://pathway-fhir.org/fhir/CodeSystem/pathway|asylum-seeker&_count=50")}}
+	for _, en := range in.Entry {
+		en.Request = nil
+		en.Search = &rpb.Bundle_Entry_Search{Mode: &rpb.Bundle_Entry_Search_ModeCode{Value: cpb.SearchEntryModeCode_MATCH}}
+	}
+	out, d := e.Filter(filterRequest(cfg, "community-c", "COC"), in)
+	if out == nil {
+		t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+	}
+	if len(out.Entry) >= len(in.Entry) {
+		t.Fatalf("nothing was withheld (%d entries): the test proves nothing", len(out.Entry))
+	}
+	if got := out.GetTotal().GetValue(); got != uint32(len(out.Entry)) {
+		t.Errorf("total %d, but %d entries are sent (of %d)", got, len(out.Entry), len(in.Entry))
+	}
+	if u := out.GetLink()[0].GetUrl().GetValue(); strings.Contains(u, "asylum") {
+		t.Errorf("self link leaves as %q", u)
+	}
+	if in.GetLink()[0].GetUrl().GetValue() == out.GetLink()[0].GetUrl().GetValue() {
+		t.Error("the link was not rewritten")
+	}
+	if is := fhir.Validate(out); is.HasErrors() {
+		t.Fatalf("filtered Bundle is not valid: %v", is.Errors())
+	}
+}

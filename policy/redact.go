@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pathway-fhir/pathway/fhir"
 
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
@@ -112,7 +114,39 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 	for i, ne := range out.Entry {
 		ne.Request = entryRequest(ne.Request, kept[i].w.root, values)
 	}
+	// A search result's total and links say no more than what is sent.
+	if out.Total != nil && len(kept) < len(b.GetEntry()) {
+		out.Total = &dpb.UnsignedInt{Value: uint32(matches(out))}
+	}
+	for i, l := range out.GetLink() {
+		if u := l.GetUrl().GetValue(); strings.Contains(u, "?") {
+			base, q, _ := strings.Cut(u, "?")
+			if k := keptSearch(q, values); k != q {
+				nl := proto.Clone(l).(*rpb.Bundle_Link)
+				nl.Url = fhir.URI(strings.TrimSuffix(base+"?"+k, "?"))
+				out.Link[i] = nl
+			}
+		}
+	}
 	return out, ev.finish(Permit, rs)
+}
+
+// matches counts a search result's matches: its entries in search mode
+// match, or all of them when none says.
+func matches(b *rpb.Bundle) int {
+	n, modes := 0, false
+	for _, en := range b.GetEntry() {
+		if m := en.GetSearch().GetMode(); m != nil {
+			modes = true
+			if m.GetValue() == cpb.SearchEntryModeCode_MATCH {
+				n++
+			}
+		}
+	}
+	if !modes {
+		return len(b.GetEntry())
+	}
+	return n
 }
 
 // wrapLike puts a resource into a new ContainedResource, in the same
