@@ -143,6 +143,16 @@ type consentRule struct {
 	root    *rule
 	base    Effect // the root's effect when it has no type (from policyRule)
 	patient *dpb.Reference
+	// about holds the keys of the patients the consent is about, when
+	// known (Filter): it applies only to resources about them. nil: it
+	// applies to everything it is asked about (Decide).
+	about map[string]bool
+}
+
+// appliesTo reports whether the consent may decide an item (nil: the
+// request in general).
+func (cr *consentRule) appliesTo(it *item) bool {
+	return cr.about == nil || it == nil || cr.about[it.patient]
 }
 
 // Effect is the outcome of a decision or of one of its steps.
@@ -497,6 +507,10 @@ func (r *rule) eval(q *request, it *item, inherited Effect, consent string, cond
 		o := c.eval(q, it, eff, consent, conds)
 		switch {
 		case o.effect == "":
+		case o.effect == Permit && m == unknown:
+			// An exception to a provision that may not apply at all
+			// (a criterion could not be checked) cannot permit: unknown
+			// criteria keep a permit from applying.
 		case best.effect == "" || (o.effect == Deny && best.effect != Deny):
 			best = o
 		}
@@ -532,6 +546,11 @@ func (cr *consentRule) whyNot(q *request) string {
 	if r.period != nil && !r.period.contains(q.at) {
 		return "its period (" + spanDates(*r.period) + ") does not include the time of the request"
 	}
+	// What certainly does not match comes first (the actors named, the
+	// action, the purpose); what cannot be checked (an actor without
+	// reference, a custodian) only after, so the reason given is the one
+	// that settles it.
+	actorUnknown := ""
 	if len(r.recips) > 0 || len(r.kinds) > 0 {
 		a := q.matchActors(r.recips)
 		if a != yes && len(r.kinds) > 0 && q.partner.Kind != "" && containsString(r.kinds, string(q.partner.Kind)) {
@@ -543,22 +562,17 @@ func (cr *consentRule) whyNot(q *request) string {
 		case a == no:
 			return "it does not name this recipient"
 		case a == unknown && len(r.kinds) > 0 && q.partner.Kind == "":
-			return "it names recipients by kind, and the recipient's kind is not known"
+			actorUnknown = "it names recipients by kind, and the recipient's kind is not known"
 		case a == unknown:
-			return "a recipient it names cannot be identified (no reference or identifier)"
+			actorUnknown = "a recipient it names cannot be identified (no reference or identifier)"
 		}
 	}
-	if len(r.custs) > 0 {
-		return "it is about data held by a custodian, which a Pathway request cannot show"
-	}
-	if len(r.actions) > 0 && r.matchRequest(&request{partner: q.partner, purpose: q.purpose, action: q.action, at: q.at, keys: q.keys}) == no {
+	if len(r.actions) > 0 {
+		actionOK := false
 		var as []string
 		for _, a := range r.actions {
 			as = append(as, a.Code)
-		}
-		actionOK := false
-		for _, a := range r.actions {
-			actionOK = actionOK || a.Code == q.action
+			actionOK = actionOK || (a.Code == q.action && (a.System == "" || a.System == fhir.SystemConsentAction))
 		}
 		if !actionOK {
 			return "its actions (" + strings.Join(as, ", ") + ") do not include " + q.action
@@ -574,6 +588,12 @@ func (cr *consentRule) whyNot(q *request) string {
 		if !ok {
 			return "its purposes (" + strings.Join(ps, ", ") + ") do not cover " + q.purpose
 		}
+	}
+	if actorUnknown != "" {
+		return actorUnknown
+	}
+	if len(r.custs) > 0 {
+		return "it is about data held by a custodian, which a Pathway request cannot show"
 	}
 	if r.hasData() {
 		return "it is only about " + strings.TrimPrefix(describeData(r), "data ") + " data"

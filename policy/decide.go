@@ -269,6 +269,9 @@ func (ev *evaluator) decideItem(it *item, conds *[]conditional) consentResult {
 	}
 	var unused []*consentRule
 	for _, cr := range ev.consents {
+		if !cr.appliesTo(it) {
+			continue // about another patient
+		}
 		n := 0
 		if conds != nil {
 			n = len(*conds)

@@ -33,7 +33,10 @@
 // authoredby). Nested provisions are exceptions to their parent. The root's
 // type is the consent's base; without one, policyRule OPTIN makes it a
 // permit and OPTOUT a deny. Across consents a deny overrides a permit; when
-// none applies the network's base policy decides. A criterion that cannot
+// none applies the network's base policy decides. In Filter each consent
+// decides only for the resources about its own patient, so a Bundle about
+// several patients is decided patient by patient. A nested permit under a
+// provision whose match cannot be checked does not apply. A criterion that cannot
 // be checked (an actor known only by display, a custodian) keeps a permit
 // from applying and lets a deny apply. Immigration and legal-status data
 // (label IMMIG) leaves only under a permit provision that carries the IMMIG

@@ -113,6 +113,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 		out = append(out, fmt.Sprintf("%s may not receive this for %s: no active consent of the patient covers it, and the network's base policy is opt-in, so nothing is shared.", p, pw))
 	}
 	var allows []string
+	generalPermit := false // a consent or the base policy permitted the request as a whole
 	for _, s := range ev.trail {
 		if s.Target != "" {
 			continue
@@ -131,15 +132,49 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			if s.Note != "" {
 				note = "; " + s.Note
 			}
+			if effect == Permit {
+				// Refused in general, permitted for some data: say both.
+				out = append(out, fmt.Sprintf("The patient's consent %s refuses sharing in general (%s%s); only the data a provision allows is sent.", s.Ref, s.Path, note))
+				continue
+			}
 			out = append(out, fmt.Sprintf("The patient's consent %s refuses it (%s%s).", s.Ref, s.Path, note))
 		case s.Source == SourceConsent && s.Effect == Permit:
+			generalPermit = true
 			allows = append(allows, fmt.Sprintf("the patient's consent %s allows it (%s)", s.Ref, s.Path))
 		case s.Source == SourceConsent && s.Effect == "" && s.Path != "":
 			out = append(out, fmt.Sprintf("The consent %s does not apply: %s.", s.Ref, s.Note))
 		case s.Source == SourceConsent && s.Effect == "":
 			out = append(out, fmt.Sprintf("The consent %s was not used: %s.", s.Ref, s.Note))
 		case s.Source == SourceBasePolicy && s.Effect == Permit:
+			generalPermit = true
 			allows = append(allows, "no active consent of the patient applies and the network's base policy is opt-out")
+		}
+	}
+	if effect == Permit && !generalPermit {
+		// Nothing permitted the request as a whole: name what permitted
+		// the data that goes (immigration releases are named below).
+		byCite := map[string][]string{}
+		var cites []string
+		for _, s := range ev.trail {
+			if s.Target == "" || s.Effect != Permit || strings.HasPrefix(s.Note, "immigration") {
+				continue
+			}
+			var c string
+			switch s.Source {
+			case SourceConsent:
+				c = fmt.Sprintf("the patient's consent %s (%s) allows", s.Ref, s.Path)
+			case SourceBasePolicy:
+				c = "the network's base policy (opt-out) allows"
+			default:
+				continue
+			}
+			if _, ok := byCite[c]; !ok {
+				cites = append(cites, c)
+			}
+			byCite[c] = append(byCite[c], s.Target)
+		}
+		for _, c := range cites {
+			allows = append(allows, c+" "+strings.Join(byCite[c], ", "))
 		}
 	}
 	if len(allows) > 0 && effect == Permit {

@@ -48,7 +48,14 @@ type item struct {
 	authors  []string // keys of the resource's authors
 	authored bool     // the resource type has an author-like element
 	scanned  bool     // codes and refsOut are known (see scan)
+	// patient is the key of the patient the resource is about: the Patient
+	// itself, or what its subject, patient, for or beneficiary refers to;
+	// "" when it names none.
+	patient string
 }
+
+// patientFields are the elements naming whom a resource is about.
+var patientFields = []string{"subject", "patient", "for", "beneficiary"}
 
 // target names the item in trails and obligations.
 func (it *item) target() string {
@@ -227,6 +234,19 @@ func buildItem(res proto.Message, key string, keys *keyIndex) *item {
 			it.date = &s
 			break
 		}
+	}
+	if it.rtype == "Patient" {
+		it.patient = key
+	}
+	for _, name := range patientFields {
+		if it.patient != "" {
+			break
+		}
+		fd, _, ok := fieldFor(md, name)
+		if !ok || fd.IsList() || fd.Message() == nil || fd.Message().FullName() != referenceName || !m.Has(fd) {
+			continue
+		}
+		it.patient = keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference)))
 	}
 	for _, name := range authorFields {
 		fd, _, ok := fieldFor(md, name)

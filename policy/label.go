@@ -2,11 +2,13 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/pathway-fhir/pathway/fhir"
 
@@ -131,7 +133,15 @@ type Labeller struct {
 	rules  []labelRule
 	byType map[string][]int // resource type -> the rules that may apply, in order
 	any    []int            // rules for any resource type
+	// immig holds the codes (and whole systems) of every rule that labels
+	// IMMIG by code, whatever resource types and element paths the rule
+	// names: such a code anywhere in a resource is immigration data.
+	immig labelRule
 }
+
+// ruleImmigrationCodes names the labelling step that finds immigration and
+// legal-status codes wherever a coding appears.
+const ruleImmigrationCodes = "immigration-codes"
 
 // rulesFor returns the indexes of the rules that may apply to a resource type.
 func (l *Labeller) rulesFor(rtype string) []int {
@@ -193,6 +203,7 @@ func NewLabeller(extra []LabelRule, sets []ValueSet) (*Labeller, error) {
 		}
 		lr.matchAll = len(r.Codes) == 0 && len(r.ValueSets) == 0
 		l.rules = append(l.rules, lr)
+		l.collectImmigration(&lr)
 	}
 	// Index the rules by resource type, keeping their order.
 	l.byType = map[string][]int{}
@@ -212,6 +223,31 @@ func NewLabeller(extra []LabelRule, sets []ValueSet) (*Labeller, error) {
 		}
 	}
 	return l, nil
+}
+
+// collectImmigration adds the codes of a rule that labels IMMIG by code to
+// the codes found anywhere in a resource.
+func (l *Labeller) collectImmigration(r *labelRule) {
+	if r.matchAll || r.extURL != "" {
+		return
+	}
+	immig := false
+	for _, lb := range r.labels {
+		immig = immig || lb.isImmigration()
+	}
+	if !immig {
+		return
+	}
+	if l.immig.codes == nil {
+		l.immig = labelRule{name: ruleImmigrationCodes, codes: map[Label]bool{}, systems: map[string]bool{},
+			labels: []Label{{fhir.SystemPathway, fhir.PathwaySensitivityImmigration}}}
+	}
+	for c := range r.codes {
+		l.immig.codes[c] = true
+	}
+	for sys := range r.systems {
+		l.immig.systems[sys] = true
+	}
 }
 
 var descendantsCache sync.Map // code -> []string
@@ -371,12 +407,130 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 			}
 		}
 	}
+	imm, inl := l.labelImmigrationCodes(w)
+	out = append(out, imm...)
+	if len(imm) > 0 {
+		sensitive = true
+		inline = inline || inl
+	}
 	if sensitive {
 		if raiseConfidentiality(w, "R") {
 			out = append(out, Applied{Rule: "confidentiality", Label: Label{fhir.SystemConfidentiality, "R"}})
 		}
 	}
 	return out, inline
+}
+
+// labelImmigrationCodes finds immigration and legal-status codes wherever
+// a Coding appears in the resource (components, answers, evidence,
+// extensions, identifiers' types, contained resources), not only where the
+// rules look, and labels what holds them IMMIG unless a label already
+// covers them: inline on the top-level element holding the code, or the
+// whole resource when that element is required or cannot carry a label,
+// or the code is in a contained resource. It reports whether it put
+// inline labels.
+func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
+	r := &l.immig
+	if r.codes == nil {
+		return nil, false
+	}
+	lb := r.labels[0]
+	if slices.Contains(securityLabels(w.root), lb) {
+		return nil, false
+	}
+	var tops []*elem
+	seen := map[string]bool{}
+	whole := false
+	walk(w.root, nil, false, func(e *elem) bool {
+		switch v := e.msg.Interface().(type) {
+		case *dpb.Meta, *dpb.Narrative:
+			return false
+		case *dpb.Extension:
+			return v.GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
+		case *dpb.Coding:
+			if !r.codingMatches(v) || labelledAlong(e, lb) {
+				return false
+			}
+			top := e
+			for top.up != nil {
+				top = top.up
+			}
+			if p := top.path(); !seen[p] {
+				seen[p] = true
+				tops = append(tops, top.persist())
+			}
+			return false
+		}
+		return true
+	})
+	if containedHas(w.root, r) {
+		whole = true
+	}
+	for _, t := range tops {
+		if required(t.fd) {
+			whole = true
+		}
+	}
+	if whole {
+		if addSecurity(w, lb) {
+			return []Applied{{Rule: r.name, Label: lb}}, false
+		}
+		return nil, false
+	}
+	var out []Applied
+	for _, t := range tops {
+		if addInline(w, t, lb) {
+			out = append(out, Applied{Rule: r.name, Element: t.path(), Label: lb})
+			continue
+		}
+		if !slices.Contains(inlineLabels(w.current(t.msg)), lb) {
+			// The element cannot carry an inline label: label the resource.
+			if addSecurity(w, lb) {
+				out = append(out, Applied{Rule: r.name, Label: lb})
+			}
+		}
+	}
+	return out, len(out) > 0
+}
+
+// labelledAlong reports whether the element or one holding it carries the
+// label inline (on an extension, on its value).
+func labelledAlong(e *elem, lb Label) bool {
+	for x := e; x != nil && x.parent != nil; x = x.up {
+		if slices.Contains(inlineLabels(x.msg), lb) {
+			return true
+		}
+		if ext, ok := x.msg.Interface().(*dpb.Extension); ok && ext.GetValue() != nil {
+			if set := choiceSet(ext.GetValue().ProtoReflect()); set != nil && set.Message() != nil &&
+				slices.Contains(inlineLabels(ext.GetValue().ProtoReflect().Get(set).Message()), lb) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// containedHas reports whether a contained resource holds a coding of the rule.
+func containedHas(m protoreflect.Message, r *labelRule) bool {
+	fd := m.Descriptor().Fields().ByName("contained")
+	if fd == nil || !fd.IsList() || !m.Has(fd) {
+		return false
+	}
+	l := m.Get(fd).List()
+	for i := range l.Len() {
+		a, ok := l.Get(i).Message().Interface().(*anypb.Any)
+		if !ok {
+			continue
+		}
+		cr := &fhir.ContainedResource{}
+		if err := a.UnmarshalTo(cr); err != nil {
+			return true // unreadable: fail safe
+		}
+		if res := fhir.Unwrap(cr); res != nil && r.containsCode(res.ProtoReflect()) {
+			return true
+		}
+	}
+	return false
 }
 
 // addInline puts an inline security label on an element, once: on the

@@ -5,20 +5,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/pathway-fhir/pathway/fhir"
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	condpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/condition_go_proto"
 	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
 	obspb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/observation_go_proto"
 	ppb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/patient_go_proto"
+	qrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/questionnaire_response_go_proto"
 	srpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/service_request_go_proto"
 )
 
@@ -105,7 +111,77 @@ func (g *gen) bundle() *rpb.Bundle {
 	for _, o := range obs {
 		add(o)
 	}
+	for _, res := range g.nested() {
+		add(res)
+	}
 	return b
+}
+
+// nestedCodes are the codes put where no labelling rule names a path: in
+// Observation components, QuestionnaireResponse answers (nested too) and
+// Condition evidence. Half are immigration and legal-status codes.
+var nestedCodes = []*dpb.Coding{
+	fhir.Coding(fhir.SystemPathway, fhir.PathwayLegalStatusAsylumSeeker, ""),
+	fhir.Coding(fhir.SystemPathway, fhir.PathwayLegalStatusUndocumented, ""),
+	fhir.Coding(fhir.SystemPathway, fhir.PathwayGroupLegalStatus, ""),
+	fhir.Coding(fhir.SystemLOINC, "78746-5", ""),
+	fhir.Coding(fhir.SystemLOINC, "44261-6", ""),
+	fhir.Coding(fhir.SystemSNOMED, "35489007", ""),
+	fhir.Coding("https://ngo-a.example/fhir/CodeSystem/outcome", "wemwbs", ""),
+	fhir.Coding(fhir.SystemPathway, fhir.PathwayNeedHousing, ""),
+}
+
+func (g *gen) nestedCode() *dpb.Coding {
+	return proto.Clone(nestedCodes[g.r.IntN(len(nestedCodes))]).(*dpb.Coding)
+}
+
+// nested makes resources whose codes sit in nested elements: an
+// Observation with components, a QuestionnaireResponse with answers (some
+// in nested items), a Condition with evidence.
+func (g *gen) nested() []proto.Message {
+	var out []proto.Message
+	if g.r.IntN(2) == 0 {
+		o := &obspb.Observation{Id: &dpb.Id{Value: "comp"},
+			Status:  &obspb.Observation_StatusCode{Value: cpb.ObservationStatusCode_FINAL},
+			Code:    fhir.Concept("", fhir.Coding(fhir.SystemLOINC, "11341-5", "")),
+			Subject: fhir.Ref("Patient", "p1")}
+		for range 1 + g.r.IntN(2) {
+			c := &obspb.Observation_Component{Code: fhir.Concept("", g.nestedCode())}
+			if g.r.IntN(2) == 0 {
+				c.Value = &obspb.Observation_Component_ValueX{Choice: &obspb.Observation_Component_ValueX_CodeableConcept{
+					CodeableConcept: fhir.Concept("", g.nestedCode())}}
+			}
+			o.Component = append(o.Component, c)
+		}
+		out = append(out, o)
+	}
+	if g.r.IntN(2) == 0 {
+		qr := &qrpb.QuestionnaireResponse{Id: &dpb.Id{Value: "qr"},
+			Status:  &qrpb.QuestionnaireResponse_StatusCode{Value: cpb.QuestionnaireResponseStatusCode_COMPLETED},
+			Subject: fhir.Ref("Patient", "p1")}
+		answer := func() *qrpb.QuestionnaireResponse_Item_Answer {
+			return &qrpb.QuestionnaireResponse_Item_Answer{Value: &qrpb.QuestionnaireResponse_Item_Answer_ValueX{
+				Choice: &qrpb.QuestionnaireResponse_Item_Answer_ValueX_Coding{Coding: g.nestedCode()}}}
+		}
+		for i := range 1 + g.r.IntN(3) {
+			it := &qrpb.QuestionnaireResponse_Item{LinkId: fhir.String(fmt.Sprint(i)), Answer: []*qrpb.QuestionnaireResponse_Item_Answer{answer()}}
+			if g.r.IntN(3) == 0 { // a group holding the question
+				it = &qrpb.QuestionnaireResponse_Item{LinkId: fhir.String(fmt.Sprint("g", i)), Item: []*qrpb.QuestionnaireResponse_Item{it}}
+			}
+			qr.Item = append(qr.Item, it)
+		}
+		out = append(out, qr)
+	}
+	if g.r.IntN(2) == 0 {
+		c := &condpb.Condition{Id: &dpb.Id{Value: "cond"},
+			Code:    fhir.Concept("", fhir.Coding(fhir.SystemSNOMED, g.pick([]string{"35489007", "73211009"}), "")),
+			Subject: fhir.Ref("Patient", "p1")}
+		for range 1 + g.r.IntN(2) {
+			c.Evidence = append(c.Evidence, &condpb.Condition_Evidence{Code: []*dpb.CodeableConcept{fhir.Concept("", g.nestedCode())}})
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func uuidFor(key string) string { return fhir.NewID("https://pathway.test", key) }
@@ -214,7 +290,7 @@ func permissiveConfig(t testing.TB) *Config {
 	for i := range cfg.Partners {
 		a := &cfg.Partners[i].Agreement
 		a.Purposes = []string{"TREAT", "HOPERAT", "PUBHLTH"}
-		a.ResourceTypes = []string{"Patient", "ServiceRequest", "Consent", "Observation", "Task", "Flag"}
+		a.ResourceTypes = []string{"Patient", "ServiceRequest", "Consent", "Observation", "Task", "Flag", "QuestionnaireResponse", "Condition"}
 		a.Labels = []string{"IMMIG", "PSY", "MH", "BH", "SDV", "SUD"}
 		a.Elements = nil
 	}
@@ -269,10 +345,51 @@ func explicitPermitExists(consents []*conpb.Consent, p *Partner, purpose string,
 	return false
 }
 
+// immigrationCodes are the codes the oracle counts as immigration and
+// legal-status data, read from Pathway's CodeSystem file itself (not
+// through the labeller or its value sets): every concept under
+// legal-status, migrant-type and migration-history, and LOINC country of
+// birth.
+var immigrationCodes = sync.OnceValue(func() map[Label]bool {
+	data, err := os.ReadFile("../fhir/codesystem-pathway.json")
+	if err != nil {
+		panic(err)
+	}
+	type concept struct {
+		Code    string    `json:"code"`
+		Concept []concept `json:"concept"`
+	}
+	var cs struct {
+		URL     string    `json:"url"`
+		Concept []concept `json:"concept"`
+	}
+	if err := json.Unmarshal(data, &cs); err != nil {
+		panic(err)
+	}
+	out := map[Label]bool{{"http://loinc.org", "78746-5"}: true}
+	var walkc func(ns []concept, in bool)
+	walkc = func(ns []concept, in bool) {
+		for _, c := range ns {
+			here := in || c.Code == "legal-status" || c.Code == "migrant-type" || c.Code == "migration-history"
+			if here {
+				out[Label{cs.URL, c.Code}] = true
+			}
+			walkc(c.Concept, here)
+		}
+	}
+	walkc(cs.Concept, false)
+	if len(out) < 10 {
+		panic(fmt.Sprintf("only %d immigration codes read from the CodeSystem", len(out)))
+	}
+	return out
+})
+
 // immigrationData lists what in a resource is immigration or legal-status
 // data, whether or not it is labelled: IMMIG labels (resource or inline),
-// codes of Pathway's immigration value set, country of birth, and the
-// birth place, nationality and citizenship extensions.
+// any Coding anywhere (contained resources too) whose system|code is an
+// immigration code, and the birth place, nationality and citizenship
+// extensions. It walks the message with plain protoreflect, not the
+// package's walkers.
 func immigrationData(m protoreflect.Message) []string {
 	var out []string
 	for _, l := range securityLabels(m) {
@@ -280,33 +397,51 @@ func immigrationData(m protoreflect.Message) []string {
 			out = append(out, "meta.security IMMIG")
 		}
 	}
-	immig := map[Label]bool{{fhir.SystemLOINC, "78746-5"}: true}
-	for _, g := range []string{fhir.PathwayGroupLegalStatus, fhir.PathwayGroupMigrantType, fhir.PathwayGroupMigrationHistory} {
-		for _, c := range pathwayDescendants(g) {
-			immig[Label{fhir.SystemPathway, c}] = true
-		}
-	}
-	walk(m, nil, true, func(e *elem) bool {
-		switch v := e.msg.Interface().(type) {
+	codes := immigrationCodes()
+	var visit func(m protoreflect.Message, path string)
+	visit = func(m protoreflect.Message, path string) {
+		switch v := m.Interface().(type) {
 		case *dpb.Meta:
-			return false
+			return
 		case *dpb.Coding:
-			if immig[labelOf(v)] {
-				out = append(out, e.path()+" code "+v.GetCode().GetValue())
+			if codes[labelOf(v)] {
+				out = append(out, path+" code "+v.GetCode().GetValue())
 			}
 		case *dpb.Extension:
 			switch v.GetUrl().GetValue() {
 			case extBirthPlace, extNationality, extCitizenship:
-				out = append(out, e.path()+" "+v.GetUrl().GetValue())
+				out = append(out, path+" "+v.GetUrl().GetValue())
 			case ExtInlineSecurityLabel:
 				if labelOf(v.GetValue().GetCoding()).isImmigration() {
-					out = append(out, e.path()+" inline IMMIG")
+					out = append(out, path+" inline IMMIG")
 				}
-				return false
+				return
 			}
+		case *anypb.Any:
+			cr := &fhir.ContainedResource{}
+			if err := v.UnmarshalTo(cr); err != nil {
+				out = append(out, path+" unreadable contained resource")
+				return
+			}
+			visit(fhir.Unwrap(cr).ProtoReflect(), path)
+			return
 		}
-		return true
-	})
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Message() == nil {
+				return true
+			}
+			p := path + "." + string(fd.Name())
+			if fd.IsList() {
+				for i := range v.List().Len() {
+					visit(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", p, i))
+				}
+				return true
+			}
+			visit(v.Message(), p)
+			return true
+		})
+	}
+	visit(m, "")
 	return out
 }
 
@@ -318,7 +453,7 @@ func TestPropertyNeverImmigrationWithoutExplicitConsent(t *testing.T) {
 	}
 	g := &gen{r: rand.New(rand.NewPCG(4, 2026)), partners: cfg.Partners}
 	released, permits := 0, 0
-	for i := range 400 {
+	for i := range 2000 {
 		b := g.bundle()
 		p := &cfg.Partners[g.r.IntN(len(cfg.Partners))]
 		purpose := g.pick([]string{"TREAT", "COC", "ETREAT", "HOPERAT"})
@@ -366,6 +501,24 @@ func TestPropertyNeverImmigrationWithoutExplicitConsent(t *testing.T) {
 	t.Logf("%d permits, %d resources with immigration data released under an explicit provision", permits, released)
 }
 
+// explanationMatches checks that the explanation does not contradict the
+// effect: a permit never reads as a refusal of the whole, a deny or
+// no-consent never as a permission.
+func explanationMatches(d Decision) error {
+	x := d.Explanation
+	switch d.Effect {
+	case Permit:
+		if !strings.Contains(x, " may receive this for ") || strings.Contains(x, " refuses it (") || strings.Contains(x, " may not receive ") {
+			return fmt.Errorf("a permit explained as a refusal")
+		}
+	default:
+		if strings.Contains(x, " may receive this for ") || strings.Contains(x, " allows it (") {
+			return fmt.Errorf("a %s explained as a permission", d.Effect)
+		}
+	}
+	return nil
+}
+
 func TestPropertyOutputValidAndDeterministic(t *testing.T) {
 	cfg := testConfig(t)
 	pcfg := permissiveConfig(t)
@@ -383,6 +536,9 @@ func TestPropertyOutputValidAndDeterministic(t *testing.T) {
 		req := Request{Partner: p, Agreement: &p.Agreement, Purpose: g.pick([]string{"TREAT", "COC", "HOPERAT"}), At: testTime}
 		out1, d1 := e.Filter(req, b)
 		out2, d2 := e.Filter(req, proto.Clone(b).(*rpb.Bundle))
+		if err := explanationMatches(d1); err != nil {
+			t.Fatalf("case %d: %v\n%s", i, err, d1.Explanation)
+		}
 		j1, _ := json.Marshal(d1)
 		j2, _ := json.Marshal(d2)
 		if !bytes.Equal(j1, j2) {

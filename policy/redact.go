@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pathway-fhir/pathway/fhir"
 
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
@@ -31,8 +33,9 @@ type redaction struct {
 // Filter decides a Bundle (a referral's transaction, a search result) for
 // a partner and purpose under the partner's agreement (req.Agreement) and
 // returns the Bundle to send: a new Bundle, the input untouched, still
-// valid FHIR. The consents are the Bundle's own Consent resources about its
-// Patient, plus any given. On a deny or no-consent the Bundle is nil.
+// valid FHIR. The consents are the Bundle's own Consent resources, plus
+// any given; each decides only for the resources about its own patient
+// (see scopeConsents). On a deny or no-consent the Bundle is nil.
 //
 // The result keeps each resource's sensitivity labels, adds the labels the
 // labelling rules give, marks resources that lost elements REDACTED (and
@@ -48,8 +51,11 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		}
 	}
 	keys, rs := e.label(in)
-	all := append(bundleConsents(b, rs, keys), consents...)
+	all, about := scopeConsents(b, rs, keys, consents)
 	ev := newEvaluator(e.withBase(req), all, keys)
+	for i, cr := range ev.consents {
+		cr.about = about[i]
+	}
 	effect := ev.decideData(rs)
 	if effect != Permit {
 		return nil, ev.finish(effect, rs)
@@ -76,9 +82,12 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		}
 	}
 	idx := 0
+	var kept []*resource
 	for _, en := range b.GetEntry() {
 		if en.GetResource() == nil {
-			out.Entry = append(out.Entry, proto.Clone(en).(*rpb.Bundle_Entry))
+			// An entry without a resource (a DELETE, a GET) is not data
+			// the policy decided, and its search URL may name codes and
+			// identifiers: it does not leave.
 			continue
 		}
 		r := rs[idx]
@@ -95,8 +104,49 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		ne := &rpb.Bundle_Entry{Resource: wrapLike(en.GetResource(), r.w.root), FullUrl: en.GetFullUrl(),
 			Request: en.GetRequest(), Response: en.GetResponse(), Search: en.GetSearch(), Link: en.GetLink()}
 		out.Entry = append(out.Entry, ne)
+		kept = append(kept, r)
+	}
+	// Conditional searches may name only what the Bundle still holds.
+	values := map[string]bool{}
+	for _, r := range kept {
+		stringValues(r.w.root, values)
+	}
+	for i, ne := range out.Entry {
+		ne.Request = entryRequest(ne.Request, kept[i].w.root, values)
+	}
+	// A search result's total and links say no more than what is sent.
+	if out.Total != nil && len(kept) < len(b.GetEntry()) {
+		out.Total = &dpb.UnsignedInt{Value: uint32(matches(out))}
+	}
+	for i, l := range out.GetLink() {
+		if u := l.GetUrl().GetValue(); strings.Contains(u, "?") {
+			base, q, _ := strings.Cut(u, "?")
+			if k := keptSearch(q, values); k != q {
+				nl := proto.Clone(l).(*rpb.Bundle_Link)
+				nl.Url = fhir.URI(strings.TrimSuffix(base+"?"+k, "?"))
+				out.Link[i] = nl
+			}
+		}
 	}
 	return out, ev.finish(Permit, rs)
+}
+
+// matches counts a search result's matches: its entries in search mode
+// match, or all of them when none says.
+func matches(b *rpb.Bundle) int {
+	n, modes := 0, false
+	for _, en := range b.GetEntry() {
+		if m := en.GetSearch().GetMode(); m != nil {
+			modes = true
+			if m.GetValue() == cpb.SearchEntryModeCode_MATCH {
+				n++
+			}
+		}
+	}
+	if !modes {
+		return len(b.GetEntry())
+	}
+	return n
 }
 
 // wrapLike puts a resource into a new ContainedResource, in the same
@@ -109,17 +159,50 @@ func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.Cont
 	return cr
 }
 
-// bundleShell copies every element of b but its entries.
+// bundleShell copies the elements of b that say nothing about what it
+// holds: everything but its entries, its signature (it signed the input)
+// and the labels, tags, source and extensions of its meta. The Bundle that
+// leaves gets only the agreement's refrain codes (Filter adds them): a
+// label on the input Bundle (PSY, IMMIG, R, a tag "asylum-case") would
+// reveal what it held, whatever was withheld from it.
 func bundleShell(b *rpb.Bundle) *rpb.Bundle {
 	out := &rpb.Bundle{}
 	om := out.ProtoReflect()
 	b.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Name() == "entry" {
+		switch fd.Name() {
+		case "entry", "signature":
+			return true
+		case "meta":
+			if m := shellMeta(b.GetMeta()); m != nil {
+				out.Meta = m
+			}
 			return true
 		}
 		om.Set(fd, cloneValue(om, fd, v))
 		return true
 	})
+	return out
+}
+
+// shellMeta keeps of a Bundle's meta what reveals nothing of its content:
+// versionId, lastUpdated and profiles.
+func shellMeta(m *dpb.Meta) *dpb.Meta {
+	if m == nil {
+		return nil
+	}
+	out := &dpb.Meta{}
+	if m.GetVersionId() != nil {
+		out.VersionId = proto.Clone(m.GetVersionId()).(*dpb.Id)
+	}
+	if m.GetLastUpdated() != nil {
+		out.LastUpdated = proto.Clone(m.GetLastUpdated()).(*dpb.Instant)
+	}
+	for _, p := range m.GetProfile() {
+		out.Profile = append(out.Profile, proto.Clone(p).(*dpb.Canonical))
+	}
+	if isEmpty(out.ProtoReflect()) {
+		return nil
+	}
 	return out
 }
 
@@ -178,11 +261,23 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 	return keys, rs
 }
 
-// bundleConsents returns the Bundle's Consents about its Patient (all of
-// them when the Bundle has no Patient).
-func bundleConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex) []*conpb.Consent {
+// scopeConsents returns the consents that are about someone the Bundle's
+// resources are about (the Bundle's own Consents, then the given ones),
+// each with the keys of the patients it is about. A consent decides only
+// for resources about its own patient: in a Bundle about several patients
+// each patient's data is decided on that patient's consents, and the data
+// of a patient without an applicable consent falls to the base policy. A
+// consent about nobody in the Bundle is not used at all. A resource that
+// names no patient belongs to the Bundle's patient when there is exactly
+// one; otherwise no consent decides it.
+func scopeConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex, given []*conpb.Consent) ([]*conpb.Consent, []map[string]bool) {
 	var patients []Patient
+	var patientKeys []string
+	subjects := map[string]bool{}
 	for _, r := range rs {
+		if r.item.patient != "" {
+			subjects[r.item.patient] = true
+		}
 		if r.item.rtype != "Patient" {
 			continue
 		}
@@ -194,25 +289,46 @@ func bundleConsents(b *rpb.Bundle, rs []*resource, keys *keyIndex) []*conpb.Cons
 			p.Identifiers = append(p.Identifiers, Identifier{System: id.GetSystem().GetValue(), Value: id.GetValue().GetValue()})
 		}
 		patients = append(patients, p)
+		patientKeys = append(patientKeys, r.key)
 	}
-	var out []*conpb.Consent
-	for _, en := range b.GetEntry() {
-		c := en.GetResource().GetConsent()
-		if c == nil {
-			continue
-		}
-		if len(patients) == 0 {
-			out = append(out, c)
-			continue
-		}
-		for _, p := range patients {
-			if AboutPatient(c, p) {
-				out = append(out, c)
-				break
+	if len(subjects) == 1 {
+		for k := range subjects {
+			for _, r := range rs {
+				if r.item.patient == "" {
+					r.item.patient = k
+				}
 			}
 		}
 	}
-	return out
+	var all []*conpb.Consent
+	for _, en := range b.GetEntry() {
+		if c := en.GetResource().GetConsent(); c != nil {
+			all = append(all, c)
+		}
+	}
+	all = append(all, given...)
+	var out []*conpb.Consent
+	var about []map[string]bool
+	for _, c := range all {
+		set := map[string]bool{}
+		if ref := refString(c.GetPatient()); ref != "" {
+			set[keys.norm(ref)] = true
+		}
+		for i, p := range patients {
+			if AboutPatient(c, p) {
+				set[patientKeys[i]] = true
+			}
+		}
+		used := false
+		for k := range set {
+			used = used || subjects[k]
+		}
+		if used {
+			out = append(out, c)
+			about = append(about, set)
+		}
+	}
+	return out, about
 }
 
 // Patient identifies a patient: literal references to it ("Patient/p1",

@@ -29,7 +29,8 @@ leaves for a partner (see docs/policy.md).`,
 
 // consentCheckOptions are the flags of consent check, parsed.
 type consentCheckOptions struct {
-	consents []string
+	consents []string // --consent, in order
+	files    []string // positional arguments: more consent files
 	patient  string
 	actor    string
 	purpose  string
@@ -57,7 +58,7 @@ var consentActions = []string{"collect", "access", "use", "disclose", "correct"}
 func newConsentCheckCmd(s streams) *cobra.Command {
 	var o consentCheckOptions
 	cmd := &cobra.Command{
-		Use:   "check --consent FILE... --actor Organization/ID|SYSTEM|VALUE --purpose CODE [flags]",
+		Use:   "check --consent FILE [FILE...] --actor Organization/ID|SYSTEM|VALUE --purpose CODE [flags]",
 		Short: "Decide whether a partner may receive a patient's data for a purpose",
 		Long: `Evaluate Consent resources for one request: may this actor receive the
 patient's data for this purpose at this time? The answer is permit, deny or
@@ -73,19 +74,23 @@ labelled with Pathway's default rules first. Immigration and legal-status
 data (label IMMIG) is only ever permitted by a provision that carries the
 IMMIG label and names this actor and this purpose.
 
---consent takes a Consent JSON file or a Bundle holding Consents; repeat it
-or give several files. --patient (SYSTEM|VALUE, or Patient/ID) keeps only
-the consents about that patient. --actor is the recipient: Organization/ID,
-or an identifier SYSTEM|VALUE.
+--consent takes a Consent JSON file or a Bundle holding Consents. To give
+several, repeat the flag (--consent a.json --consent b.json) or list the
+files after it (--consent a.json b.json): every argument that is not a flag
+is one more consent file, read in the order given. --patient (SYSTEM|VALUE,
+or Patient/ID) keeps only the consents about that patient. --actor is the
+recipient: Organization/ID, or an identifier SYSTEM|VALUE.
 
 Exit status: 0 for any decision, 2 for usage errors or unreadable input.`,
 		Example: `  pathway consent check --consent consent.json --actor Organization/clinic-b --purpose COC
+  pathway consent check --consent c1.json c2.json c3.json --actor Organization/clinic-b --purpose TREAT
   pathway consent check --consent c1.json --consent c2.json --actor Organization/legal-aid-d \
       --purpose COC --resource legal-status.json --at 2026-06-01T09:00:00Z --json
   pathway consent check --consent bundle.json --patient https://ngo-a.example/cases/client|client-881 \
       --actor https://example.org/fhir/sid/ods|CLB01 --purpose TREAT --base opt-out`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.files = args
 			req, err := o.parse(time.Now())
 			if err != nil {
 				return err
@@ -94,7 +99,7 @@ Exit status: 0 for any decision, 2 for usage errors or unreadable input.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.consents, "consent", nil, "Consent JSON file, or a Bundle of Consents (repeatable; required)")
+	f.StringArrayVar(&o.consents, "consent", nil, "Consent JSON file, or a Bundle of Consents (repeatable, or list more files after it; required)")
 	f.StringVar(&o.patient, "patient", "", "keep only consents about this patient: SYSTEM|VALUE or Patient/ID")
 	f.StringVar(&o.actor, "actor", "", "the recipient: Organization/ID or SYSTEM|VALUE (required)")
 	f.StringVar(&o.purpose, "purpose", "", "v3-ActReason purpose of use: TREAT, COC, ETREAT, BTG, CAREMGT, HOPERAT, PUBHLTH, HRESCH... (required)")
@@ -110,9 +115,12 @@ Exit status: 0 for any decision, 2 for usage errors or unreadable input.`,
 func (o consentCheckOptions) parse(now time.Time) (consentCheckRequest, error) {
 	var r consentCheckRequest
 	if len(o.consents) == 0 {
+		if len(o.files) > 0 {
+			return r, usageErrorf("consent check: --consent is required before the consent files")
+		}
 		return r, usageErrorf("consent check: --consent is required")
 	}
-	r.consents = o.consents
+	r.consents = append(append([]string(nil), o.consents...), o.files...)
 	r.resource = o.resource
 	switch {
 	case o.actor == "":

@@ -42,6 +42,11 @@ func TestConsentCheckParse(t *testing.T) {
 			}
 		}, ""},
 		{"no consent", func(o *consentCheckOptions) { o.consents = nil }, nil, "--consent is required"},
+		{"more files", func(o *consentCheckOptions) { o.files = []string{"d.json", "e.json"} }, func(t *testing.T, r consentCheckRequest) {
+			if strings.Join(r.consents, " ") != "c.json d.json e.json" {
+				t.Errorf("consents %v, want c.json d.json e.json in order", r.consents)
+			}
+		}, ""},
 		{"no actor", func(o *consentCheckOptions) { o.actor = "" }, nil, "--actor is required"},
 		{"bad actor", func(o *consentCheckOptions) { o.actor = "clinic-b" }, nil, "write Organization/ID or SYSTEM|VALUE"},
 		{"empty organization", func(o *consentCheckOptions) { o.actor = "Organization/" }, nil, "write Organization/ID"},
@@ -121,6 +126,12 @@ func TestConsentCheckDecisionsAndExitCodes(t *testing.T) {
 			"--resource", r("obs-legal-status.json")}, 0, []string{"decision: permit", "provision.provision[0].provision[0]: permit Observation/legal-status"}},
 		{"two consents disagree", []string{"--consent", c("referral.json"), "--consent", c("deny-all.json"), "--actor", "Organization/clinic-b",
 			"--purpose", "COC"}, 0, []string{"decision: deny", "Consent/deny-all provision: deny"}},
+		{"several files after one --consent", []string{"--consent", c("referral.json"), c("deny-all.json"), "--actor", "Organization/clinic-b",
+			"--purpose", "COC"}, 0, []string{"decision: deny", "Consent/deny-all provision: deny"}},
+		{"files after the flags", []string{"--consent", c("access-only.json"), "--actor", "Organization/clinic-b", "--purpose", "COC", c("referral.json")},
+			0, []string{"decision: permit", "Consent/referral provision: permit"}},
+		{"files without --consent", []string{c("referral.json"), "--actor", "Organization/clinic-b", "--purpose", "COC"},
+			2, []string{"--consent is required before the consent files"}},
 		{"no consent, opt-in", []string{"--consent", c("referral.json"), "--actor", "Organization/nobody", "--purpose", "COC"},
 			0, []string{"decision: no-consent", "does not name this recipient"}},
 		{"opt-out base", []string{"--consent", c("referral.json"), "--actor", "Organization/nobody", "--purpose", "COC", "--base", "opt-out"},
