@@ -2,6 +2,8 @@ package exchange
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,9 @@ type Target struct {
 	BaseURL string
 	// Auth adds credentials to each request; nil sends none.
 	Auth Authenticator
+	// Client sends to this partner (NewPartnerClient: its TLS settings,
+	// the request timeout); nil uses the Deliverer's Client.
+	Client *resty.Client
 }
 
 // Authenticator adds a partner's credentials to a request.
@@ -111,8 +116,9 @@ type Deliverer struct {
 	// Prepare re-decides a message against the consents as they are now
 	// and returns what to send.
 	Prepare func(ctx context.Context, m store.Message) (Prepared, error)
-	Client  *resty.Client
-	Retry   RetryPolicy
+	// Client sends to partners whose Target has no Client of its own.
+	Client *resty.Client
+	Retry  RetryPolicy
 	// Lease is how long a claim lasts; it must outlast the client's
 	// timeout. Batch is how many messages one claim takes.
 	Lease time.Duration
@@ -151,6 +157,21 @@ func NewClient(timeout time.Duration, transport http.RoundTripper) *resty.Client
 	return c
 }
 
+// NewPartnerClient returns a client for one partner, as NewClient, with
+// its own connection pool that connects with the partner's TLS settings
+// (its CA, a client certificate for mutual TLS, the server name; TLS 1.2
+// at least). The same client should serve the partner's OAuth token
+// endpoint, so that both see the same certificates.
+func NewPartnerClient(timeout time.Duration, s TLSSettings) (*resty.Client, error) {
+	tc, err := TLSConfig(s.CAFile, s.CertFile, s.KeyFile, s.ServerName)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return NewClient(timeout, tr), nil
+}
+
 // quietLogger drops resty's own log lines, which could quote bodies.
 type quietLogger struct{}
 
@@ -182,8 +203,8 @@ func (d *Deliverer) logger() *slog.Logger {
 // RunOnce claims one batch and delivers it. It returns how many messages
 // it claimed; 0 means nothing was due.
 func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
-	if d.Lease <= 0 || d.Batch <= 0 || d.Owner == "" || d.Client == nil || d.Target == nil || d.Prepare == nil {
-		return 0, errors.New("deliverer: Owner, Client, Target, Prepare, a positive Lease and Batch are required")
+	if d.Lease <= 0 || d.Batch <= 0 || d.Owner == "" || d.Target == nil || d.Prepare == nil {
+		return 0, errors.New("deliverer: Owner, Target, Prepare, a positive Lease and Batch are required")
 	}
 	ms, err := d.Store.Claim(ctx, d.Owner, d.Batch, d.Lease)
 	if err != nil {
@@ -266,7 +287,14 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 	if err != nil {
 		return d.dead(r, "no endpoint for partner "+r.Message.Partner+": "+err.Error())
 	}
-	req := d.Client.R().SetContext(ctx).
+	client := t.Client
+	if client == nil {
+		client = d.Client
+	}
+	if client == nil {
+		return d.dead(r, "no HTTP client for partner "+r.Message.Partner)
+	}
+	req := client.R().SetContext(ctx).
 		SetHeader("Content-Type", "application/fhir+json").
 		SetHeader("Accept", "application/fhir+json").
 		SetHeader("Prefer", "return=minimal").
@@ -404,6 +432,18 @@ func transportReason(err error) string {
 		return "timeout"
 	case errors.Is(err, resty.ErrResponseBodyTooLarge):
 		return "response larger than 1 MiB"
+	}
+	var (
+		cve *tls.CertificateVerificationError
+		hne x509.HostnameError
+		uae x509.UnknownAuthorityError
+		ae  tls.AlertError
+	)
+	switch {
+	case errors.As(err, &cve), errors.As(err, &hne), errors.As(err, &uae):
+		return "TLS: the partner's certificate is not trusted (check tls.ca_file and tls.server_name)"
+	case errors.As(err, &ae):
+		return "TLS: the partner refused the handshake (check tls.cert_file and tls.key_file)"
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {

@@ -3,6 +3,8 @@ package exchange
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -504,5 +506,36 @@ func TestRetryAfter(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("retryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestDeliverTargetClient: a Target's own client (its TLS settings) is
+// used for its deliveries; without it the Deliverer's client does not
+// trust the partner's certificate, and says so.
+func TestDeliverTargetClient(t *testing.T) {
+	h := newHarness(t, sqliteURL(t), 1)
+	tlsSrv := httptest.NewUnstartedServer(h.partner)
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+
+	d := h.deliverer("w1", nil)
+	d.Target = func(string) (Target, error) { return Target{BaseURL: tlsSrv.URL}, nil }
+	if _, err := d.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	m := h.states(t)[h.ids[0]]
+	if m.State != store.StatePending || !strings.Contains(m.LastError, "certificate is not trusted") {
+		t.Fatalf("with the shared client: %s %q, want a retry naming the untrusted certificate", m.State, m.LastError)
+	}
+
+	own := NewClient(time.Second, tlsSrv.Client().Transport)
+	d.Target = func(string) (Target, error) { return Target{BaseURL: tlsSrv.URL, Client: own}, nil }
+	h.clock.Advance(time.Hour)
+	if _, err := d.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.states(t)[h.ids[0]]; m.State != store.StateDelivered {
+		t.Fatalf("with the target's client: %s %q, want delivered", m.State, m.LastError)
 	}
 }
