@@ -188,6 +188,26 @@ RETURNING ` + messageColumns
 	return out, nil
 }
 
+// Extend renews owner's lease on a claimed message: it lasts lease from
+// now. A worker extends each message of its batch just before sending it,
+// so that a batch longer than the lease never lets another worker claim
+// and send a message this one is about to send. It returns ErrLeaseLost
+// (wrapped) when owner no longer holds the message (another worker
+// claimed it after the lease ran out, or it was settled): the worker must
+// not send it. A lease that ran out but that nobody claimed since is
+// still owner's and is renewed. Extending does not count as an attempt.
+func (s *Store) Extend(ctx context.Context, id int64, owner string, lease time.Duration) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("extending the lease of message %d: %w", id, err)
+	}
+	if owner == "" || lease <= 0 {
+		return fmt.Errorf("extending the lease of message %d: an owner and a positive lease are required", id)
+	}
+	now := s.clock()
+	return s.settleOn(ctx, s.be.writer(), "extending the lease of", id, owner, `lease_until = ?, updated_at = ?`,
+		[]any{s.timeArg(normTime(now.Add(lease)))})
+}
+
 // The SET clauses of settling a message (the last placeholder is updated_at).
 const (
 	ackSet      = `state = 'delivered', lease_owner = '', lease_until = NULL, last_error = '', updated_at = ?`

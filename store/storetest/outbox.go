@@ -19,6 +19,7 @@ func init() {
 		{"OutboxEnqueueRollsBack", testEnqueueRollsBack},
 		{"OutboxClaimDueOnly", testClaimDueOnly},
 		{"OutboxLeaseExpiry", testLeaseExpiry},
+		{"OutboxExtend", testExtend},
 		{"OutboxRetryDeadRequeue", testRetryDeadRequeue},
 		{"OutboxWithholdRelease", testWithholdRelease},
 		{"OutboxSettleInTx", testSettleInTx},
@@ -199,6 +200,58 @@ func testLeaseExpiry(t *testing.T, newURL NewURL) {
 	clock.Advance(time.Hour)
 	if ms := claim(t, s, "w3", 1, time.Minute); len(ms) != 0 {
 		t.Errorf("a delivered message was claimed: %v", ms)
+	}
+}
+
+func testExtend(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ids := enqueue(t, s, message("a", "clinic-a"), message("b", "clinic-a"), message("c", "clinic-a"))
+	claim(t, s, "w1", 2, time.Minute)
+	clock.Advance(50 * time.Second)
+	if err := s.Extend(t.Context(), ids[0], "w1", time.Minute); err != nil {
+		t.Fatalf("Extend by the holder: %v", err)
+	}
+	m := mustMessage(t, s, ids[0])
+	if want := clock.Now().Add(time.Minute).Truncate(time.Microsecond); m.State != store.StateInflight || m.LeaseOwner != "w1" ||
+		!m.LeaseUntil.Equal(want) || m.Attempts != 1 {
+		t.Errorf("extended message = %s owner %q until %v after %d attempts, want inflight w1 until %v after 1", m.State, m.LeaseOwner, m.LeaseUntil, m.Attempts, want)
+	}
+	// Past the first lease: the extended message stays w1's, the other
+	// one is claimed by w2, and w1 can no longer extend it.
+	clock.Advance(30 * time.Second)
+	got := claim(t, s, "w2", 10, time.Minute)
+	if len(got) != 2 || got[0].ID != ids[1] || got[1].ID != ids[2] {
+		t.Fatalf("w2 claimed %v, want ids %v (not the extended one)", got, ids[1:])
+	}
+	if err := s.Extend(t.Context(), ids[1], "w1", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend by the old owner = %v, want ErrLeaseLost", err)
+	}
+	if err := s.Extend(t.Context(), ids[0], "w2", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend by another worker = %v, want ErrLeaseLost", err)
+	}
+	if m := mustMessage(t, s, ids[1]); m.LeaseOwner != "w2" {
+		t.Errorf("a failed Extend changed the owner to %q", m.LeaseOwner)
+	}
+	// A lease that ran out but nobody claimed is still the owner's.
+	clock.Advance(2 * time.Minute)
+	if err := s.Extend(t.Context(), ids[0], "w1", time.Minute); err != nil {
+		t.Errorf("Extend of an expired, unclaimed lease: %v", err)
+	}
+	if ms := claim(t, s, "w3", 10, time.Minute); len(ms) != 2 || ms[0].ID != ids[1] {
+		t.Errorf("w3 claimed %v, want the two w2 let run out, not the extended one", ms)
+	}
+	// Settled messages cannot be extended.
+	if err := s.Ack(t.Context(), ids[0], "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Extend(t.Context(), ids[0], "w1", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend of a delivered message = %v, want ErrLeaseLost", err)
+	}
+	if m := mustMessage(t, s, ids[0]); m.State != store.StateDelivered || !m.LeaseUntil.IsZero() {
+		t.Errorf("Extend changed a delivered message: %+v", m)
+	}
+	if err := s.Extend(t.Context(), ids[1], "w3", 0); err == nil || errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend with no lease = %v, want an argument error", err)
 	}
 }
 
