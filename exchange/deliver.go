@@ -119,8 +119,10 @@ type Deliverer struct {
 	// Client sends to partners whose Target has no Client of its own.
 	Client *resty.Client
 	Retry  RetryPolicy
-	// Lease is how long a claim lasts; it must outlast the client's
-	// timeout. Batch is how many messages one claim takes.
+	// Lease is how long a claim lasts; each message's lease is renewed
+	// for as long again just before it is sent, so it must outlast the
+	// client's timeout (one send), not the batch. Batch is how many
+	// messages one claim takes.
 	Lease time.Duration
 	Batch int
 	// Now and Rand default to time.Now and math/rand/v2.
@@ -307,6 +309,22 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 			}
 			return d.retryOrDie(r, "authenticating to "+r.Message.Partner+": "+err.Error())
 		}
+	}
+	// The batch's claim may be older than the lease by now (slow partners,
+	// token requests): renew this message's lease just before sending it,
+	// and send nothing if another worker holds it already.
+	if err := d.Store.Extend(ctx, r.Message.ID, d.Owner, d.Lease); err != nil {
+		switch {
+		case errors.Is(err, store.ErrLeaseLost):
+			r.Outcome, r.Reason = OutcomeLeaseLost, "lease lost before sending: another worker holds the message"
+		case ctx.Err() != nil:
+			r.Outcome = OutcomeReleased
+		default:
+			// Unsure whether the lease is still ours: do not send now.
+			r.Outcome, r.Reason = OutcomeRetry, "renewing the lease: "+err.Error()
+			r.RetryAt = d.now().Add(d.Retry.Backoff(r.Message.Attempts, d.rand))
+		}
+		return r
 	}
 	r.Sent = bundle
 	r.Endpoint = strings.TrimRight(t.BaseURL, "/")

@@ -539,3 +539,68 @@ func TestDeliverTargetClient(t *testing.T) {
 		t.Fatalf("with the target's client: %s %q, want delivered", m.State, m.LastError)
 	}
 }
+
+// storeURLs are the stores the delivery tests run on: SQLite, and
+// PostgreSQL when PATHWAY_TEST_DATABASE_URL is set.
+func storeURLs(t *testing.T) map[string]func(t *testing.T) string {
+	urls := map[string]func(t *testing.T) string{"sqlite": func(t *testing.T) string { return sqliteURL(t) }}
+	if storetest.PostgresAvailable() {
+		urls["postgres"] = func(t *testing.T) string { return storetest.PostgresURL(t) }
+	} else {
+		t.Log(storetest.PostgresEnv + " not set: PostgreSQL not tested")
+	}
+	return urls
+}
+
+// TestDeliverBatchLongerThanLease: a worker whose batch takes longer than
+// its lease (each message takes 20s, the lease is 30s) while a second
+// worker claims what has run out: no message reaches the partner twice,
+// because each lease is renewed before its send and a message another
+// worker holds is skipped.
+func TestDeliverBatchLongerThanLease(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, newURL(t), 6)
+			d1, d2 := h.deliverer("w1", nil), h.deliverer("w2", nil)
+			d1.Lease, d2.Lease = 30*time.Second, 30*time.Second
+			d1.Batch, d2.Batch = 6, 6
+			prepare := d1.Prepare
+			d1.Prepare = func(ctx context.Context, m store.Message) (Prepared, error) {
+				h.clock.Advance(20 * time.Second)
+				if m.ID == h.ids[2] {
+					// While w1 is busy, w2 claims every lease that ran out.
+					if n, err := d2.RunOnce(ctx); err != nil || n == 0 {
+						t.Errorf("w2 claimed %d (%v), want the messages whose lease ran out", n, err)
+					}
+				}
+				return prepare(ctx, m)
+			}
+			if n, err := d1.RunOnce(t.Context()); err != nil || n != 6 {
+				t.Fatalf("w1 claimed %d (%v), want 6", n, err)
+			}
+			_, received, _ := h.partner.counts()
+			for i := range 6 {
+				if n := received[patientKey(i)]; n != 1 {
+					t.Errorf("%s received %d times, want once", patientKey(i), n)
+				}
+			}
+			lost := 0
+			for _, r := range h.results {
+				if r.Outcome == OutcomeLeaseLost {
+					lost++
+					if r.Sent != nil {
+						t.Errorf("message %d: lease lost, yet sent", r.Message.ID)
+					}
+				}
+			}
+			if lost == 0 {
+				t.Error("no send was skipped for a lost lease: the test did not make w2 take any message")
+			}
+			for id, m := range h.states(t) {
+				if m.State != store.StateDelivered {
+					t.Errorf("message %d is %s, want delivered", id, m.State)
+				}
+			}
+		})
+	}
+}
