@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -339,6 +340,11 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 		return d.retryOrDie(r, "no response: "+transportReason(err))
 	}
 	r.Status = resp.StatusCode()
+	if body := resp.Body(); (r.Status < 200 || r.Status >= 300) && len(body) > 0 {
+		// The partner's answer (an OperationOutcome) is kept for operators
+		// on every retry, so a dead letter after the last attempt has it.
+		r.Message.Response = bytes.Clone(body)
+	}
 	switch code := r.Status; {
 	case code >= 200 && code < 300:
 		r.Outcome = OutcomeDelivered
@@ -358,11 +364,6 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 	default:
 		// The partner refuses this bundle: resending will not help.
 		r = d.dead(r, "HTTP "+strconv.Itoa(code)+" from the partner: refused")
-		r.Sent = bundle
-		body := resp.Body()
-		if len(body) > 0 {
-			r.Message.Response = append([]byte(nil), body...)
-		}
 	}
 	return r
 }
@@ -410,7 +411,7 @@ func (d *Deliverer) settle(ctx context.Context, r *Result) {
 			err = d.Store.Withhold(sctx, id, d.Owner, r.Reason)
 		}
 	case OutcomeRetry:
-		err = d.Store.Retry(sctx, id, d.Owner, r.RetryAt, r.Reason)
+		err = d.Store.Retry(sctx, id, d.Owner, r.RetryAt, r.Reason, r.Message.Response)
 	case OutcomeDead:
 		err = d.Store.DeadLetter(sctx, id, d.Owner, r.Reason, r.Message.Response)
 	case OutcomeReleased:

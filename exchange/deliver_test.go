@@ -25,6 +25,7 @@ type fault string
 const (
 	faultNone      fault = ""          // commit and answer 200
 	fault500       fault = "500"       // answer 500 without committing
+	fault500Reply  fault = "500reply"  // answer 500 with an OperationOutcome, without committing
 	fault429       fault = "429"       // answer 429 with Retry-After: 120
 	fault503       fault = "503"       // answer 503 with an HTTP-date Retry-After
 	faultSlow      fault = "slow"      // answer after the client's timeout
@@ -93,6 +94,11 @@ func (p *partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch f {
 	case fault500:
 		w.WriteHeader(http.StatusInternalServerError)
+		return
+	case fault500Reply:
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
 		return
 	case fault429:
 		w.Header().Set("Retry-After", "120")
@@ -309,6 +315,8 @@ type faultCase struct {
 	// received is how many times the partner commits the Patient: once
 	// when delivered, plus once per response lost after the commit.
 	received int
+	// outcome: the message keeps the partner's OperationOutcome.
+	outcome bool
 }
 
 // TestDeliverFaults sends one message through each fault and checks where
@@ -316,17 +324,19 @@ type faultCase struct {
 // reason; retries wait as long as the partner asked.
 func TestDeliverFaults(t *testing.T) {
 	tests := []faultCase{
-		{"ok", nil, store.StateDelivered, 1, "", 1},
-		{"accepted", []fault{faultAccepted}, store.StateDelivered, 1, "", 1},
-		{"500 then ok", []fault{fault500, fault500}, store.StateDelivered, 3, "", 1},
-		{"429 then ok", []fault{fault429}, store.StateDelivered, 2, "", 1},
-		{"503 then ok", []fault{fault503}, store.StateDelivered, 2, "", 1},
-		{"timeout then ok", []fault{faultSlow}, store.StateDelivered, 2, "", 1},
-		{"reset then ok", []fault{faultReset}, store.StateDelivered, 2, "", 1},
-		{"response lost after commit", []fault{faultLost}, store.StateDelivered, 2, "", 2},
-		{"refused", []fault{fault422}, store.StateDead, 1, "HTTP 422 from the partner: refused", 0},
-		{"always failing", []fault{fault500, fault500, fault500, fault500}, store.StateDead, 4, "gave up after 4 attempts: HTTP 500 from the partner", 0},
-		{"huge reply", []fault{faultHugeReply, faultHugeReply, faultHugeReply, faultHugeReply}, store.StateDead, 4, "gave up after 4 attempts: no response: response larger than 1 MiB", 4},
+		{"ok", nil, store.StateDelivered, 1, "", 1, false},
+		{"accepted", []fault{faultAccepted}, store.StateDelivered, 1, "", 1, false},
+		{"500 then ok", []fault{fault500, fault500}, store.StateDelivered, 3, "", 1, false},
+		{"429 then ok", []fault{fault429}, store.StateDelivered, 2, "", 1, false},
+		{"503 then ok", []fault{fault503}, store.StateDelivered, 2, "", 1, false},
+		{"timeout then ok", []fault{faultSlow}, store.StateDelivered, 2, "", 1, false},
+		{"reset then ok", []fault{faultReset}, store.StateDelivered, 2, "", 1, false},
+		{"response lost after commit", []fault{faultLost}, store.StateDelivered, 2, "", 2, false},
+		{"refused", []fault{fault422}, store.StateDead, 1, "HTTP 422 from the partner: refused", 0, true},
+		{"always failing", []fault{fault500, fault500, fault500, fault500}, store.StateDead, 4, "gave up after 4 attempts: HTTP 500 from the partner", 0, false},
+		{"always failing with an answer, then timeouts", []fault{fault500Reply, faultSlow, faultSlow, faultSlow}, store.StateDead, 4, "gave up after 4 attempts: no response: timeout", 0, true},
+		{"failing with an answer", []fault{fault500Reply, fault500Reply, fault500Reply, fault500Reply}, store.StateDead, 4, "gave up after 4 attempts: HTTP 500 from the partner", 0, true},
+		{"huge reply", []fault{faultHugeReply, faultHugeReply, faultHugeReply, faultHugeReply}, store.StateDead, 4, "gave up after 4 attempts: no response: response larger than 1 MiB", 4, false},
 	}
 	for storeName, newURL := range storeURLs(t) {
 		for _, tc := range tests {
@@ -354,7 +364,7 @@ func testDeliverFault(t *testing.T, url string, tc faultCase) {
 	if tc.want == store.StateDelivered && (len(stored) != 1 || stored[patientKey(0)] != 1) {
 		t.Errorf("partner holds %v, want the Patient once", stored)
 	}
-	if tc.name == "refused" && !strings.Contains(string(m.Response), "OperationOutcome") {
+	if tc.outcome && !strings.Contains(string(m.Response), "OperationOutcome") {
 		t.Errorf("dead letter keeps response %q, want the partner's OperationOutcome", m.Response)
 	}
 }

@@ -221,10 +221,13 @@ func (s *Store) Ack(ctx context.Context, id int64, owner string) error {
 
 // Retry puts a claimed message back to pending, due at at, with the
 // reason of the failed attempt (no personal data: it is shown to
-// operators and logged).
-func (s *Store) Retry(ctx context.Context, id int64, owner string, at time.Time, reason string) error {
-	return s.settle(ctx, "retrying", id, owner, `state = 'pending', lease_owner = '', lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = ?`,
-		[]any{s.timeArg(normTime(at)), reason})
+// operators and logged) and the partner's last response (its
+// OperationOutcome, for operators), kept so that a message that runs out
+// of attempts is dead-lettered with it. A nil response keeps the one
+// kept before.
+func (s *Store) Retry(ctx context.Context, id int64, owner string, at time.Time, reason string, response []byte) error {
+	return s.settle(ctx, "retrying", id, owner, `state = 'pending', lease_owner = '', lease_until = NULL, next_attempt_at = ?, last_error = ?, response = COALESCE(?, response), updated_at = ?`,
+		[]any{s.timeArg(normTime(at)), reason, response})
 }
 
 // DeadLetter gives up on a claimed message, with the reason and the

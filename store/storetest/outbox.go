@@ -21,6 +21,7 @@ func init() {
 		{"OutboxLeaseExpiry", testLeaseExpiry},
 		{"OutboxExtend", testExtend},
 		{"OutboxRetryDeadRequeue", testRetryDeadRequeue},
+		{"OutboxRetryKeepsResponse", testRetryKeepsResponse},
 		{"OutboxWithholdRelease", testWithholdRelease},
 		{"OutboxSettleInTx", testSettleInTx},
 		{"OutboxConcurrentClaimers", testConcurrentClaimers},
@@ -178,7 +179,7 @@ func testLeaseExpiry(t *testing.T, newURL NewURL) {
 	// The first worker comes back: whatever it tries, its lease is gone.
 	for name, err := range map[string]error{
 		"Ack":        s.Ack(t.Context(), ids[0], "w1"),
-		"Retry":      s.Retry(t.Context(), ids[0], "w1", clock.Now(), "x"),
+		"Retry":      s.Retry(t.Context(), ids[0], "w1", clock.Now(), "x", nil),
 		"DeadLetter": s.DeadLetter(t.Context(), ids[0], "w1", "x", nil),
 		"Withhold":   s.Withhold(t.Context(), ids[0], "w1", "x"),
 		"Release":    s.Release(t.Context(), ids[0], "w1"),
@@ -259,12 +260,13 @@ func testRetryDeadRequeue(t *testing.T, newURL NewURL) {
 	s, clock := fresh(t, newURL)
 	ids := enqueue(t, s, message("a", "clinic-a"))
 	claim(t, s, "w1", 1, time.Minute)
-	if err := s.Retry(t.Context(), ids[0], "w1", clock.Now().Add(30*time.Second), "HTTP 503 from the partner"); err != nil {
+	first := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
+	if err := s.Retry(t.Context(), ids[0], "w1", clock.Now().Add(30*time.Second), "HTTP 503 from the partner", first); err != nil {
 		t.Fatalf("Retry: %v", err)
 	}
 	m := mustMessage(t, s, ids[0])
-	if m.State != store.StatePending || m.LastError != "HTTP 503 from the partner" || m.Attempts != 1 {
-		t.Errorf("retried message = %+v", m)
+	if m.State != store.StatePending || m.LastError != "HTTP 503 from the partner" || m.Attempts != 1 || string(m.Response) != string(first) {
+		t.Errorf("retried message = %+v, want the partner's response kept", m)
 	}
 	clock.Advance(29 * time.Second)
 	if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 0 {
@@ -294,6 +296,35 @@ func testRetryDeadRequeue(t *testing.T, newURL NewURL) {
 	}
 	if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 1 || ms[0].Attempts != 1 {
 		t.Fatalf("after Requeue, claimed %+v (attempts should restart)", ms)
+	}
+}
+
+// testRetryKeepsResponse: the partner's last response survives retries
+// without one (timeouts), so a dead letter after the last attempt has it.
+func testRetryKeepsResponse(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ids := enqueue(t, s, message("a", "clinic-a"))
+	first := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
+	second := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"throttled"}]}`)
+	for i, step := range []struct{ resp, want []byte }{{first, first}, {nil, first}, {second, second}, {nil, second}} {
+		if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 1 {
+			t.Fatalf("attempt %d: claimed %d", i+1, len(ms))
+		}
+		if err := s.Retry(t.Context(), ids[0], "w1", clock.Now(), "x", step.resp); err != nil {
+			t.Fatalf("Retry: %v", err)
+		}
+		if m := mustMessage(t, s, ids[0]); string(m.Response) != string(step.want) {
+			t.Errorf("after retry %d (response %q): kept %q, want %q", i+1, step.resp, m.Response, step.want)
+		}
+	}
+	if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 1 || string(ms[0].Response) != string(second) {
+		t.Fatalf("the last claim = %v, want the message with the last response", ms)
+	}
+	if err := s.DeadLetter(t.Context(), ids[0], "w1", "gave up", second); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustMessage(t, s, ids[0]); m.State != store.StateDead || string(m.Response) != string(second) {
+		t.Errorf("dead letter = %s with %q, want dead with the last response", m.State, m.Response)
 	}
 }
 
