@@ -97,11 +97,13 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 		}
 	}
 
-	open, err := p.Store.OpenReferrals(ctx)
+	cands, purposes := p.Config.Candidates(source, facts.Services)
+	// A re-ingest must not count the referral's own open Tasks against
+	// the capacity they hold.
+	open, err := p.Store.OpenReferrals(ctx, ownTaskIDs(labelled, cands)...)
 	if err != nil {
 		return res, err
 	}
-	cands, purposes := p.Config.Candidates(source, facts.Services)
 	for i := range cands {
 		cands[i].Open = open["Organization/"+cands[i].Partner]
 	}
@@ -339,6 +341,24 @@ func patientRef(b *rpb.Bundle) string {
 		}
 	}
 	return ""
+}
+
+// ownTaskIDs are the ids the referral's Tasks have, or get, in the store
+// for any of the candidates: the bundle's own Task ids and those retarget
+// gives them for each partner.
+func ownTaskIDs(b *rpb.Bundle, cands []Candidate) []string {
+	var ids []string
+	for _, e := range b.GetEntry() {
+		t := e.GetResource().GetTask()
+		if t == nil || t.GetId().GetValue() == "" {
+			continue
+		}
+		ids = append(ids, t.GetId().GetValue())
+		for _, c := range cands {
+			ids = append(ids, fhir.NewID("pathway-route", t.GetId().GetValue(), c.Partner))
+		}
+	}
+	return ids
 }
 
 // retarget returns a copy of b for partner: the first target's Task gets
