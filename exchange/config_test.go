@@ -40,6 +40,19 @@ partners:
     agreement: {purposes: [COC], resource_types: [Patient, ServiceRequest, Task]}
 `
 
+// TestConfigLintInlineSigningKey: an inline signing key is reported at its
+// key, without the key itself.
+func TestConfigLintInlineSigningKey(t *testing.T) {
+	_, err := ParseConfig("pathway.yaml", []byte(base+"signing_key: \"c2VjcmV0LXNpZ25pbmcta2V5\"\n"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *ConfigError", err)
+	}
+	if msg := ce.Error(); !strings.Contains(msg, "pathway.yaml:10:1: signing_key: a secret is written in the file") || strings.Contains(msg, "c2VjcmV0") {
+		t.Errorf("problems:\n%s\nwant the signing key reported at 10:1, without its value", msg)
+	}
+}
+
 func TestConfigLint(t *testing.T) {
 	tests := []struct {
 		name, yaml string
@@ -54,6 +67,9 @@ func TestConfigLint(t *testing.T) {
 			[]string{`purpose CAREMGT is not in partner "clinic-b"'s agreement`}},
 		{"inline secret", strings.Replace(base, "    endpoint: https://clinic.example/fhir\n", "    endpoint: https://clinic.example/fhir\n    auth: {type: bearer, token: abc123}\n", 1),
 			[]string{`pathway.yaml:6:26: partners[0].auth.token: a secret is written in the file`}},
+		{"inline signing key", base + "signing_key: \"ed25519-private-key-base64\"\n",
+			[]string{`pathway.yaml:10:1: signing_key: a secret is written in the file`}},
+		{"signing key from a file is fine", base + "signing_key: {file: /etc/pathway/signing.key}\n", nil},
 		{"password anywhere", base + "store: {url: x, password: hunter2}\n",
 			[]string{`store.password: a secret is written in the file`}},
 		{"http outside loopback", strings.Replace(base, "https://clinic.example/fhir", "http://clinic.example/fhir", 1),

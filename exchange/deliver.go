@@ -1,7 +1,10 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +26,9 @@ type Target struct {
 	BaseURL string
 	// Auth adds credentials to each request; nil sends none.
 	Auth Authenticator
+	// Client sends to this partner (NewPartnerClient: its TLS settings,
+	// the request timeout); nil uses the Deliverer's Client.
+	Client *resty.Client
 }
 
 // Authenticator adds a partner's credentials to a request.
@@ -111,10 +117,13 @@ type Deliverer struct {
 	// Prepare re-decides a message against the consents as they are now
 	// and returns what to send.
 	Prepare func(ctx context.Context, m store.Message) (Prepared, error)
-	Client  *resty.Client
-	Retry   RetryPolicy
-	// Lease is how long a claim lasts; it must outlast the client's
-	// timeout. Batch is how many messages one claim takes.
+	// Client sends to partners whose Target has no Client of its own.
+	Client *resty.Client
+	Retry  RetryPolicy
+	// Lease is how long a claim lasts; each message's lease is renewed
+	// for as long again just before it is sent, so it must outlast the
+	// client's timeout (one send), not the batch. Batch is how many
+	// messages one claim takes.
 	Lease time.Duration
 	Batch int
 	// Now and Rand default to time.Now and math/rand/v2.
@@ -151,6 +160,21 @@ func NewClient(timeout time.Duration, transport http.RoundTripper) *resty.Client
 	return c
 }
 
+// NewPartnerClient returns a client for one partner, as NewClient, with
+// its own connection pool that connects with the partner's TLS settings
+// (its CA, a client certificate for mutual TLS, the server name; TLS 1.2
+// at least). The same client should serve the partner's OAuth token
+// endpoint, so that both see the same certificates.
+func NewPartnerClient(timeout time.Duration, s TLSSettings) (*resty.Client, error) {
+	tc, err := TLSConfig(s.CAFile, s.CertFile, s.KeyFile, s.ServerName)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return NewClient(timeout, tr), nil
+}
+
 // quietLogger drops resty's own log lines, which could quote bodies.
 type quietLogger struct{}
 
@@ -182,8 +206,8 @@ func (d *Deliverer) logger() *slog.Logger {
 // RunOnce claims one batch and delivers it. It returns how many messages
 // it claimed; 0 means nothing was due.
 func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
-	if d.Lease <= 0 || d.Batch <= 0 || d.Owner == "" || d.Client == nil || d.Target == nil || d.Prepare == nil {
-		return 0, errors.New("deliverer: Owner, Client, Target, Prepare, a positive Lease and Batch are required")
+	if d.Lease <= 0 || d.Batch <= 0 || d.Owner == "" || d.Target == nil || d.Prepare == nil {
+		return 0, errors.New("deliverer: Owner, Target, Prepare, a positive Lease and Batch are required")
 	}
 	ms, err := d.Store.Claim(ctx, d.Owner, d.Batch, d.Lease)
 	if err != nil {
@@ -266,7 +290,14 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 	if err != nil {
 		return d.dead(r, "no endpoint for partner "+r.Message.Partner+": "+err.Error())
 	}
-	req := d.Client.R().SetContext(ctx).
+	client := t.Client
+	if client == nil {
+		client = d.Client
+	}
+	if client == nil {
+		return d.dead(r, "no HTTP client for partner "+r.Message.Partner)
+	}
+	req := client.R().SetContext(ctx).
 		SetHeader("Content-Type", "application/fhir+json").
 		SetHeader("Accept", "application/fhir+json").
 		SetHeader("Prefer", "return=minimal").
@@ -279,6 +310,22 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 			}
 			return d.retryOrDie(r, "authenticating to "+r.Message.Partner+": "+err.Error())
 		}
+	}
+	// The batch's claim may be older than the lease by now (slow partners,
+	// token requests): renew this message's lease just before sending it,
+	// and send nothing if another worker holds it already.
+	if err := d.Store.Extend(ctx, r.Message.ID, d.Owner, d.Lease); err != nil {
+		switch {
+		case errors.Is(err, store.ErrLeaseLost):
+			r.Outcome, r.Reason = OutcomeLeaseLost, "lease lost before sending: another worker holds the message"
+		case ctx.Err() != nil:
+			r.Outcome = OutcomeReleased
+		default:
+			// Unsure whether the lease is still ours: do not send now.
+			r.Outcome, r.Reason = OutcomeRetry, "renewing the lease: "+err.Error()
+			r.RetryAt = d.now().Add(d.Retry.Backoff(r.Message.Attempts, d.rand))
+		}
+		return r
 	}
 	r.Sent = bundle
 	r.Endpoint = strings.TrimRight(t.BaseURL, "/")
@@ -293,6 +340,11 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 		return d.retryOrDie(r, "no response: "+transportReason(err))
 	}
 	r.Status = resp.StatusCode()
+	if body := resp.Body(); (r.Status < 200 || r.Status >= 300) && len(body) > 0 {
+		// The partner's answer (an OperationOutcome) is kept for operators
+		// on every retry, so a dead letter after the last attempt has it.
+		r.Message.Response = bytes.Clone(body)
+	}
 	switch code := r.Status; {
 	case code >= 200 && code < 300:
 		r.Outcome = OutcomeDelivered
@@ -312,11 +364,6 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 	default:
 		// The partner refuses this bundle: resending will not help.
 		r = d.dead(r, "HTTP "+strconv.Itoa(code)+" from the partner: refused")
-		r.Sent = bundle
-		body := resp.Body()
-		if len(body) > 0 {
-			r.Message.Response = append([]byte(nil), body...)
-		}
 	}
 	return r
 }
@@ -364,7 +411,7 @@ func (d *Deliverer) settle(ctx context.Context, r *Result) {
 			err = d.Store.Withhold(sctx, id, d.Owner, r.Reason)
 		}
 	case OutcomeRetry:
-		err = d.Store.Retry(sctx, id, d.Owner, r.RetryAt, r.Reason)
+		err = d.Store.Retry(sctx, id, d.Owner, r.RetryAt, r.Reason, r.Message.Response)
 	case OutcomeDead:
 		err = d.Store.DeadLetter(sctx, id, d.Owner, r.Reason, r.Message.Response)
 	case OutcomeReleased:
@@ -404,6 +451,18 @@ func transportReason(err error) string {
 		return "timeout"
 	case errors.Is(err, resty.ErrResponseBodyTooLarge):
 		return "response larger than 1 MiB"
+	}
+	var (
+		cve *tls.CertificateVerificationError
+		hne x509.HostnameError
+		uae x509.UnknownAuthorityError
+		ae  tls.AlertError
+	)
+	switch {
+	case errors.As(err, &cve), errors.As(err, &hne), errors.As(err, &uae):
+		return "TLS: the partner's certificate is not trusted (check tls.ca_file and tls.server_name)"
+	case errors.As(err, &ae):
+		return "TLS: the partner refused the handshake (check tls.cert_file and tls.key_file)"
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {

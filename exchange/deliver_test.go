@@ -3,6 +3,8 @@ package exchange
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -23,6 +25,7 @@ type fault string
 const (
 	faultNone      fault = ""          // commit and answer 200
 	fault500       fault = "500"       // answer 500 without committing
+	fault500Reply  fault = "500reply"  // answer 500 with an OperationOutcome, without committing
 	fault429       fault = "429"       // answer 429 with Retry-After: 120
 	fault503       fault = "503"       // answer 503 with an HTTP-date Retry-After
 	faultSlow      fault = "slow"      // answer after the client's timeout
@@ -43,6 +46,7 @@ type partner struct {
 	faults []fault          // consumed one per request, then faultNone
 	stored map[string]int   // "Type/id" -> writes that changed nothing new (1 = stored once)
 	bodies map[string]int   // idempotency: resource -> number of times received
+	lost   map[string]int   // resource -> receipts whose response was lost (faultLost)
 	reqs   int              // requests seen
 	clock  *storetest.Clock // for HTTP-date Retry-After
 	tokens map[string]bool  // accepted bearer tokens when faultAuth is active
@@ -50,7 +54,7 @@ type partner struct {
 }
 
 func newPartner(t *testing.T, clock *storetest.Clock, faults ...fault) (*partner, *httptest.Server) {
-	p := &partner{t: t, faults: faults, stored: map[string]int{}, bodies: map[string]int{}, clock: clock}
+	p := &partner{t: t, faults: faults, stored: map[string]int{}, bodies: map[string]int{}, lost: map[string]int{}, clock: clock}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	return p, srv
@@ -91,6 +95,11 @@ func (p *partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case fault500:
 		w.WriteHeader(http.StatusInternalServerError)
 		return
+	case fault500Reply:
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
+		return
 	case fault429:
 		w.Header().Set("Retry-After", "120")
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -122,6 +131,9 @@ func (p *partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		key := e.GetRequest().GetUrl().GetValue()
 		p.stored[key] = 1 // a PUT of the same id replaces: one copy
 		p.bodies[key]++
+		if f == faultLost {
+			p.lost[key]++
+		}
 	}
 	p.mu.Unlock()
 	switch f {
@@ -143,6 +155,18 @@ func hijackClose(w http.ResponseWriter) {
 	if err == nil {
 		conn.Close()
 	}
+}
+
+// lostCounts returns, per resource, how many receipts had their response
+// lost: each explains one resend.
+func (p *partner) lostCounts() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range p.lost {
+		out[k] = v
+	}
+	return out
 }
 
 func (p *partner) counts() (stored map[string]int, received map[string]int, reqs int) {
@@ -281,48 +305,67 @@ func (h *harness) states(t *testing.T) map[int64]store.Message {
 
 func sqliteURL(t testing.TB) string { return "sqlite://" + filepath.Join(t.TempDir(), "pathway.db") }
 
+// faultCase is one row of TestDeliverFaults.
+type faultCase struct {
+	name     string
+	faults   []fault
+	want     store.MessageState
+	attempts int
+	reason   string // in LastError
+	// received is how many times the partner commits the Patient: once
+	// when delivered, plus once per response lost after the commit.
+	received int
+	// outcome: the message keeps the partner's OperationOutcome.
+	outcome bool
+}
+
 // TestDeliverFaults sends one message through each fault and checks where
 // it ends: every message delivered exactly once in effect, or dead with a
 // reason; retries wait as long as the partner asked.
 func TestDeliverFaults(t *testing.T) {
-	tests := []struct {
-		name     string
-		faults   []fault
-		want     store.MessageState
-		attempts int
-		reason   string // in LastError
-	}{
-		{"ok", nil, store.StateDelivered, 1, ""},
-		{"accepted", []fault{faultAccepted}, store.StateDelivered, 1, ""},
-		{"500 then ok", []fault{fault500, fault500}, store.StateDelivered, 3, ""},
-		{"429 then ok", []fault{fault429}, store.StateDelivered, 2, ""},
-		{"503 then ok", []fault{fault503}, store.StateDelivered, 2, ""},
-		{"timeout then ok", []fault{faultSlow}, store.StateDelivered, 2, ""},
-		{"reset then ok", []fault{faultReset}, store.StateDelivered, 2, ""},
-		{"response lost after commit", []fault{faultLost}, store.StateDelivered, 2, ""},
-		{"refused", []fault{fault422}, store.StateDead, 1, "HTTP 422 from the partner: refused"},
-		{"always failing", []fault{fault500, fault500, fault500, fault500}, store.StateDead, 4, "gave up after 4 attempts: HTTP 500 from the partner"},
-		{"huge reply", []fault{faultHugeReply, faultHugeReply, faultHugeReply, faultHugeReply}, store.StateDead, 4, "gave up after 4 attempts: no response: response larger than 1 MiB"},
+	tests := []faultCase{
+		{"ok", nil, store.StateDelivered, 1, "", 1, false},
+		{"accepted", []fault{faultAccepted}, store.StateDelivered, 1, "", 1, false},
+		{"500 then ok", []fault{fault500, fault500}, store.StateDelivered, 3, "", 1, false},
+		{"429 then ok", []fault{fault429}, store.StateDelivered, 2, "", 1, false},
+		{"503 then ok", []fault{fault503}, store.StateDelivered, 2, "", 1, false},
+		{"timeout then ok", []fault{faultSlow}, store.StateDelivered, 2, "", 1, false},
+		{"reset then ok", []fault{faultReset}, store.StateDelivered, 2, "", 1, false},
+		{"response lost after commit", []fault{faultLost}, store.StateDelivered, 2, "", 2, false},
+		{"refused", []fault{fault422}, store.StateDead, 1, "HTTP 422 from the partner: refused", 0, true},
+		{"always failing", []fault{fault500, fault500, fault500, fault500}, store.StateDead, 4, "gave up after 4 attempts: HTTP 500 from the partner", 0, false},
+		{"always failing with an answer, then timeouts", []fault{fault500Reply, faultSlow, faultSlow, faultSlow}, store.StateDead, 4, "gave up after 4 attempts: no response: timeout", 0, true},
+		{"failing with an answer", []fault{fault500Reply, fault500Reply, fault500Reply, fault500Reply}, store.StateDead, 4, "gave up after 4 attempts: HTTP 500 from the partner", 0, true},
+		{"huge reply", []fault{faultHugeReply, faultHugeReply, faultHugeReply, faultHugeReply}, store.StateDead, 4, "gave up after 4 attempts: no response: response larger than 1 MiB", 4, false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, sqliteURL(t), 1, tc.faults...)
-			h.drain(t, h.deliverer("w1", nil))
-			m := h.states(t)[h.ids[0]]
-			if m.State != tc.want || m.Attempts != tc.attempts {
-				t.Fatalf("message ended %s after %d attempts (%q), want %s after %d", m.State, m.Attempts, m.LastError, tc.want, tc.attempts)
-			}
-			if tc.reason != "" && m.LastError != tc.reason {
-				t.Errorf("reason %q, want %q", m.LastError, tc.reason)
-			}
-			stored, _, _ := h.partner.counts()
-			if tc.want == store.StateDelivered && stored[patientKey(0)] != 1 {
-				t.Errorf("partner holds %v, want the Patient once", stored)
-			}
-			if tc.name == "refused" && !strings.Contains(string(m.Response), "OperationOutcome") {
-				t.Errorf("dead letter keeps response %q, want the partner's OperationOutcome", m.Response)
-			}
-		})
+	for storeName, newURL := range storeURLs(t) {
+		for _, tc := range tests {
+			t.Run(storeName+"/"+tc.name, func(t *testing.T) {
+				testDeliverFault(t, newURL(t), tc)
+			})
+		}
+	}
+}
+
+func testDeliverFault(t *testing.T, url string, tc faultCase) {
+	h := newHarness(t, url, 1, tc.faults...)
+	h.drain(t, h.deliverer("w1", nil))
+	m := h.states(t)[h.ids[0]]
+	if m.State != tc.want || m.Attempts != tc.attempts {
+		t.Fatalf("message ended %s after %d attempts (%q), want %s after %d", m.State, m.Attempts, m.LastError, tc.want, tc.attempts)
+	}
+	if tc.reason != "" && m.LastError != tc.reason {
+		t.Errorf("reason %q, want %q", m.LastError, tc.reason)
+	}
+	stored, got, _ := h.partner.counts()
+	if n := got[patientKey(0)]; n != tc.received {
+		t.Errorf("partner received the Patient %d times, want %d", n, tc.received)
+	}
+	if tc.want == store.StateDelivered && (len(stored) != 1 || stored[patientKey(0)] != 1) {
+		t.Errorf("partner holds %v, want the Patient once", stored)
+	}
+	if tc.outcome && !strings.Contains(string(m.Response), "OperationOutcome") {
+		t.Errorf("dead letter keeps response %q, want the partner's OperationOutcome", m.Response)
 	}
 }
 
@@ -392,16 +435,13 @@ func TestDeliverAuth(t *testing.T) {
 }
 
 // TestDeliverManyWorkers: 60 messages, a partner failing now and then,
-// several workers on one store: each message is delivered exactly once in
-// effect, and no two workers ever held the same message at once.
+// several workers on one store. Each message reaches the partner once,
+// plus once per lost response (the only resend the faults explain), and
+// no two workers ever hold the same message at once. The fake clock moves
+// only while no worker is inside RunOnce, so no lease runs out in the
+// middle of a batch: any extra receipt or overlapping hold is a bug.
 func TestDeliverManyWorkers(t *testing.T) {
-	urls := map[string]func(t *testing.T) string{"sqlite": func(t *testing.T) string { return sqliteURL(t) }}
-	if storetest.PostgresAvailable() {
-		urls["postgres"] = func(t *testing.T) string { return storetest.PostgresURL(t) }
-	} else {
-		t.Log(storetest.PostgresEnv + " not set: PostgreSQL workers not tested")
-	}
-	for name, newURL := range urls {
+	for name, newURL := range storeURLs(t) {
 		for _, workers := range []int{2, 4} {
 			t.Run(fmt.Sprintf("%s/%d", name, workers), func(t *testing.T) {
 				var faults []fault
@@ -418,12 +458,45 @@ func TestDeliverManyWorkers(t *testing.T) {
 					}
 				}
 				h := newHarness(t, newURL(t), 60, faults...)
+				var (
+					gate    sync.RWMutex // RunOnce holds it shared, a clock advance alone
+					mu      sync.Mutex
+					holder  = map[int64]string{}    // message -> the worker between its Prepare and its result
+					claims  = map[string][]int64{}  // owner -> messages it was handed, in order
+					attempt = map[[2]int64]string{} // (message, attempt) -> the owner of that claim
+				)
 				var wg sync.WaitGroup
 				for w := range workers {
 					d := h.deliverer(fmt.Sprintf("w%d", w), nil)
+					prepare, onResult := d.Prepare, d.OnResult
+					d.Prepare = func(ctx context.Context, m store.Message) (Prepared, error) {
+						mu.Lock()
+						if other, held := holder[m.ID]; held {
+							t.Errorf("message %d held by %s and %s at once", m.ID, other, d.Owner)
+						}
+						holder[m.ID] = d.Owner
+						claims[d.Owner] = append(claims[d.Owner], m.ID)
+						k := [2]int64{m.ID, int64(m.Attempts)}
+						if other, dup := attempt[k]; dup {
+							t.Errorf("message %d: claim %d handed to %s and %s", m.ID, m.Attempts, other, d.Owner)
+						}
+						attempt[k] = d.Owner
+						mu.Unlock()
+						return prepare(ctx, m)
+					}
+					d.OnResult = func(ctx context.Context, r Result) {
+						mu.Lock()
+						if holder[r.Message.ID] == d.Owner {
+							delete(holder, r.Message.ID)
+						}
+						mu.Unlock()
+						onResult(ctx, r)
+					}
 					wg.Go(func() {
-						for range 100 {
+						for range 200 {
+							gate.RLock()
 							n, err := d.RunOnce(t.Context())
+							gate.RUnlock()
 							if err != nil {
 								t.Error(err)
 								return
@@ -433,7 +506,9 @@ func TestDeliverManyWorkers(t *testing.T) {
 								if st.Counts[store.StatePending]+st.Counts[store.StateInflight] == 0 {
 									return
 								}
+								gate.Lock()
 								h.clock.Advance(10 * time.Second)
+								gate.Unlock()
 							}
 						}
 					})
@@ -445,9 +520,23 @@ func TestDeliverManyWorkers(t *testing.T) {
 						delivered++
 					}
 				}
-				stored, _, _ := h.partner.counts()
+				stored, received, _ := h.partner.counts()
+				lost := h.partner.lostCounts()
 				if delivered != 60 || len(stored) != 60 {
 					t.Errorf("%d delivered, partner holds %d resources; want 60 and 60", delivered, len(stored))
+				}
+				for i := range 60 {
+					k := patientKey(i)
+					if n, explained := received[k], 1+lost[k]; n < 1 || n > explained {
+						t.Errorf("%s received %d times; %d lost responses explain at most %d", k, n, lost[k], explained)
+					}
+				}
+				total := 0
+				for _, ids := range claims {
+					total += len(ids)
+				}
+				if total < 60 {
+					t.Errorf("workers were handed %d messages, want at least 60", total)
 				}
 				acks := map[int64]int{}
 				for _, r := range h.results {
@@ -504,5 +593,101 @@ func TestRetryAfter(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("retryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestDeliverTargetClient: a Target's own client (its TLS settings) is
+// used for its deliveries; without it the Deliverer's client does not
+// trust the partner's certificate, and says so.
+func TestDeliverTargetClient(t *testing.T) {
+	h := newHarness(t, sqliteURL(t), 1)
+	tlsSrv := httptest.NewUnstartedServer(h.partner)
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+
+	d := h.deliverer("w1", nil)
+	d.Target = func(string) (Target, error) { return Target{BaseURL: tlsSrv.URL}, nil }
+	if _, err := d.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	m := h.states(t)[h.ids[0]]
+	if m.State != store.StatePending || !strings.Contains(m.LastError, "certificate is not trusted") {
+		t.Fatalf("with the shared client: %s %q, want a retry naming the untrusted certificate", m.State, m.LastError)
+	}
+
+	own := NewClient(time.Second, tlsSrv.Client().Transport)
+	d.Target = func(string) (Target, error) { return Target{BaseURL: tlsSrv.URL, Client: own}, nil }
+	h.clock.Advance(time.Hour)
+	if _, err := d.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.states(t)[h.ids[0]]; m.State != store.StateDelivered {
+		t.Fatalf("with the target's client: %s %q, want delivered", m.State, m.LastError)
+	}
+}
+
+// storeURLs are the stores the delivery tests run on: SQLite, and
+// PostgreSQL when PATHWAY_TEST_DATABASE_URL is set.
+func storeURLs(t *testing.T) map[string]func(t *testing.T) string {
+	urls := map[string]func(t *testing.T) string{"sqlite": func(t *testing.T) string { return sqliteURL(t) }}
+	if storetest.PostgresAvailable() {
+		urls["postgres"] = func(t *testing.T) string { return storetest.PostgresURL(t) }
+	} else {
+		t.Log(storetest.PostgresEnv + " not set: PostgreSQL not tested")
+	}
+	return urls
+}
+
+// TestDeliverBatchLongerThanLease: a worker whose batch takes longer than
+// its lease (each message takes 20s, the lease is 30s) while a second
+// worker claims what has run out: no message reaches the partner twice,
+// because each lease is renewed before its send and a message another
+// worker holds is skipped.
+func TestDeliverBatchLongerThanLease(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, newURL(t), 6)
+			d1, d2 := h.deliverer("w1", nil), h.deliverer("w2", nil)
+			d1.Lease, d2.Lease = 30*time.Second, 30*time.Second
+			d1.Batch, d2.Batch = 6, 6
+			prepare := d1.Prepare
+			d1.Prepare = func(ctx context.Context, m store.Message) (Prepared, error) {
+				h.clock.Advance(20 * time.Second)
+				if m.ID == h.ids[2] {
+					// While w1 is busy, w2 claims every lease that ran out.
+					if n, err := d2.RunOnce(ctx); err != nil || n == 0 {
+						t.Errorf("w2 claimed %d (%v), want the messages whose lease ran out", n, err)
+					}
+				}
+				return prepare(ctx, m)
+			}
+			if n, err := d1.RunOnce(t.Context()); err != nil || n != 6 {
+				t.Fatalf("w1 claimed %d (%v), want 6", n, err)
+			}
+			_, received, _ := h.partner.counts()
+			for i := range 6 {
+				if n := received[patientKey(i)]; n != 1 {
+					t.Errorf("%s received %d times, want once", patientKey(i), n)
+				}
+			}
+			lost := 0
+			for _, r := range h.results {
+				if r.Outcome == OutcomeLeaseLost {
+					lost++
+					if r.Sent != nil {
+						t.Errorf("message %d: lease lost, yet sent", r.Message.ID)
+					}
+				}
+			}
+			if lost == 0 {
+				t.Error("no send was skipped for a lost lease: the test did not make w2 take any message")
+			}
+			for id, m := range h.states(t) {
+				if m.State != store.StateDelivered {
+					t.Errorf("message %d is %s, want delivered", id, m.State)
+				}
+			}
+		})
 	}
 }

@@ -98,11 +98,12 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 	}
 
 	cands, purposes := p.Config.Candidates(source, facts.Services)
-	// Open referrals are counted only when a candidate has a capacity: the
-	// count reads every open Task.
+	// Open referrals are counted only when a candidate has a capacity (the
+	// count reads every open Task), and a re-ingest must not count the
+	// referral's own open Tasks against the capacity they hold.
 	for _, c := range cands {
 		if c.Service.Capacity > 0 {
-			open, err := p.Store.OpenReferrals(ctx)
+			open, err := p.Store.OpenReferrals(ctx, ownTaskIDs(labelled, cands)...)
 			if err != nil {
 				return res, err
 			}
@@ -353,6 +354,24 @@ func patientRef(b *rpb.Bundle) string {
 		}
 	}
 	return ""
+}
+
+// ownTaskIDs are the ids the referral's Tasks have, or get, in the store
+// for any of the candidates: the bundle's own Task ids and those retarget
+// gives them for each partner.
+func ownTaskIDs(b *rpb.Bundle, cands []Candidate) []string {
+	var ids []string
+	for _, e := range b.GetEntry() {
+		t := e.GetResource().GetTask()
+		if t == nil || t.GetId().GetValue() == "" {
+			continue
+		}
+		ids = append(ids, t.GetId().GetValue())
+		for _, c := range cands {
+			ids = append(ids, fhir.NewID("pathway-route", t.GetId().GetValue(), c.Partner))
+		}
+	}
+	return ids
 }
 
 // retarget returns a copy of b for partner: the first target's Task gets

@@ -217,3 +217,56 @@ func TestPipelineRevocationStopsTheSend(t *testing.T) {
 		t.Fatalf("withheld messages %+v %v", ms, err)
 	}
 }
+
+// TestReingestAtCapacity: a partner at its capacity limit because of this
+// very referral still takes a re-ingest of it (the referral's own Task is
+// not counted against it), the routing stays as it was, and its
+// updated_at is not rewritten when nothing changed; another referral is
+// held as over capacity.
+func TestReingestAtCapacity(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ph := newPipelineHarness(t, newURL(t))
+			ph.cfg.Partners["clinic-riverside"].Services.Capacity = 1
+			bundles := sampleBundles(t)
+			b := bundles["R-2026-0101"]
+			first, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first.Unroutable != "" || len(first.Routes) != 1 || first.Routes[0].Partner != "clinic-riverside" {
+				t.Fatalf("first ingest: routes %v, unroutable %q; want clinic-riverside", first.Routes, first.Unroutable)
+			}
+			before, err := ph.store.Routings(t.Context(), false, "", 0)
+			if err != nil || len(before) != 1 {
+				t.Fatalf("routings %v, %v", before, err)
+			}
+			ph.clock.Advance(time.Hour)
+			again, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Unroutable != "" || len(again.Routes) != 1 || again.Routes[0].Partner != "clinic-riverside" || again.Enqueued != 0 {
+				t.Errorf("re-ingest: routes %v, unroutable %q, enqueued %d; want the same route and nothing new", again.Routes, again.Unroutable, again.Enqueued)
+			}
+			after, err := ph.store.Routings(t.Context(), false, "", 0)
+			if err != nil || len(after) != 1 {
+				t.Fatalf("routings %v, %v", after, err)
+			}
+			if !after[0].UpdatedAt.Equal(before[0].UpdatedAt) || after[0].Unroutable {
+				t.Errorf("routing after an unchanged re-ingest = %+v, want as before (%+v)", after[0], before[0])
+			}
+
+			// Another mental-health referral finds the clinic full.
+			other, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", bundles["R-2026-0103"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range other.Routes {
+				if r.Partner == "clinic-riverside" {
+					t.Errorf("R-2026-0103 routed to the clinic although it is at capacity: %v", other.Routes)
+				}
+			}
+		})
+	}
+}

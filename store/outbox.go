@@ -188,6 +188,26 @@ RETURNING ` + messageColumns
 	return out, nil
 }
 
+// Extend renews owner's lease on a claimed message: it lasts lease from
+// now. A worker extends each message of its batch just before sending it,
+// so that a batch longer than the lease never lets another worker claim
+// and send a message this one is about to send. It returns ErrLeaseLost
+// (wrapped) when owner no longer holds the message (another worker
+// claimed it after the lease ran out, or it was settled): the worker must
+// not send it. A lease that ran out but that nobody claimed since is
+// still owner's and is renewed. Extending does not count as an attempt.
+func (s *Store) Extend(ctx context.Context, id int64, owner string, lease time.Duration) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("extending the lease of message %d: %w", id, err)
+	}
+	if owner == "" || lease <= 0 {
+		return fmt.Errorf("extending the lease of message %d: an owner and a positive lease are required", id)
+	}
+	now := s.clock()
+	return s.settleOn(ctx, s.be.writer(), "extending the lease of", id, owner, `lease_until = ?, updated_at = ?`,
+		[]any{s.timeArg(normTime(now.Add(lease)))})
+}
+
 // The SET clauses of settling a message (the last placeholder is updated_at).
 const (
 	ackSet      = `state = 'delivered', lease_owner = '', lease_until = NULL, last_error = '', updated_at = ?`
@@ -201,10 +221,13 @@ func (s *Store) Ack(ctx context.Context, id int64, owner string) error {
 
 // Retry puts a claimed message back to pending, due at at, with the
 // reason of the failed attempt (no personal data: it is shown to
-// operators and logged).
-func (s *Store) Retry(ctx context.Context, id int64, owner string, at time.Time, reason string) error {
-	return s.settle(ctx, "retrying", id, owner, `state = 'pending', lease_owner = '', lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = ?`,
-		[]any{s.timeArg(normTime(at)), reason})
+// operators and logged) and the partner's last response (its
+// OperationOutcome, for operators), kept so that a message that runs out
+// of attempts is dead-lettered with it. A nil response keeps the one
+// kept before.
+func (s *Store) Retry(ctx context.Context, id int64, owner string, at time.Time, reason string, response []byte) error {
+	return s.settle(ctx, "retrying", id, owner, `state = 'pending', lease_owner = '', lease_until = NULL, next_attempt_at = ?, last_error = ?, response = COALESCE(?, response), updated_at = ?`,
+		[]any{s.timeArg(normTime(at)), reason, response})
 }
 
 // DeadLetter gives up on a claimed message, with the reason and the

@@ -27,7 +27,8 @@ type Routing struct {
 }
 
 // PutRouting records where a referral went, replacing what was recorded
-// for it before (a re-ingest re-routes it).
+// for it before (a re-ingest re-routes it). When nothing changed, the
+// record, its UpdatedAt included, is left as it was.
 func (tx *Tx) PutRouting(ctx context.Context, r Routing) error {
 	s := tx.s
 	if !strings.HasPrefix(r.ServiceRequest, "ServiceRequest/") || r.Risk == "" {
@@ -40,7 +41,9 @@ func (tx *Tx) PutRouting(ctx context.Context, r Routing) error {
 	err := tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO referrals (service_request, source, risk, status, targets, reason, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (service_request) DO UPDATE SET source = excluded.source, risk = excluded.risk, status = excluded.status,
-	targets = excluded.targets, reason = excluded.reason, updated_at = excluded.updated_at`),
+	targets = excluded.targets, reason = excluded.reason, updated_at = excluded.updated_at
+WHERE referrals.source <> excluded.source OR referrals.risk <> excluded.risk OR referrals.status <> excluded.status
+	OR referrals.targets <> excluded.targets OR referrals.reason <> excluded.reason`),
 		r.ServiceRequest, r.Source, r.Risk, status, strings.Join(r.Targets, ","), r.Reason, s.timeArg(s.clock()))
 	if err != nil {
 		return fmt.Errorf("putting routing of %s: %w", r.ServiceRequest, err)
@@ -93,15 +96,24 @@ func (s *Store) Routings(ctx context.Context, unroutable bool, after string, lim
 }
 
 // OpenReferrals counts the Tasks owned by each partner that are still
-// open (requested, received, accepted, in-progress, on-hold), for routing
-// by capacity. Owners are "Organization/id" references.
-func (s *Store) OpenReferrals(ctx context.Context) (map[string]int, error) {
+// open, by owner reference ("Organization/id"), leaving out the Tasks
+// whose ids are in except (a referral being re-routed does not count
+// against the capacity it already holds).
+func (s *Store) OpenReferrals(ctx context.Context, except ...string) (map[string]int, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}
-	rs, err := s.be.reader().query(ctx, `SELECT owner, count(*) FROM resources
-WHERE resource_type = 'Task' AND owner <> '' AND status IN ('requested', 'received', 'accepted', 'in-progress', 'on-hold')
-GROUP BY owner`)
+	q := `SELECT owner, count(*) FROM resources
+WHERE resource_type = 'Task' AND owner <> '' AND status IN ('requested', 'received', 'accepted', 'in-progress', 'on-hold')`
+	var args []any
+	if len(except) > 0 {
+		q += ` AND id NOT IN (?` + strings.Repeat(", ?", len(except)-1) + `)`
+		for _, id := range except {
+			args = append(args, id)
+		}
+	}
+	rs, err := s.be.reader().query(ctx, rebind(s.dialect, q+`
+GROUP BY owner`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}

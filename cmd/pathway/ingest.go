@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/go-resty/resty/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/pathway-fhir/pathway/connectors"
@@ -321,29 +320,23 @@ func (n *network) deliverers(st *store.Store, count int, owner string) ([]*excha
 		if l.Endpoint == "" {
 			continue
 		}
-		t := exchange.Target{BaseURL: l.Endpoint}
-		var client *resty.Client
-		if l.TLS != (exchange.TLSSettings{}) {
-			tc, err := exchange.TLSConfig(l.TLS.CAFile, l.TLS.CertFile, l.TLS.KeyFile, l.TLS.ServerName)
-			if err != nil {
-				return nil, usageErrorf("partner %s: %v", id, err)
-			}
-			client = exchange.NewClient(cfg.Retry.Timeout, nil).SetTLSClientConfig(tc)
+		// One client per partner, with its TLS settings, for its deliveries
+		// and its token endpoint alike.
+		client, err := exchange.NewPartnerClient(cfg.Retry.Timeout, l.TLS)
+		if err != nil {
+			return nil, usageErrorf("partner %s: %v", id, err)
 		}
+		t := exchange.Target{BaseURL: l.Endpoint, Client: client}
 		switch l.Auth.Type {
 		case "bearer":
 			t.Auth = &exchange.BearerToken{Env: l.Auth.Token.Env, File: l.Auth.Token.File}
 		case "oauth2":
-			if client == nil {
-				client = exchange.NewClient(cfg.Retry.Timeout, nil)
-			}
 			t.Auth = &exchange.ClientCredentials{TokenURL: l.Auth.TokenURL, ClientID: l.Auth.ClientID, Scope: l.Auth.Scope,
 				SecretEnv: l.Auth.ClientSecret.Env, SecretFile: l.Auth.ClientSecret.File, Client: client}
 		}
 		targets[id] = t
 	}
 	pipe := &exchange.Pipeline{Store: st, Config: cfg, Engine: n.engine, Audit: n.audit}
-	client := exchange.NewClient(cfg.Retry.Timeout, nil)
 	var out []*exchange.Deliverer
 	for i := range count {
 		out = append(out, &exchange.Deliverer{
@@ -357,7 +350,6 @@ func (n *network) deliverers(st *store.Store, count int, owner string) ([]*excha
 				return t, nil
 			},
 			Prepare: pipe.Prepare,
-			Client:  client,
 			Retry:   cfg.Retry.Policy(),
 			Lease:   cfg.Retry.Lease,
 			Batch:   16,

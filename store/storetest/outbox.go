@@ -19,7 +19,9 @@ func init() {
 		{"OutboxEnqueueRollsBack", testEnqueueRollsBack},
 		{"OutboxClaimDueOnly", testClaimDueOnly},
 		{"OutboxLeaseExpiry", testLeaseExpiry},
+		{"OutboxExtend", testExtend},
 		{"OutboxRetryDeadRequeue", testRetryDeadRequeue},
+		{"OutboxRetryKeepsResponse", testRetryKeepsResponse},
 		{"OutboxWithholdRelease", testWithholdRelease},
 		{"OutboxSettleInTx", testSettleInTx},
 		{"OutboxConcurrentClaimers", testConcurrentClaimers},
@@ -177,7 +179,7 @@ func testLeaseExpiry(t *testing.T, newURL NewURL) {
 	// The first worker comes back: whatever it tries, its lease is gone.
 	for name, err := range map[string]error{
 		"Ack":        s.Ack(t.Context(), ids[0], "w1"),
-		"Retry":      s.Retry(t.Context(), ids[0], "w1", clock.Now(), "x"),
+		"Retry":      s.Retry(t.Context(), ids[0], "w1", clock.Now(), "x", nil),
 		"DeadLetter": s.DeadLetter(t.Context(), ids[0], "w1", "x", nil),
 		"Withhold":   s.Withhold(t.Context(), ids[0], "w1", "x"),
 		"Release":    s.Release(t.Context(), ids[0], "w1"),
@@ -202,16 +204,69 @@ func testLeaseExpiry(t *testing.T, newURL NewURL) {
 	}
 }
 
+func testExtend(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ids := enqueue(t, s, message("a", "clinic-a"), message("b", "clinic-a"), message("c", "clinic-a"))
+	claim(t, s, "w1", 2, time.Minute)
+	clock.Advance(50 * time.Second)
+	if err := s.Extend(t.Context(), ids[0], "w1", time.Minute); err != nil {
+		t.Fatalf("Extend by the holder: %v", err)
+	}
+	m := mustMessage(t, s, ids[0])
+	if want := clock.Now().Add(time.Minute).Truncate(time.Microsecond); m.State != store.StateInflight || m.LeaseOwner != "w1" ||
+		!m.LeaseUntil.Equal(want) || m.Attempts != 1 {
+		t.Errorf("extended message = %s owner %q until %v after %d attempts, want inflight w1 until %v after 1", m.State, m.LeaseOwner, m.LeaseUntil, m.Attempts, want)
+	}
+	// Past the first lease: the extended message stays w1's, the other
+	// one is claimed by w2, and w1 can no longer extend it.
+	clock.Advance(30 * time.Second)
+	got := claim(t, s, "w2", 10, time.Minute)
+	if len(got) != 2 || got[0].ID != ids[1] || got[1].ID != ids[2] {
+		t.Fatalf("w2 claimed %v, want ids %v (not the extended one)", got, ids[1:])
+	}
+	if err := s.Extend(t.Context(), ids[1], "w1", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend by the old owner = %v, want ErrLeaseLost", err)
+	}
+	if err := s.Extend(t.Context(), ids[0], "w2", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend by another worker = %v, want ErrLeaseLost", err)
+	}
+	if m := mustMessage(t, s, ids[1]); m.LeaseOwner != "w2" {
+		t.Errorf("a failed Extend changed the owner to %q", m.LeaseOwner)
+	}
+	// A lease that ran out but nobody claimed is still the owner's.
+	clock.Advance(2 * time.Minute)
+	if err := s.Extend(t.Context(), ids[0], "w1", time.Minute); err != nil {
+		t.Errorf("Extend of an expired, unclaimed lease: %v", err)
+	}
+	if ms := claim(t, s, "w3", 10, time.Minute); len(ms) != 2 || ms[0].ID != ids[1] {
+		t.Errorf("w3 claimed %v, want the two w2 let run out, not the extended one", ms)
+	}
+	// Settled messages cannot be extended.
+	if err := s.Ack(t.Context(), ids[0], "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Extend(t.Context(), ids[0], "w1", time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend of a delivered message = %v, want ErrLeaseLost", err)
+	}
+	if m := mustMessage(t, s, ids[0]); m.State != store.StateDelivered || !m.LeaseUntil.IsZero() {
+		t.Errorf("Extend changed a delivered message: %+v", m)
+	}
+	if err := s.Extend(t.Context(), ids[1], "w3", 0); err == nil || errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Extend with no lease = %v, want an argument error", err)
+	}
+}
+
 func testRetryDeadRequeue(t *testing.T, newURL NewURL) {
 	s, clock := fresh(t, newURL)
 	ids := enqueue(t, s, message("a", "clinic-a"))
 	claim(t, s, "w1", 1, time.Minute)
-	if err := s.Retry(t.Context(), ids[0], "w1", clock.Now().Add(30*time.Second), "HTTP 503 from the partner"); err != nil {
+	first := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
+	if err := s.Retry(t.Context(), ids[0], "w1", clock.Now().Add(30*time.Second), "HTTP 503 from the partner", first); err != nil {
 		t.Fatalf("Retry: %v", err)
 	}
 	m := mustMessage(t, s, ids[0])
-	if m.State != store.StatePending || m.LastError != "HTTP 503 from the partner" || m.Attempts != 1 {
-		t.Errorf("retried message = %+v", m)
+	if m.State != store.StatePending || m.LastError != "HTTP 503 from the partner" || m.Attempts != 1 || string(m.Response) != string(first) {
+		t.Errorf("retried message = %+v, want the partner's response kept", m)
 	}
 	clock.Advance(29 * time.Second)
 	if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 0 {
@@ -241,6 +296,35 @@ func testRetryDeadRequeue(t *testing.T, newURL NewURL) {
 	}
 	if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 1 || ms[0].Attempts != 1 {
 		t.Fatalf("after Requeue, claimed %+v (attempts should restart)", ms)
+	}
+}
+
+// testRetryKeepsResponse: the partner's last response survives retries
+// without one (timeouts), so a dead letter after the last attempt has it.
+func testRetryKeepsResponse(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ids := enqueue(t, s, message("a", "clinic-a"))
+	first := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
+	second := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"throttled"}]}`)
+	for i, step := range []struct{ resp, want []byte }{{first, first}, {nil, first}, {second, second}, {nil, second}} {
+		if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 1 {
+			t.Fatalf("attempt %d: claimed %d", i+1, len(ms))
+		}
+		if err := s.Retry(t.Context(), ids[0], "w1", clock.Now(), "x", step.resp); err != nil {
+			t.Fatalf("Retry: %v", err)
+		}
+		if m := mustMessage(t, s, ids[0]); string(m.Response) != string(step.want) {
+			t.Errorf("after retry %d (response %q): kept %q, want %q", i+1, step.resp, m.Response, step.want)
+		}
+	}
+	if ms := claim(t, s, "w1", 1, time.Minute); len(ms) != 1 || string(ms[0].Response) != string(second) {
+		t.Fatalf("the last claim = %v, want the message with the last response", ms)
+	}
+	if err := s.DeadLetter(t.Context(), ids[0], "w1", "gave up", second); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustMessage(t, s, ids[0]); m.State != store.StateDead || string(m.Response) != string(second) {
+		t.Errorf("dead letter = %s with %q, want dead with the last response", m.State, m.Response)
 	}
 }
 
