@@ -106,10 +106,20 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 		out.Entry = append(out.Entry, ne)
 		kept = append(kept, r)
 	}
-	// Conditional searches may name only what the Bundle still holds.
+	// Conditional searches may name only what the Bundle still holds. The
+	// values are gathered only when some search is there to check.
 	values := map[string]bool{}
-	for _, r := range kept {
-		stringValues(r.w.root, values)
+	searches := false
+	for _, ne := range out.Entry {
+		searches = searches || strings.Contains(ne.GetRequest().GetUrl().GetValue(), "?") || ne.GetRequest().GetIfNoneExist() != nil
+	}
+	for _, l := range out.GetLink() {
+		searches = searches || strings.Contains(l.GetUrl().GetValue(), "?")
+	}
+	if searches {
+		for _, r := range kept {
+			stringValues(r.w.root, values)
+		}
 	}
 	for i, ne := range out.Entry {
 		ne.Request = entryRequest(ne.Request, kept[i].w.root, values)
