@@ -59,7 +59,14 @@ type DecisionRecord struct {
 	// Disclosed lists "Type/id" of the resources the filtered bundle holds
 	// (send time only, when permitted).
 	Disclosed []string
+	// Referrer says the partner was decided for as the referral's referrer
+	// (base policy opt-out for it; see Pipeline.ViewFor).
+	Referrer bool
 }
+
+// referrerStep opens the trail of a decision made for the referrer of a
+// referral, so that a verifier decides it the same way.
+const referrerStep = "referrer#base_policy=opt-out"
 
 // exchangeID is the exchange of a message key (the idempotency key of
 // the outbox, which a decision without a message computes the same way).
@@ -122,6 +129,9 @@ func (a *Auditor) decisionEntry(ctx context.Context, tx *store.Tx, rec DecisionR
 	}
 	inputs := append([]audit.Input{cfgIn, bundleIn}, rec.Consents...)
 	out := outcomeOf(rec.Decision)
+	if rec.Referrer {
+		out.Trail = append([]string{referrerStep}, out.Trail...)
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00", prefix, rec.Exchange, rec.Attempt, rec.Partner, rec.Purpose, out.Effect)
 	for _, in := range inputs {
@@ -359,6 +369,14 @@ func (rd *Rederiver) Rederive(_ context.Context, d audit.Decision) (audit.Outcom
 		return audit.Outcome{}, fmt.Errorf("partner %s is not in the logged configuration", id)
 	}
 	req := policy.Request{Partner: p, Agreement: &p.Agreement, Purpose: d.Entry.Purpose, At: d.Entry.Time, Base: e.cfg.Network.BasePolicy}
+	referrer := len(d.Entry.Trail) > 0 && d.Entry.Trail[0] == referrerStep
+	if referrer {
+		req.Base = policy.OptOut
+	}
 	_, dec := e.engine.Filter(req, b, consents...)
-	return outcomeOf(dec), nil
+	out := outcomeOf(dec)
+	if referrer {
+		out.Trail = append([]string{referrerStep}, out.Trail...)
+	}
+	return out, nil
 }

@@ -29,6 +29,11 @@ const FormatJSON = "json"
 // labelled and not yet filtered (it is filtered when sent).
 const KindTransaction = "transaction"
 
+// KindReferrerUpdate is the outbox kind of a Task change sent back to the
+// partner that referred: a transaction Bundle decided for it as the
+// referrer (Pipeline.ViewFor).
+const KindReferrerUpdate = "referrer-update"
+
 // Pipeline ingests referral bundles: it labels them, routes them, decides
 // for each target under the patient's consents and the target's agreement,
 // and writes the resources, the routing and one outbox message per
@@ -237,6 +242,10 @@ func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, erro
 	}
 	now := p.now()
 	req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: m.Purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
+	referrer := m.Kind == KindReferrerUpdate
+	if referrer {
+		req.Base = policy.OptOut
+	}
 	out, dec := p.Engine.Filter(req, b, stored...)
 	var prep Prepared
 	if p.Audit != nil {
@@ -249,7 +258,7 @@ func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, erro
 		sr := serviceRequestRef(b)
 		prep.Decision = &DecisionRecord{
 			Exchange: exchangeID(m.Key), ServiceRequest: sr, Patient: patient, Partner: m.Partner, Purpose: m.Purpose,
-			At: now, Decision: dec, Decided: decided, DecidedID: decidedID(sr, m.Partner, m.Purpose), Consents: storedIn,
+			At: now, Decision: dec, Decided: decided, DecidedID: decidedID(sr, m.Partner, m.Purpose), Consents: storedIn, Referrer: referrer,
 		}
 	}
 	if !dec.Permitted() {
@@ -281,6 +290,12 @@ func serviceRequestRef(b *rpb.Bundle) string {
 	for _, e := range b.GetEntry() {
 		if sr := e.GetResource().GetServiceRequest(); sr != nil {
 			return "ServiceRequest/" + sr.GetId().GetValue()
+		}
+	}
+	// A Task update carries no ServiceRequest: its focus names it.
+	for _, e := range b.GetEntry() {
+		if t := e.GetResource().GetTask(); t != nil {
+			return fhir.RefString(t.GetFocus())
 		}
 	}
 	return ""

@@ -17,7 +17,7 @@ import (
 // base policy, the partners with their data-sharing agreements, and extra
 // labelling rules and value sets. The full configuration (issue 5) embeds
 // these types unchanged; the keys it owns (top level routes, routing,
-// retry, store, signing_key; partner endpoint, auth, tls, services) are
+// retry, store, signing_key; partner endpoint, auth, tls, services, api) are
 // accepted here and ignored.
 type Config struct {
 	// Network holds the network's identity and base consent policy.
@@ -253,7 +253,7 @@ func (e *ConfigError) Error() string {
 // not read here.
 var ignoredKeys = map[reflect.Type]map[string]bool{
 	reflect.TypeFor[Config]():  {"routes": true, "routing": true, "retry": true, "store": true, "signing_key": true},
-	reflect.TypeFor[Partner](): {"endpoint": true, "auth": true, "tls": true, "services": true},
+	reflect.TypeFor[Partner](): {"endpoint": true, "auth": true, "tls": true, "services": true, "api": true},
 }
 
 // decoder decodes YAML nodes into the config structs, recording where each

@@ -489,11 +489,19 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		s.fail(w, r, http.StatusUnprocessableEntity, "api-transition", err.Error())
 		return
 	}
+	// Notes and outputs are added to, never rewritten: the caller's view
+	// may lack some (filtered), which must not be lost.
+	notes, okNotes := appended(view.GetNote(), in.GetNote())
+	outputs, okOutputs := appended(view.GetOutput(), in.GetOutput())
+	if !okNotes || !okOutputs {
+		s.fail(w, r, http.StatusUnprocessableEntity, "api-invalid", "notes and outputs can only be added to: send the ones you read, unchanged and first, then the new ones")
+		return
+	}
 	next := proto.Clone(stored).(*tpb.Task)
 	next.StatusReason = in.GetStatusReason()
 	next.BusinessStatus = in.GetBusinessStatus()
-	next.Note = in.GetNote()
-	next.Output = in.GetOutput()
+	next.Note = append(next.Note, notes...)
+	next.Output = append(next.Output, outputs...)
 	if to != from {
 		next.Status = statusCode(to)
 	}
@@ -554,6 +562,20 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 
 var errConflict = errors.New("version conflict")
 
+// appended returns what in adds after the items of view, and false when in
+// does not start with them unchanged.
+func appended[T proto.Message](view, in []T) ([]T, bool) {
+	if len(in) < len(view) {
+		return nil, false
+	}
+	for i := range view {
+		if !proto.Equal(view[i], in[i]) {
+			return nil, false
+		}
+	}
+	return in[len(view):], true
+}
+
 // statusCode is the proto of a Task status code.
 func statusCode(code string) *tpb.Task_StatusCode {
 	name := strings.ToUpper(strings.ReplaceAll(code, "-", "_"))
@@ -608,6 +630,10 @@ func (s *Server) flowBack(ctx context.Context, tx *store.Tx, t store.Resource, c
 		return err
 	}
 	sum := sha256.Sum256(append([]byte(other+"\x00"+v.Purpose+"\x00task-update\x00"), payload...))
-	_, _, err = tx.Enqueue(ctx, store.Message{Key: hex.EncodeToString(sum[:]), Partner: other, Purpose: v.Purpose, Kind: exchange.KindTransaction, Payload: payload})
+	kind := exchange.KindTransaction
+	if referrer {
+		kind = exchange.KindReferrerUpdate
+	}
+	_, _, err = tx.Enqueue(ctx, store.Message{Key: hex.EncodeToString(sum[:]), Partner: other, Purpose: v.Purpose, Kind: kind, Payload: payload})
 	return err
 }

@@ -22,10 +22,10 @@ type keysGenerateOptions struct {
 func newKeysCmd(s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Manage the audit log's signing key",
+		Short: "Make the audit log's signing key and partners' API tokens",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newKeysGenerateCmd(s))
+	cmd.AddCommand(newKeysGenerateCmd(s), newKeysTokenCmd(s))
 	return cmd
 }
 

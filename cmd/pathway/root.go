@@ -86,6 +86,7 @@ records every decision in a verifiable audit log.`,
 		newKeysCmd(s),
 		newAuditCmd(s),
 		newPartnersCmd(s),
+		newServeCmd(s),
 	)
 	return root
 }
