@@ -340,8 +340,11 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 		if r.Format != FormatJSON {
 			continue
 		}
-		parsed := fhir.Parse(r.Data)
-		c := parsed.Resource.GetConsent()
+		cr, err := ParseStored(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		c := cr.GetConsent()
 		if c == nil {
 			return nil, nil, fmt.Errorf("stored %s does not parse as a Consent", r.Ref())
 		}

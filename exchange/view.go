@@ -76,11 +76,11 @@ func (p *Pipeline) ViewFor(ctx context.Context, partner, patient string, rs []st
 			return nil
 		}
 		seen[r.Ref()] = true
-		parsed := fhir.Parse(r.Data)
-		if parsed.Resource == nil {
-			return fmt.Errorf("stored %s does not parse", r.Ref())
+		cr, err := ParseStored(r)
+		if err != nil {
+			return err
 		}
-		e := &rpb.Bundle_Entry{Resource: parsed.Resource}
+		e := &rpb.Bundle_Entry{Resource: cr}
 		if fhir.IsUUID(r.ID) {
 			e.FullUrl = &dpb.Uri{Value: fhir.FullURL(r.ID)}
 		}

@@ -259,6 +259,7 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeResource writes one resource with its version headers.
 func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, status int, res proto.Message, version int64, updated time.Time) {
+	res = proto.Clone(res) // filtered resources share parts with the parse cache
 	setMeta(res, version, updated)
 	data, err := fhir.Marshal(res)
 	if err != nil {

@@ -41,7 +41,7 @@ routes:
 `
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	s     *Server
 	st    *store.Store
@@ -52,7 +52,7 @@ type fixture struct {
 	tasks, hidden map[string][]string
 }
 
-func newFixture(t *testing.T, url string, opts ...func(*Options)) *fixture {
+func newFixture(t testing.TB, url string, opts ...func(*Options)) *fixture {
 	t.Helper()
 	clock := storetest.NewClock(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC))
 	st, err := store.Open(t.Context(), url, store.WithNowFunc(clock.Now))
@@ -122,7 +122,7 @@ func newFixture(t *testing.T, url string, opts ...func(*Options)) *fixture {
 }
 
 // sampleBundles converts the sample NGO CSV with the built-in mapping.
-func sampleBundles(t *testing.T) []*rpb.Bundle {
+func sampleBundles(t testing.TB) []*rpb.Bundle {
 	t.Helper()
 	m, err := mappings.Builtin("ngo-referral-csv")
 	if err != nil {

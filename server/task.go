@@ -242,8 +242,11 @@ func (s *Server) searchTasks(w http.ResponseWriter, r *http.Request, c *caller) 
 
 // taskFocus reads Task.focus of a stored Task.
 func taskFocus(t store.Resource) string {
-	p := fhir.Parse(t.Data)
-	return fhir.RefString(p.Resource.GetTask().GetFocus())
+	cr, err := exchange.ParseStored(t)
+	if err != nil {
+		return ""
+	}
+	return fhir.RefString(cr.GetTask().GetFocus())
 }
 
 func parseLastUpdated(v string) (time.Time, error) {

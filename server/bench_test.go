@@ -1,0 +1,152 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pathway-fhir/pathway/store/storetest"
+)
+
+// benchStores are the stores the API benchmarks run on.
+func benchStores(b *testing.B) map[string]string {
+	out := map[string]string{"sqlite": sqliteURL(b)}
+	if storetest.PostgresAvailable() {
+		out["postgres"] = storetest.PostgresURL(b)
+	} else {
+		b.Log(storetest.PostgresEnv + " not set: PostgreSQL not measured")
+	}
+	return out
+}
+
+// latencies collects request durations and reports p50 and p99.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+
+func (l *latencies) report(b *testing.B, unit string) {
+	slices.Sort(l.d)
+	if len(l.d) == 0 {
+		return
+	}
+	b.ReportMetric(float64(l.d[len(l.d)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(l.d[len(l.d)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
+
+// get is a bare authorised GET through the HTTP stack on loopback.
+func benchGet(b *testing.B, client *http.Client, url, token string) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+}
+
+// BenchmarkTaskRead is an authorised Task read over HTTP on loopback: the
+// token check, the store read, the Task filtered under the patient's
+// consents and the partner's agreement, the access logged; 8 clients at
+// once.
+func BenchmarkTaskRead(b *testing.B) {
+	for name, url := range benchStores(b) {
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b, url, func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+			path := f.srv.URL + "/fhir/Task/" + f.tasks["clinic-riverside"][0]
+			var lat latencies
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					t0 := time.Now()
+					benchGet(b, client, path, tokClinic)
+					lat.add(time.Since(t0))
+				}
+			})
+			b.StopTimer()
+			lat.report(b, "reads/s")
+		})
+	}
+}
+
+// BenchmarkTaskSearch is the owner's work list (two Tasks) with their
+// ServiceRequests included.
+func BenchmarkTaskSearch(b *testing.B) {
+	for name, url := range benchStores(b) {
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b, url, func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+			path := f.srv.URL + "/fhir/Task?status=requested&_include=Task:focus"
+			var lat latencies
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					t0 := time.Now()
+					benchGet(b, client, path, tokClinic)
+					lat.add(time.Since(t0))
+				}
+			})
+			b.StopTimer()
+			lat.report(b, "searches/s")
+		})
+	}
+}
+
+// BenchmarkTaskUpdate is a Task change through PATCH: the state machine,
+// a new version stored, the access logged in the same transaction. The
+// Task moves between in-progress and on-hold; one client (updates of one
+// Task are serialised by If-Match in practice).
+func BenchmarkTaskUpdate(b *testing.B) {
+	for name, url := range benchStores(b) {
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b, url, func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
+			client := &http.Client{}
+			path := f.srv.URL + "/fhir/Task/" + f.tasks["clinic-riverside"][0]
+			patch := func(ops string) {
+				req, _ := http.NewRequest("PATCH", path, bytes.NewReader([]byte(ops)))
+				req.Header.Set("Authorization", "Bearer "+tokClinic)
+				req.Header.Set("Content-Type", "application/json-patch+json")
+				req.Header.Set("Prefer", "return=minimal")
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatalf("PATCH: %d", resp.StatusCode)
+				}
+			}
+			patch(`[{"op":"replace","path":"/status","value":"accepted"}]`)
+			patch(`[{"op":"replace","path":"/status","value":"in-progress"}]`)
+			var lat latencies
+			b.ResetTimer()
+			for i := range b.N {
+				ops := `[{"op":"replace","path":"/status","value":"in-progress"}]`
+				if i%2 == 0 {
+					ops = fmt.Sprintf(`[{"op":"replace","path":"/status","value":"on-hold"},{"op":"add","path":"/statusReason","value":{"text":"waiting %d"}}]`, i)
+				}
+				t0 := time.Now()
+				patch(ops)
+				lat.add(time.Since(t0))
+			}
+			b.StopTimer()
+			lat.report(b, "updates/s")
+		})
+	}
+}
