@@ -381,7 +381,7 @@ func (s *Server) updateTask(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.fail(w, r, http.StatusBadRequest, "api-invalid", "the body must be a Task")
 		return
 	}
-	s.changeTask(w, r, c, task)
+	s.changeTask(w, r, c, task, nil)
 }
 
 func (s *Server) patchTask(w http.ResponseWriter, r *http.Request, c *caller) {
@@ -432,14 +432,21 @@ func (s *Server) patchTask(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.outcome(w, http.StatusUnprocessableEntity, issues)
 		return
 	}
-	s.changeTask(w, r, c, pr.Resource.GetTask())
+	s.changeTask(w, r, c, pr.Resource.GetTask(), &viewed{t, view})
+}
+
+// viewed is a stored Task and the caller's view of it, already read.
+type viewed struct {
+	stored store.Resource
+	view   *tpb.Task
 }
 
 // changeTask applies the caller's new Task: only the mutable elements are
 // taken from it, the move is checked against the state machine and the
 // caller's role, and the change is stored, audited and sent back to the
-// other party in one transaction.
-func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, in *tpb.Task) {
+// other party in one transaction. known, when set, is what the request
+// has already read (a PATCH applies to the view).
+func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, in *tpb.Task, known *viewed) {
 	ctx := r.Context()
 	id := r.PathValue("id")
 	if in.GetId().GetValue() != id {
@@ -460,8 +467,10 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		s.fail(w, r, http.StatusPreconditionFailed, "api-precondition", fmt.Sprintf("the Task is at version %d, not the one in If-Match: read it again and reapply your change", t.Version))
 		return
 	}
-	view, _, err := s.taskView(ctx, t, c)
-	if err != nil {
+	var view *tpb.Task
+	if known != nil && known.stored.Version == t.Version {
+		view = known.view
+	} else if view, _, err = s.taskView(ctx, t, c); err != nil {
 		s.internal(w, r, err)
 		return
 	}
@@ -473,7 +482,12 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		s.fail(w, r, http.StatusUnprocessableEntity, "api-invalid", "only status, statusReason, businessStatus, note and output may change: send the Task as you read it with only those changed")
 		return
 	}
-	stored := fhir.Parse(t.Data).Resource.GetTask()
+	cached, err := exchange.ParseStored(t)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	stored := cached.GetTask()
 	from := fhir.EnumCode(stored.GetStatus().GetValue().Descriptor().Values().ByNumber(stored.GetStatus().GetValue().Number()))
 	to := fhir.EnumCode(in.GetStatus().GetValue().Descriptor().Values().ByNumber(in.GetStatus().GetValue().Number()))
 	if to == from {
