@@ -73,6 +73,10 @@ func capabilityStatement(now time.Time) ([]byte, error) {
 				"description": "Every request but metadata needs Authorization: Bearer with the partner's API token. A partner sees only what was routed to it or sent by it; no chained search, no _has, no _revinclude, no totals.",
 			},
 			"resource": res,
+			"interaction": []map[string]any{
+				{"code": "transaction", "documentation": "Referral intake: each ServiceRequest of the Bundle, with its Patient, becomes one referral from you (the fhir-referral mapping), routed and decided; all or nothing."},
+				{"code": "batch", "documentation": "As transaction."},
+			},
 		}},
 	}
 	data, err := json.Marshal(doc)

@@ -147,6 +147,8 @@ func (s *Server) routes() {
 		m.Handle("GET /fhir/"+typ+"/{id}", s.authed("read", s.readLinked(typ)))
 	}
 	m.Handle("PUT /fhir/Consent/{id}", s.authed("update", s.putConsent))
+	m.Handle("POST /fhir", s.authed("transaction", s.intake))
+	m.Handle("POST /fhir/{$}", s.authed("transaction", s.intake))
 	m.Handle("GET /fhir/AuditEvent", s.authed("search-type", s.searchAuditEvents))
 	m.HandleFunc("/fhir/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "api-not-supported", "this server does not support "+r.Method+" on this path: see /fhir/metadata for what it supports")

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -324,5 +326,91 @@ func TestRateLimit(t *testing.T) {
 	f.clock.Advance(2_000_000_000)
 	if r := f.do("GET", "/fhir/Task", tokGarden, nil); r.status != 200 {
 		t.Errorf("after the wait: %d", r.status)
+	}
+}
+
+// TestIntake: a partner pushes a FHIR referral Bundle; each ServiceRequest
+// becomes a referral from it, routed and decided, and the response has an
+// entry per entry. A Bundle with a referral that cannot be converted is
+// refused whole.
+func TestIntake(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	body, err := os.ReadFile("../testdata/mappings/fhir-referral-bundle.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.st.Count(t.Context(), "Task")
+	if r := f.do("POST", "/fhir", tokAuditor, body); r.status != 403 {
+		t.Errorf("an auditor pushes referrals: %d", r.status)
+	}
+	// The sample holds two referrals that cannot be converted (entries 7
+	// and 8): the whole Bundle is refused, each problem named.
+	r := f.do("POST", "/fhir", tokNGO, body)
+	if oo := r.resource(t).GetOperationOutcome(); r.status != 422 || len(oo.GetIssue()) != 2 {
+		t.Fatalf("intake of the sample with its bad referrals: %d %s", r.status, r.body)
+	}
+	if n, _ := f.st.Count(t.Context(), "Task"); n != before {
+		t.Fatalf("a refused intake stored Tasks: %d -> %d", before, n)
+	}
+	// Without them, it is taken.
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	entries := doc["entry"].([]any)
+	doc["entry"] = append(entries[:7:7], entries[9:]...)
+	if body, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	r = f.do("POST", "/fhir", tokNGO, body)
+	b := r.resource(t).GetBundle()
+	if r.status != 200 || b == nil || !strings.HasSuffix(b.GetType().GetValue().String(), "RESPONSE") {
+		t.Fatalf("intake: %d %s", r.status, r.body)
+	}
+	created := 0
+	for _, e := range b.GetEntry() {
+		if strings.HasPrefix(e.GetResponse().GetStatus().GetValue(), "201") {
+			created++
+			if !strings.HasPrefix(e.GetResponse().GetLocation().GetValue(), "ServiceRequest/") {
+				t.Errorf("created entry without a ServiceRequest location: %v", e.GetResponse())
+			}
+		}
+	}
+	after, _ := f.st.Count(t.Context(), "Task")
+	if created == 0 || after <= before {
+		t.Errorf("intake created %d referrals, Tasks %d -> %d", created, before, after)
+	}
+	// Again: nothing new.
+	if r := f.do("POST", "/fhir", tokNGO, body); r.status != 200 {
+		t.Errorf("intake again: %d", r.status)
+	}
+	if again, _ := f.st.Count(t.Context(), "Task"); again != after {
+		t.Errorf("a repeated intake changed the Tasks: %d -> %d", after, again)
+	}
+	// A ServiceRequest whose subject does not resolve: refused, nothing taken.
+	bad := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:2f7c3a4e-6d0b-4f53-9b1a-1d9f4c2e7a10","resource":{"resourceType":"ServiceRequest","status":"active","intent":"order","subject":{"reference":"Patient/nowhere"}},"request":{"method":"POST","url":"ServiceRequest"}}]}`)
+	r = f.do("POST", "/fhir", tokNGO, bad)
+	if code, _ := r.outcome(t); r.status != 422 || code != "api-invalid" {
+		t.Errorf("an unresolvable referral: %d %s %s", r.status, code, r.body)
+	}
+	if r := f.do("POST", "/fhir", tokNGO, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{}]}`)); r.status != 400 {
+		t.Errorf("an invalid Bundle: %d", r.status)
+	}
+}
+
+// TestIntakeServiceRequest: a single ServiceRequest with its Patient
+// contained is one referral: 201 with its Location.
+func TestIntakeServiceRequest(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	body, err := os.ReadFile("../testdata/mappings/fhir-referral-servicerequest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.do("POST", "/fhir", tokNGO, body)
+	if r.status != 201 || !strings.Contains(r.header.Get("Location"), "/fhir/ServiceRequest/") {
+		t.Fatalf("intake of a ServiceRequest: %d %v %s", r.status, r.header, r.body)
+	}
+	if oo := r.resource(t).GetOperationOutcome(); oo == nil || !strings.Contains(string(r.body), "taken as ServiceRequest/") {
+		t.Errorf("the outcome does not say what became of it: %s", r.body)
 	}
 }
