@@ -94,6 +94,10 @@ func TestNGOReferralCSV(t *testing.T) {
 	if r.Task.Owner != "clinic-riverside" || len(r.Risks) != 0 {
 		t.Errorf("task %+v risks %+v", r.Task, r.Risks)
 	}
+	// Two outcomes, their values and dates in the same order.
+	if len(r.Outcomes) != 2 {
+		t.Errorf("outcomes: %+v", r.Outcomes)
+	}
 
 	// Row 2: ISO dates, default purpose, RHS-15 alone becomes the only screening.
 	r2, err := m.Apply(rows[1])
@@ -104,12 +108,12 @@ func TestNGOReferralCSV(t *testing.T) {
 		len(r2.Screenings) != 1 || r2.Screenings[0].Instrument != "rhs-15" || r2.Service.Notes[0] != "Хоче знайти групу підтримки для матерів" {
 		t.Errorf("row 2: %+v", r2)
 	}
-	// Row 3: high risk is urgent, a risk flag, explicit immigration sharing, year-only birth date.
+	// Row 3: high risk is urgent, two risk flags, explicit immigration sharing, year-only birth date.
 	r3, err := m.Apply(rows[2])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r3.Service.Priority != "urgent" || len(r3.Risks) != 1 || r3.Risks[0].Code.Code != "248062006" || !r3.Consent.ShareImmigrationData ||
+	if r3.Service.Priority != "urgent" || len(r3.Risks) != 2 || r3.Risks[0].Code.Code != "248062006" || r3.Risks[1].Code.Code != "exploitation" || !r3.Consent.ShareImmigrationData ||
 		r3.Patient.BirthDate != "2008" || len(r3.Service.Categories) != 2 {
 		t.Errorf("row 3: %+v", r3)
 	}

@@ -42,8 +42,8 @@ func checkDemo(t *testing.T, rep demoReport) {
 	if clinic == nil || garden == nil || clinic.Bundles != 2 || garden.Bundles != 1 {
 		t.Fatalf("partners received %+v %+v", clinic, garden)
 	}
-	if clinic.Resources["Observation"] == 0 || clinic.Resources["Flag"] != 1 {
-		t.Errorf("the clinic received %v: want the screening scores and the risk flag", clinic.Resources)
+	if clinic.Resources["Observation"] == 0 || clinic.Resources["Flag"] != 2 {
+		t.Errorf("the clinic received %v: want the screening scores, the outcomes and the two risk flags", clinic.Resources)
 	}
 	for typ := range garden.Resources {
 		if typ != "Patient" && typ != "ServiceRequest" && typ != "Task" {
