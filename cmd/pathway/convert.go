@@ -212,6 +212,8 @@ type converter struct {
 	sum                   convertSummary
 	started, lastProgress time.Time
 	progress              bool
+	cur                   *os.File // the input being read, for the progress bar
+	curSize               int64
 	// seen holds a 64-bit hash of each record id converted in this run, to
 	// reject duplicates, with where it was first seen: 8 bytes and a 16-byte
 	// seenAt per record, never a string per record.
@@ -273,6 +275,11 @@ func (c *converter) file(path string) error {
 	}
 	defer f.Close()
 	c.files = append(c.files, path)
+	c.cur, c.curSize = f, 0
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		c.curSize = st.Size()
+	}
+	defer func() { c.cur = nil }()
 	src, err := c.open(f, path)
 	if err != nil {
 		return err
@@ -553,11 +560,27 @@ func (c *converter) tick() {
 	}
 	c.lastProgress = time.Now()
 	rate := float64(c.sum.Read) / time.Since(c.started).Seconds()
-	fmt.Fprintf(c.s.err, "\r%d records: %d converted, %d rejected (%.0f/s)\033[K", c.sum.Read, c.sum.Converted, c.sum.Rejected, rate)
+	bar := ""
+	if c.cur != nil && c.curSize > 0 {
+		// The reader buffers ahead a little: the bar is the file's read
+		// position, close enough to show how far along it is.
+		if pos, err := c.cur.Seek(0, io.SeekCurrent); err == nil {
+			bar = progressBar(float64(pos)/float64(c.curSize)) + " "
+		}
+	}
+	fmt.Fprintf(c.s.err, "\r%s%d records: %d converted, %d rejected (%.0f/s)\033[K", bar, c.sum.Read, c.sum.Converted, c.sum.Rejected, rate)
 }
 
 func (c *converter) clearProgress() {
 	if c.progress && !c.lastProgress.IsZero() {
 		fmt.Fprint(c.s.err, "\r\033[K")
 	}
+}
+
+// progressBar draws a fraction done as [#####.....] 50%.
+func progressBar(done float64) string {
+	done = min(max(done, 0), 1)
+	const width = 20
+	n := int(done*width + 0.5)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "] " + fmt.Sprintf("%3.0f%%", done*100)
 }

@@ -497,3 +497,14 @@ func TestHL7CancellationsRejected(t *testing.T) {
 		t.Fatalf("exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	for _, c := range []struct {
+		done float64
+		want string
+	}{{0, "[....................]   0%"}, {0.5, "[##########..........]  50%"}, {1, "[####################] 100%"}, {1.7, "[####################] 100%"}} {
+		if got := progressBar(c.done); got != c.want {
+			t.Errorf("progressBar(%v) = %q, want %q", c.done, got, c.want)
+		}
+	}
+}
