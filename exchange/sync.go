@@ -619,4 +619,3 @@ func (s *Syncer) get(ctx context.Context, u string, rep *SyncReport) ([]byte, er
 		}
 	}
 }
-

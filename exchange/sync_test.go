@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/mappings"
 	"github.com/pathway-fhir/pathway/policy"
 	"github.com/pathway-fhir/pathway/store"
@@ -40,7 +41,6 @@ type clinicFault struct {
 	status int
 	retry  string
 }
-
 
 // loadTemplate takes one referral of the sample clinic bundle.
 func loadTemplate(t *testing.T) (map[string]any, map[string]any) {
@@ -422,5 +422,124 @@ func TestSyncRefusesNextLinksToOtherServers(t *testing.T) {
 	s := h.syncer(t, "clinic-riverside", srv.URL+"/fhir")
 	if err := s.Pull(t.Context(), &SyncReport{}); err == nil || !strings.Contains(err.Error(), "another server") {
 		t.Errorf("Pull = %v, want the next link refused", err)
+	}
+}
+
+// ptID is the patient of the Tasks polled.
+var ptID = fhir.NewID("test", "pt-1")
+
+// taskJSON is a referral Task of the clinic to the community group.
+func taskJSON(id, status, reason string, notes ...string) string {
+	t := map[string]any{
+		"resourceType": "Task", "id": id, "status": status, "intent": "order",
+		"code":      map[string]any{"coding": []any{map[string]any{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}}},
+		"for":       map[string]any{"reference": "Patient/" + ptID},
+		"owner":     map[string]any{"reference": "Organization/community-garden"},
+		"requester": map[string]any{"reference": "Organization/clinic-riverside"},
+	}
+	if reason != "" {
+		t["statusReason"] = map[string]any{"text": reason}
+	}
+	var ns []any
+	for _, n := range notes {
+		ns = append(ns, map[string]any{"text": n})
+	}
+	if ns != nil {
+		t["note"] = ns
+	}
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
+func TestSyncPollsPartnerHostedTasks(t *testing.T) {
+	for name, newURL := range syncStores(t) {
+		t.Run(name, func(t *testing.T) {
+			h := newSyncHarness(t, newURL(t))
+			tid := func(n string) string { return fhir.NewID("test", n) }
+			ctx := t.Context()
+			_, srv := newClinic(t, nil, nil)
+			clinic := srv.Config.Handler.(*clinicServer)
+			// The referrer has an endpoint: changes flow back to it.
+			h.cfg.Partners["clinic-riverside"].Endpoint = "http://127.0.0.1:1/fhir"
+			put := func(typ, id, data string) {
+				t.Helper()
+				r := store.Resource{Type: typ, ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(data), Patient: "Patient/" + ptID}
+				if typ == "Task" {
+					r.Owner, r.Requester = "Organization/community-garden", "Organization/clinic-riverside"
+					var v struct{ Status string }
+					json.Unmarshal(r.Data, &v)
+					r.Status = v.Status
+				}
+				if _, err := h.store.Put(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put("Patient", ptID, `{"resourceType":"Patient","id":"`+ptID+`","name":[{"family":"Example"}]}`)
+			put("Task", tid("t-accept"), taskJSON(tid("t-accept"), "requested", ""))
+			put("Task", tid("t-forbidden"), taskJSON(tid("t-forbidden"), "requested", ""))
+			put("Task", tid("t-same"), taskJSON(tid("t-same"), "requested", ""))
+			put("Task", tid("t-absent"), taskJSON(tid("t-absent"), "requested", ""))
+			put("Task", tid("t-done"), taskJSON(tid("t-done"), "completed", ""))
+			// At the partner: one accepted with a note, one moved where the
+			// state machine does not allow (requested -> completed), one
+			// unchanged; t-absent is not there (yet); t-done is closed and
+			// not polled.
+			clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "accepted", "", "first session on Monday")
+			clinic.tasks[tid("t-forbidden")] = taskJSON(tid("t-forbidden"), "completed", "")
+			clinic.tasks[tid("t-same")] = taskJSON(tid("t-same"), "requested", "")
+			clinic.tasks[tid("t-done")] = taskJSON(tid("t-done"), "in-progress", "")
+
+			s := h.syncer(t, "community-garden", srv.URL+"/fhir")
+			var rep SyncReport
+			if err := s.PollTasks(ctx, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.TasksPolled != 3 || rep.TasksUpdated != 1 || rep.TasksRefused != 1 || rep.TasksSentBack != 1 {
+				t.Errorf("report = %+v, want 3 polled, 1 updated, 1 refused, 1 sent back", rep)
+			}
+			if len(rep.Refusals) != 1 || !strings.HasPrefix(rep.Refusals[0], "Task/"+tid("t-forbidden")+": ") || !strings.Contains(rep.Refusals[0], "cannot move from requested to completed") {
+				t.Errorf("refusals = %q", rep.Refusals)
+			}
+			got, err := h.store.Get(ctx, "Task", tid("t-accept"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != "accepted" || got.Version != 2 || got.Source != "community-garden" || !strings.Contains(string(got.Data), "first session on Monday") {
+				t.Errorf("t-accept stored as %s v%d from %s: %s", got.Status, got.Version, got.Source, got.Data)
+			}
+			if f, _ := h.store.Get(ctx, "Task", tid("t-forbidden")); f.Status != "requested" || f.Version != 1 {
+				t.Errorf("the refused move was stored: %s v%d", f.Status, f.Version)
+			}
+			msgs, err := h.store.Messages(ctx, store.MessageQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) != 1 || msgs[0].Partner != "clinic-riverside" || msgs[0].Kind != KindReferrerUpdate {
+				t.Fatalf("outbox = %+v, want one referrer update to clinic-riverside", msgs)
+			}
+			if m, err := h.store.Message(ctx, msgs[0].ID); err != nil || !strings.Contains(string(m.Payload), `"accepted"`) || !strings.Contains(string(m.Payload), tid("t-accept")) {
+				t.Errorf("the message does not carry the accepted Task: %v %s", err, m.Payload)
+			}
+
+			// Polled again with nothing new: nothing changes, nothing is sent.
+			rep = SyncReport{}
+			if err := s.PollTasks(ctx, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.TasksUpdated != 0 || rep.TasksSentBack != 0 {
+				t.Errorf("second poll = %+v, want no update", rep)
+			}
+			// On hold without a reason is refused; with one it is taken.
+			clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "on-hold", "", "first session on Monday")
+			rep = SyncReport{}
+			if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksRefused != 2 || !strings.Contains(strings.Join(rep.Refusals, " "), "statusReason.text") {
+				t.Errorf("on-hold without a reason: %+v, %v", rep, err)
+			}
+			clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "on-hold", "client travelling", "first session on Monday")
+			rep = SyncReport{}
+			if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksUpdated != 1 || rep.TasksSentBack != 1 {
+				t.Errorf("on-hold with a reason: %+v, %v", rep, err)
+			}
+		})
 	}
 }
