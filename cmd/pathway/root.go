@@ -87,6 +87,7 @@ records every decision in a verifiable audit log.`,
 		newAuditCmd(s),
 		newPartnersCmd(s),
 		newServeCmd(s),
+		newSyncCmd(s),
 	)
 	return root
 }

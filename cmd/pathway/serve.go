@@ -30,6 +30,8 @@ type serveOptions struct {
 	rate                              float64
 	burst                             int
 	poll                              time.Duration
+	sync                              []string
+	syncInterval                      time.Duration
 }
 
 func newServeCmd(s streams) *cobra.Command {
@@ -76,6 +78,8 @@ is flushed and a last checkpoint is signed.`,
 	f.Float64Var(&o.rate, "rate", 50, "requests per second each partner may make")
 	f.IntVar(&o.burst, "burst", 100, "requests a partner may make at once before the rate applies")
 	f.DurationVar(&o.poll, "poll", time.Second, "how often idle workers look for due messages")
+	f.StringArrayVar(&o.sync, "sync", nil, "sync this clinic partner's FHIR server on a schedule, as pathway sync does (repeat for several)")
+	f.DurationVar(&o.syncInterval, "sync-interval", exchange.DefaultSyncInterval, "time between sync cycles of each --sync partner")
 	return cmd
 }
 
@@ -169,6 +173,13 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 			wg.Go(func() { d.Run(wctx, o.poll) })
 		}
 	}
+
+	// Sync with clinic partners, on a schedule (pathway sync).
+	waitSyncs, err := n.startSyncs(wctx, pipe, o.sync, o.syncInterval, s.err)
+	if err != nil {
+		return err
+	}
+	defer waitSyncs()
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
