@@ -19,7 +19,11 @@ var v1Names = map[string]string{"r": "read", "s": "read", "u": "write", "c": "wr
 // resource type of its path, and read of what a Task search includes.
 func needed(r *http.Request, interaction string) []exchange.Scope {
 	typ, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/fhir/"), "/")
-	need := []exchange.Scope{{Type: typ, Perms: perms[interaction]}}
+	p := perms[interaction]
+	if p == "" {
+		p = "cruds" // an interaction this table does not know needs everything
+	}
+	need := []exchange.Scope{{Type: typ, Perms: p}}
 	if typ == "Task" && interaction == "search-type" {
 		for _, inc := range r.URL.Query()["_include"] {
 			switch inc {
