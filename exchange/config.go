@@ -2,13 +2,22 @@ package exchange
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -57,6 +66,188 @@ type PartnerLink struct {
 	// calls Pathway's FHIR API with (partners[].api.token_sha256); the
 	// tokens themselves are never stored.
 	APITokens [][sha256.Size]byte
+	// ClientID is the partner's SMART Backend Services client id
+	// (partners[].api.client_id; default: the partner id).
+	ClientID string
+	// JWKSFile is partners[].api.jwks_file as written.
+	JWKSFile string
+	// APIKeys are the public keys of partners[].api.jwks_file, which the
+	// partner signs its SMART client assertions with. None: the partner
+	// cannot get an access token.
+	APIKeys []APIKey
+	// Scopes are the SMART system scopes the partner may be granted
+	// (partners[].api.scopes; nil: DefaultScopes of its kind).
+	Scopes []string
+}
+
+// APIKey is one public key of a partner's JWK Set.
+type APIKey struct {
+	KID string
+	// Alg is the JWK's alg, when the set names one ("" allows every
+	// algorithm of the key's type).
+	Alg string
+	// Key is an *rsa.PublicKey or an *ecdsa.PublicKey.
+	Key crypto.PublicKey
+}
+
+// SigningAlgs are the JWS algorithms a client assertion may be signed
+// with (SMART requires RS384 and ES384), with the key type and, for
+// ECDSA, the curve each needs.
+var SigningAlgs = map[string]struct {
+	Kty   string
+	Curve string
+}{
+	"RS256": {"RSA", ""}, "RS384": {"RSA", ""}, "RS512": {"RSA", ""},
+	"ES256": {"EC", "P-256"}, "ES384": {"EC", "P-384"}, "ES512": {"EC", "P-521"},
+}
+
+// ParseJWKS reads a JWK Set of public signing keys. Every problem of every
+// key is reported; a private key in the set is refused (never echoed).
+func ParseJWKS(data []byte) ([]APIKey, []string) {
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &set); err != nil {
+		return nil, []string{"not a JWK Set (a JSON object with keys): " + yamlQuoted.ReplaceAllString(err.Error(), "a value")}
+	}
+	if len(set.Keys) == 0 {
+		return nil, []string{"the JWK Set has no keys"}
+	}
+	var keys []APIKey
+	var problems []string
+	seen := map[string]bool{}
+	for i, k := range set.Keys {
+		str := func(name string) string { v, _ := k[name].(string); return v }
+		fail := func(msg string) { problems = append(problems, fmt.Sprintf("keys[%d]: %s", i, msg)) }
+		kid, kty, alg := str("kid"), str("kty"), str("alg")
+		switch {
+		case kid == "":
+			fail("a key needs a kid (client assertions name their key by kid)")
+			continue
+		case seen[kid]:
+			fail(fmt.Sprintf("kid %q is used twice", kid))
+			continue
+		}
+		seen[kid] = true
+		if _, private := k["d"]; private {
+			fail(fmt.Sprintf("key %q holds a private key: register the public key only, and keep the private key with the partner", kid))
+			continue
+		}
+		if u := str("use"); u != "" && u != "sig" {
+			fail(fmt.Sprintf("key %q has use %q: client assertion keys are sig keys", kid, u))
+			continue
+		}
+		if ops, ok := k["key_ops"].([]any); ok && !slices.Contains(ops, any("verify")) {
+			fail(fmt.Sprintf("key %q: key_ops does not allow verify", kid))
+			continue
+		}
+		if a, ok := SigningAlgs[alg]; alg != "" && (!ok || a.Kty != kty) {
+			fail(fmt.Sprintf("key %q: alg %q is not a signing algorithm for a %s key (supported: RS256, RS384, RS512, ES256, ES384, ES512)", kid, alg, kty))
+			continue
+		}
+		b64 := func(name string) []byte {
+			b, err := base64.RawURLEncoding.DecodeString(str(name))
+			if err != nil || len(b) == 0 {
+				fail(fmt.Sprintf("key %q: %s is not base64url", kid, name))
+				return nil
+			}
+			return b
+		}
+		switch kty {
+		case "RSA":
+			n, e := b64("n"), b64("e")
+			if n == nil || e == nil {
+				continue
+			}
+			pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n)}
+			if len(e) > 4 || new(big.Int).SetBytes(e).Int64() < 3 {
+				fail(fmt.Sprintf("key %q: e is not a usable RSA exponent", kid))
+				continue
+			}
+			pub.E = int(new(big.Int).SetBytes(e).Int64())
+			if pub.N.BitLen() < 2048 {
+				fail(fmt.Sprintf("key %q: an RSA key of %d bits: 2048 at least", kid, pub.N.BitLen()))
+				continue
+			}
+			keys = append(keys, APIKey{KID: kid, Alg: alg, Key: pub})
+		case "EC":
+			curve := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}[str("crv")]
+			if curve == nil {
+				fail(fmt.Sprintf("key %q: crv %q: P-256, P-384 or P-521", kid, str("crv")))
+				continue
+			}
+			if a, ok := SigningAlgs[alg]; ok && a.Curve != str("crv") {
+				fail(fmt.Sprintf("key %q: alg %s needs curve %s, not %s", kid, alg, a.Curve, str("crv")))
+				continue
+			}
+			x, y := b64("x"), b64("y")
+			size := (curve.Params().BitSize + 7) / 8
+			if x == nil || y == nil {
+				continue
+			}
+			if len(x) != size || len(y) != size {
+				fail(fmt.Sprintf("key %q: x and y must be %d bytes each for %s", kid, size, str("crv")))
+				continue
+			}
+			pub, err := ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
+			if err != nil {
+				fail(fmt.Sprintf("key %q: not a point of %s", kid, str("crv")))
+				continue
+			}
+			keys = append(keys, APIKey{KID: kid, Alg: alg, Key: pub})
+		default:
+			fail(fmt.Sprintf("key %q: kty %q: RSA or EC", kid, kty))
+		}
+	}
+	return keys, problems
+}
+
+// Scope is a SMART system scope: a resource type (or *) and the
+// interactions it allows, as SMART v2 letters (c, r, u, d, s).
+type Scope struct {
+	Type  string
+	Perms string
+}
+
+var scopeForm = regexp.MustCompile(`^system/(\*|[A-Z][A-Za-z]+)\.(read|write|\*|c?r?u?d?s?)$`)
+
+// ParseScope reads a SMART system scope: v2 (system/Task.rs) or v1
+// (system/Task.read, .write, .*). Patient and user scopes and v2
+// granular scopes (with ?query) are not system scopes of this server.
+func ParseScope(s string) (Scope, bool) {
+	m := scopeForm.FindStringSubmatch(s)
+	if m == nil || m[2] == "" {
+		return Scope{}, false
+	}
+	perms := map[string]string{"read": "rs", "write": "cud", "*": "cruds"}[m[2]]
+	if perms == "" {
+		perms = m[2]
+	}
+	return Scope{Type: m[1], Perms: perms}, true
+}
+
+// Covers reports whether sc allows everything o does.
+func (sc Scope) Covers(o Scope) bool {
+	if sc.Type != "*" && sc.Type != o.Type {
+		return false
+	}
+	for _, p := range o.Perms {
+		if !strings.ContainsRune(sc.Perms, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// DefaultScopes are the scopes a partner of kind may be granted when its
+// api.scopes is left out: its referral work for partners, the audit log
+// for auditors.
+func DefaultScopes(kind string) []string {
+	if kind == string(policy.KindAuditor) {
+		return []string{"system/AuditEvent.rs"}
+	}
+	return []string{"system/Task.rs", "system/Task.u", "system/ServiceRequest.r", "system/ServiceRequest.c", "system/Patient.r", "system/Consent.r", "system/Consent.u",
+		"system/QuestionnaireResponse.r", "system/Flag.r", "system/Observation.r"}
 }
 
 // SecretRef names where a secret is read from: an environment variable or
@@ -157,6 +348,9 @@ type exchangeDoc struct {
 		Services Service      `yaml:"services"`
 		API      struct {
 			TokenSHA256 []string `yaml:"token_sha256"`
+			ClientID    string   `yaml:"client_id"`
+			JWKSFile    string   `yaml:"jwks_file"`
+			Scopes      []string `yaml:"scopes"`
 		} `yaml:"api"`
 	} `yaml:"partners"`
 	Routes  []RouteRule   `yaml:"routes"`
@@ -180,7 +374,7 @@ type exchangeDoc struct {
 var knownKeys = map[string][]string{
 	"":                              {"network", "partners", "labels", "value_sets", "routes", "routing", "retry", "store", "signing_key"},
 	"partners[]":                    {"id", "name", "kind", "identifiers", "agreement", "endpoint", "auth", "tls", "services", "api"},
-	"partners[].api":                {"token_sha256"},
+	"partners[].api":                {"token_sha256", "client_id", "jwks_file", "scopes"},
 	"partners[].auth":               {"type", "token", "token_url", "client_id", "client_secret", "scope"},
 	"partners[].auth.token":         {"env", "file"},
 	"partners[].auth.client_secret": {"env", "file"},
@@ -383,6 +577,7 @@ func (c *checker) exchange(doc *exchangeDoc, cfg *Config, _ []*yaml.Node) {
 			}
 			link.APITokens = append(link.APITokens, [sha256.Size]byte(sum))
 		}
+		c.smart(path+".api", p.API.ClientID, p.API.JWKSFile, p.API.Scopes, link, cfg)
 		link.Services.Kind = p.Kind
 		if _, dup := cfg.Partners[p.ID]; !dup {
 			cfg.Partners[p.ID] = link
@@ -494,6 +689,49 @@ func (c *checker) exchange(doc *exchangeDoc, cfg *Config, _ []*yaml.Node) {
 		if cfg.SigningKey.Env != "" && cfg.SigningKey.File != "" {
 			c.failAt("signing_key", "name one source: env or file")
 		}
+	}
+}
+
+// smart reads a partner's SMART Backend Services keys: its client id
+// (unique in the network), its JWK Set (read now, relative to the
+// configuration file's folder) and its scopes.
+func (c *checker) smart(path, clientID, jwksFile string, scopes []string, link *PartnerLink, cfg *Config) {
+	link.ClientID, link.JWKSFile = clientID, jwksFile
+	if link.ClientID == "" {
+		link.ClientID = link.ID
+	}
+	for _, other := range cfg.Order {
+		if o := cfg.Partners[other]; jwksFile != "" && o != nil && o.ID != link.ID && o.JWKSFile != "" && o.ClientID == link.ClientID {
+			c.failAt(path+".client_id", fmt.Sprintf("client id %q is partner %q's too: client ids are unique in the network", link.ClientID, o.ID))
+		}
+	}
+	if jwksFile != "" {
+		name := jwksFile
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(filepath.Dir(c.file), name)
+		}
+		data, err := os.ReadFile(name)
+		if err != nil {
+			c.failAt(path+".jwks_file", fmt.Sprintf("cannot read the JWK Set %s: %v", name, errors.Unwrap(err)))
+		} else {
+			keys, problems := ParseJWKS(data)
+			for _, p := range problems {
+				c.failAt(path+".jwks_file", name+": "+p)
+			}
+			link.APIKeys = keys
+		}
+	} else if clientID != "" || scopes != nil {
+		c.failAt(path, "client_id and scopes are for SMART access tokens: name the partner's public keys in jwks_file")
+	}
+	for j, sc := range scopes {
+		if _, ok := ParseScope(sc); !ok {
+			c.failAt(fmt.Sprintf("%s.scopes[%d]", path, j), fmt.Sprintf("%q is not a SMART system scope (system/Task.rs, system/Task.u, system/*.read...)", sc))
+			continue
+		}
+		link.Scopes = append(link.Scopes, sc)
+	}
+	if scopes != nil && link.Scopes == nil {
+		link.Scopes = []string{}
 	}
 }
 

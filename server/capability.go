@@ -9,7 +9,7 @@ import (
 )
 
 // capabilityStatement says what this server does, and only that.
-func capabilityStatement(now time.Time) ([]byte, error) {
+func capabilityStatement(now time.Time, tokenURL string) ([]byte, error) {
 	type param struct {
 		Name string `json:"name"`
 		Type string `json:"type"`
@@ -70,7 +70,15 @@ func capabilityStatement(now time.Time) ([]byte, error) {
 		"rest": []map[string]any{{
 			"mode": "server",
 			"security": map[string]any{
-				"description": "Every request but metadata needs Authorization: Bearer with the partner's API token. A partner sees only what was routed to it or sent by it; no chained search, no _has, no _revinclude, no totals.",
+				"extension": []map[string]any{{
+					"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+					"extension": []map[string]any{{"url": "token", "valueUri": tokenURL}},
+				}},
+				"service": []map[string]any{{
+					"coding": []map[string]any{{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}},
+					"text":   "SMART Backend Services: client_credentials with a private_key_jwt client assertion (RS384, ES384); see /.well-known/smart-configuration",
+				}},
+				"description": "Every request but metadata needs Authorization: Bearer with an access token from the token endpoint (SMART Backend Services, system scopes such as system/Task.rs system/Task.u system/ServiceRequest.r) or the partner's static API token (every scope its role allows). A partner sees only what was routed to it or sent by it; no chained search, no _has, no _revinclude, no totals.",
 			},
 			"resource": res,
 			"interaction": []map[string]any{

@@ -56,6 +56,8 @@ type Server struct {
 	o       Options
 	cfg     *exchange.Config
 	tokens  map[[sha256.Size]byte]*caller
+	callers map[string]*caller // by partner id
+	smart   *smart
 	mux     *http.ServeMux
 	metrics *Metrics
 	limits  *limiter
@@ -69,10 +71,15 @@ type caller struct {
 	ref     string // Organization/id
 	partner *policy.Partner
 	auditor bool
+	// scopes limit what an access token may do (SMART system scopes);
+	// nil for a static token, which may do all its role allows.
+	scopes []exchange.Scope
 }
 
 // New builds a Server from the network's configuration: every partner
-// with api.token_sha256 hashes can call it with one of those tokens.
+// with api.token_sha256 hashes can call it with one of those tokens, and
+// every partner with an api.jwks_file can get access tokens at
+// /auth/token (SMART Backend Services).
 func New(o Options) (*Server, error) {
 	if o.Store == nil || o.Pipeline == nil || o.Pipeline.Config == nil || o.Pipeline.Engine == nil {
 		return nil, errors.New("server: Store and a Pipeline with its Config and Engine are required")
@@ -89,7 +96,7 @@ func New(o Options) (*Server, error) {
 	if o.Burst <= 0 {
 		o.Burst = 100
 	}
-	s := &Server{o: o, cfg: o.Pipeline.Config, tokens: map[[sha256.Size]byte]*caller{}, mux: http.NewServeMux(), metrics: NewMetrics()}
+	s := &Server{o: o, cfg: o.Pipeline.Config, tokens: map[[sha256.Size]byte]*caller{}, callers: map[string]*caller{}, mux: http.NewServeMux(), metrics: NewMetrics()}
 	for _, id := range s.cfg.Order {
 		link := s.cfg.Partners[id]
 		p := s.cfg.Policy.Partner(id)
@@ -97,6 +104,7 @@ func New(o Options) (*Server, error) {
 			continue
 		}
 		c := &caller{id: id, ref: "Organization/" + id, partner: p, auditor: p.Kind == policy.KindAuditor}
+		s.callers[id] = c
 		for _, h := range link.APITokens {
 			if other, dup := s.tokens[h]; dup {
 				return nil, fmt.Errorf("server: partners %s and %s share an API token", other.id, id)
@@ -108,8 +116,15 @@ func New(o Options) (*Server, error) {
 	if o.Audit != nil {
 		s.access = newAccessLog(o.Store, o.Audit, o.Logger)
 	}
+	if err := s.setupSMART(); err != nil {
+		return nil, err
+	}
+	tokenURL := tokenPlaceholder
+	if o.BaseURL != "" {
+		tokenURL = s.tokenURL(nil)
+	}
 	var err error
-	if s.cap, err = capabilityStatement(o.Now()); err != nil {
+	if s.cap, err = capabilityStatement(o.Now(), tokenURL); err != nil {
 		return nil, err
 	}
 	s.routes()
@@ -138,6 +153,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /readyz", s.readyz)
 	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.HandleFunc("GET /fhir/metadata", s.metadata)
+	m.HandleFunc("POST "+tokenPath, s.token)
+	m.HandleFunc("GET /.well-known/smart-configuration", s.smartConfiguration)
+	m.HandleFunc("GET /fhir/.well-known/smart-configuration", s.smartConfiguration)
 	m.Handle("GET /fhir/Task/{id}", s.authed("read", s.readTask))
 	m.Handle("GET /fhir/Task/{id}/_history/{vid}", s.authed("vread", s.vreadTask))
 	m.Handle("GET /fhir/Task", s.authed("search-type", s.searchTasks))
@@ -206,7 +224,16 @@ func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *htt
 			s.fail(w, r, http.StatusUnauthorized, "api-login", "send the partner's API token as Authorization: Bearer <token>")
 			return
 		}
-		c := s.tokens[sha256.Sum256([]byte(strings.TrimSpace(token)))]
+		hash := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		c := s.tokens[hash]
+		if c == nil {
+			var expired bool
+			if c, expired = s.smart.lookup(hash, s.o.Now()); expired {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="pathway", error="invalid_token", error_description="the access token has expired"`)
+				s.fail(w, r, http.StatusUnauthorized, "api-login", "the access token has expired: get a new one at "+tokenPath)
+				return
+			}
+		}
 		if c == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pathway", error="invalid_token"`)
 			s.fail(w, r, http.StatusUnauthorized, "api-login", "the token is not one of a partner of this network")
@@ -228,6 +255,9 @@ func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *htt
 				s.fail(w, r, http.StatusForbidden, "api-forbidden", "only an auditor may read the audit records")
 			}
 			s.logAccess(r.Context(), c, interaction, policy.Deny)
+			return
+		}
+		if !s.scoped(w, r, c, interaction) {
 			return
 		}
 		h(w, r, c)
@@ -329,9 +359,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
-func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
-	w.Write(s.cap)
+	w.Write(s.capFor(r))
 }
 
 // limiter is a token bucket per partner.

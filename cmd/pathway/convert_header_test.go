@@ -9,7 +9,7 @@ import (
 // convert as routine with no triage, and stepped care would route it wrong.
 func TestConvertWarnsOnMisspeltRiskColumn(t *testing.T) {
 	csv := "referral_id,service,referrer_org,referral_date,risk_levle,shoe_size\r\n" +
-		"R-1,mental-health,ngo-harbour,20/11/2026,imminent,43\r\n"
+		"R-1,mental-health,ngo-harbour,20/11/2026,imminent,forty-three\r\n"
 	p := writeFile(t, t.TempDir(), "misspelt.csv", csv)
 	code, stdout, stderr := runCmd(t, "", "convert", "--mapping", "ngo-referral-csv", p)
 	if code != 0 || strings.Count(stdout, "\n") != 1 {
@@ -24,7 +24,7 @@ func TestConvertWarnsOnMisspeltRiskColumn(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
-	for _, cell := range []string{"imminent", "R-1", "43"} {
+	for _, cell := range []string{"imminent", "R-1", "forty-three"} {
 		if strings.Contains(stderr, cell) {
 			t.Errorf("stderr shows the cell %q:\n%s", cell, stderr)
 		}
