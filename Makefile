@@ -55,6 +55,10 @@ corpus: ## Parse, validate and round-trip every resource and primitive case in .
 		echo "corpus: $(CORPUS) not found, skipping (the copy in testdata/ is checked by make test)"; \
 	fi
 
+.PHONY: fhirkit
+fhirkit: ## Drive pathway serve with fhir-kit-client (Node 20+, npm; make test runs it too, this shows why it skips).
+	$(GO) test ./cmd/pathway -count=1 -run '^TestFHIRKitClient$$' -v
+
 .PHONY: demo
 demo: ## Run the referral network end to end on the sample data (a new SQLite store in DEMO_DB, two in-process partners).
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(DEMO_DB:.db=.pub)
