@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -488,18 +486,8 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		return
 	}
 	stored := cached.GetTask()
-	from := fhir.EnumCode(stored.GetStatus().GetValue().Descriptor().Values().ByNumber(stored.GetStatus().GetValue().Number()))
-	to := fhir.EnumCode(in.GetStatus().GetValue().Descriptor().Values().ByNumber(in.GetStatus().GetValue().Number()))
-	if to == from {
-		// A BSeR system reports progress by businessStatus alone.
-		for _, cd := range in.GetBusinessStatus().GetCoding() {
-			if cd.GetSystem().GetValue() == exchange.SystemBSeRBusinessStatus {
-				if st, ok := exchange.BSeRStatus[cd.GetCode().GetValue()]; ok && st != from {
-					to = st
-				}
-			}
-		}
-	}
+	from := exchange.TaskStatus(stored)
+	to := exchange.ImpliedStatus(from, in) // a BSeR system reports progress by businessStatus alone
 	rl := role(t, c)
 	if err := exchange.CheckTransition(from, to, rl, in.GetStatusReason().GetText().GetValue()); err != nil {
 		s.logAccess(ctx, c, "update", policy.Deny)
@@ -549,7 +537,7 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		if err != nil {
 			return err
 		}
-		if err := s.flowBack(ctx, tx, saved, c); err != nil {
+		if _, err := s.o.Pipeline.FlowBack(ctx, tx, saved, c.id); err != nil {
 			return err
 		}
 		return s.logAccessTx(ctx, tx, c, "update", policy.Permit, inputOf(saved))
@@ -611,46 +599,4 @@ func sameExceptMutable(a, b *tpb.Task) bool {
 		}
 	}
 	return proto.Equal(a, b)
-}
-
-// flowBack sends a Task change to the other party when it has a FHIR
-// endpoint: the Task (and its Patient) filtered for it under the
-// patient's consents now, as a transaction in the outbox. A party that
-// works on the API reads the change there instead.
-func (s *Server) flowBack(ctx context.Context, tx *store.Tx, t store.Resource, c *caller) error {
-	other, referrer := strings.TrimPrefix(t.Requester, "Organization/"), true
-	if t.Requester == c.ref {
-		other, referrer = strings.TrimPrefix(t.Owner, "Organization/"), false
-	}
-	link := s.cfg.Partners[other]
-	if link == nil || link.Endpoint == "" {
-		return nil
-	}
-	v, err := s.o.Pipeline.ViewFor(ctx, other, t.Patient, []store.Resource{t}, referrer)
-	if err != nil {
-		return err
-	}
-	task := v.Resources[t.Ref()]
-	if task == nil {
-		return nil // the consent or the agreement does not let it go back
-	}
-	entries := []fhir.BundleEntry{fhir.UpdateEntry(fhir.Unwrap(task))}
-	if pt := v.Resources[t.Patient]; pt != nil {
-		entries = append([]fhir.BundleEntry{fhir.UpdateEntry(fhir.Unwrap(pt))}, entries...)
-	}
-	b, err := fhir.BundleSpec{ID: fhir.NewID("pathway-task-update", t.Ref(), strconv.FormatInt(t.Version, 10), other), Type: fhir.BundleTypeTransaction, Entry: entries}.Build()
-	if err != nil {
-		return err
-	}
-	payload, err := fhir.Marshal(b)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(append([]byte(other+"\x00"+v.Purpose+"\x00task-update\x00"), payload...))
-	kind := exchange.KindTransaction
-	if referrer {
-		kind = exchange.KindReferrerUpdate
-	}
-	_, _, err = tx.Enqueue(ctx, store.Message{Key: hex.EncodeToString(sum[:]), Partner: other, Purpose: v.Purpose, Kind: kind, Payload: payload})
-	return err
 }
