@@ -25,7 +25,7 @@ import (
 // Patients, searched by _lastUpdated (ge, gt), sorted, paged by an offset
 // in next links; Tasks read by id; faults injected by request number.
 type clinicServer struct {
-	t        *testing.T
+	t        testing.TB
 	mu       sync.Mutex
 	srs      []map[string]any // sorted by meta.lastUpdated
 	patients map[string]map[string]any
@@ -43,7 +43,7 @@ type clinicFault struct {
 }
 
 // loadTemplate takes one referral of the sample clinic bundle.
-func loadTemplate(t *testing.T) (map[string]any, map[string]any) {
+func loadTemplate(t testing.TB) (map[string]any, map[string]any) {
 	t.Helper()
 	data, err := os.ReadFile("../testdata/mappings/fhir-referral-bundle.json")
 	if err != nil {
@@ -73,7 +73,7 @@ func loadTemplate(t *testing.T) (map[string]any, map[string]any) {
 }
 
 // clone deep-copies a decoded JSON object.
-func clone(t *testing.T, m map[string]any) map[string]any {
+func clone(t testing.TB, m map[string]any) map[string]any {
 	b, _ := json.Marshal(m)
 	var out map[string]any
 	if err := json.Unmarshal(b, &out); err != nil {
@@ -86,7 +86,7 @@ var syncEpoch = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 
 // newClinic holds n referrals; lastUpdated[i] gives referral i's instant
 // as an offset in seconds from syncEpoch (sorted ascending).
-func newClinic(t *testing.T, lastUpdated []int, draft map[int]bool) (*clinicServer, *httptest.Server) {
+func newClinic(t testing.TB, lastUpdated []int, draft map[int]bool) (*clinicServer, *httptest.Server) {
 	srT, ptT := loadTemplate(t)
 	c := &clinicServer{t: t, patients: map[string]map[string]any{}, tasks: map[string]string{}, fail: map[int]clinicFault{}}
 	for i, off := range lastUpdated {
@@ -195,7 +195,7 @@ type syncHarness struct {
 	sleeps []time.Duration
 }
 
-func newSyncHarness(t *testing.T, url string) *syncHarness {
+func newSyncHarness(t testing.TB, url string) *syncHarness {
 	t.Helper()
 	clock := storetest.NewClock(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC))
 	s, err := store.Open(t.Context(), url, store.WithNowFunc(clock.Now))
@@ -227,7 +227,7 @@ retry:`, 1))
 	return &syncHarness{store: s, cfg: cfg, pipe: &Pipeline{Store: s, Config: cfg, Engine: engine, Now: clock.Now}}
 }
 
-func (h *syncHarness) syncer(t *testing.T, partner, base string) *Syncer {
+func (h *syncHarness) syncer(t testing.TB, partner, base string) *Syncer {
 	t.Helper()
 	m, err := mappings.Builtin("fhir-referral")
 	if err != nil {
@@ -243,7 +243,7 @@ func (h *syncHarness) syncer(t *testing.T, partner, base string) *Syncer {
 }
 
 // routed counts the referrals the pipeline recorded, all sources.
-func (h *syncHarness) routed(t *testing.T) int {
+func (h *syncHarness) routed(t testing.TB) int {
 	t.Helper()
 	rs, err := h.store.Routings(t.Context(), false, "", store.MaxSearchLimit)
 	if err != nil {
@@ -257,7 +257,7 @@ func (h *syncHarness) routed(t *testing.T) int {
 	return len(rs)
 }
 
-func syncStores(t *testing.T) map[string]func(t *testing.T) string {
+func syncStores(t testing.TB) map[string]func(t *testing.T) string {
 	m := map[string]func(t *testing.T) string{"sqlite": func(t *testing.T) string { return sqliteURL(t) }}
 	if storetest.PostgresAvailable() {
 		m["postgres"] = func(t *testing.T) string { return storetest.PostgresURL(t) }
@@ -542,4 +542,44 @@ func TestSyncPollsPartnerHostedTasks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkSyncTaskUpdates is pathway sync taking Task changes from a
+// partner that hosts its Tasks: one op is one Task polled (GET), found
+// accepted with a note, checked against the state machine, stored as a new
+// version and queued back to the referrer, through the HTTP client on
+// loopback. Run with -benchtime 10000x for the issue's 10,000 updates.
+func BenchmarkSyncTaskUpdates(b *testing.B) {
+	h := newSyncHarness(b, sqliteURL(b))
+	ctx := b.Context()
+	_, srv := newClinic(b, nil, nil)
+	clinic := srv.Config.Handler.(*clinicServer)
+	h.cfg.Partners["clinic-riverside"].Endpoint = "http://127.0.0.1:1/fhir"
+	if _, err := h.store.Put(ctx, store.Resource{Type: "Patient", ID: ptID, Source: "clinic-riverside", Format: FormatJSON,
+		Data: []byte(`{"resourceType":"Patient","id":"` + ptID + `","name":[{"family":"Example"}]}`), Patient: "Patient/" + ptID}); err != nil {
+		b.Fatal(err)
+	}
+	rows := make([]store.Resource, 0, b.N)
+	for i := range b.N {
+		id := fhir.NewID("bench", strconv.Itoa(i))
+		rows = append(rows, store.Resource{Type: "Task", ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(taskJSON(id, "requested", "")),
+			Patient: "Patient/" + ptID, Status: "requested", Owner: "Organization/community-garden", Requester: "Organization/clinic-riverside"})
+		clinic.tasks[id] = taskJSON(id, "accepted", "", "first session on Monday")
+	}
+	for i := 0; i < len(rows); i += 500 {
+		if err := h.store.PutBatch(ctx, rows[i:min(i+500, len(rows))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := h.syncer(b, "community-garden", srv.URL+"/fhir")
+	var rep SyncReport
+	b.ResetTimer()
+	if err := s.PollTasks(ctx, &rep); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if rep.TasksUpdated != b.N {
+		b.Fatalf("updated %d of %d Tasks: %+v", rep.TasksUpdated, b.N, rep)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
 }
