@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -100,6 +101,12 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 		if e.GetResource() != nil {
 			p.Engine.Labeller().Apply(e.GetResource())
 		}
+		// The Task's requester is the partner that sent the referral: it
+		// follows it, may cancel it and records the patient's consent (a
+		// practitioner named by the record stays on the ServiceRequest).
+		if t := e.GetResource().GetTask(); t != nil && source != "" {
+			t.Requester = fhir.Ref("Organization", source)
+		}
 	}
 
 	cands, purposes := p.Config.Candidates(source, facts.Services)
@@ -176,7 +183,11 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 		routing.Targets = append(routing.Targets, r.Partner)
 	}
 	err = p.Store.WithTx(ctx, func(tx *store.Tx) error {
-		if err := tx.PutBatch(ctx, rows); err != nil {
+		kept, err := p.guard(ctx, tx, rows, source)
+		if err != nil {
+			return err
+		}
+		if err := tx.PutBatch(ctx, kept); err != nil {
 			return err
 		}
 		if err := tx.PutRouting(ctx, routing); err != nil {
@@ -219,6 +230,47 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 	p.logger().LogAttrs(ctx, slog.LevelInfo, "ingested referral", slog.String("ref", facts.ServiceRequest),
 		slog.String("risk", placed.Risk.String()), slog.Int("routes", len(placed.Routes)), slog.Int("enqueued", res.Enqueued))
 	return res, nil
+}
+
+// ErrForeignReferral is returned (wrapped) by Ingest when a referral would
+// write over resources another source sent: its ids collide with theirs.
+// Nothing of it is written.
+var ErrForeignReferral = errors.New("the referral's ids are those of resources another source sent")
+
+// guard decides, inside the ingest transaction, which rows a referral
+// writes, so that a re-ingest (or another source) never undoes what the
+// partners did:
+//
+//   - a resource another source sent is never written over: the whole
+//     referral is refused (ErrForeignReferral);
+//   - a stored Task is kept as it is: its status, notes and outputs belong
+//     to the partners now, and only the state machine changes them;
+//   - a stored Consent that is no longer active (revoked, rejected) is not
+//     made active again by a re-ingest of an older record: a new consent
+//     needs a new Consent.
+func (p *Pipeline) guard(ctx context.Context, tx *store.Tx, rows []store.Resource, source string) ([]store.Resource, error) {
+	kept := make([]store.Resource, 0, len(rows))
+	for _, r := range rows {
+		cur, err := tx.Get(ctx, r.Type, r.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			kept = append(kept, r)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		switch {
+		case r.Type == "Task":
+			// Kept (its Source is whoever changed it last).
+		case cur.Source != source:
+			return nil, fmt.Errorf("%s: %w", r.Ref(), ErrForeignReferral)
+		case r.Type == "Consent" && cur.Status != "active" && r.Status == "active":
+			// A revocation stands.
+		default:
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }
 
 // Prepare re-decides an outbox message against the consents as they are

@@ -270,3 +270,50 @@ func TestReingestAtCapacity(t *testing.T) {
 		})
 	}
 }
+
+// TestIngestGuard: a re-ingest never undoes what the partners did, and a
+// referral whose ids collide with another source's is refused whole.
+func TestIngestGuard(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	b := sampleBundles(t)["R-2026-0101"]
+	if _, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := ph.store.Search(t.Context(), store.Query{Type: "Task"})
+	if err != nil || len(tasks) != 1 || tasks[0].Requester != "Organization/ngo-harbour" {
+		t.Fatalf("tasks %+v %v", tasks, err)
+	}
+	// The clinic accepts; the NGO revokes the consent.
+	task := tasks[0]
+	task.Data = []byte(strings.Replace(string(task.Data), `"status":"requested"`, `"status":"accepted"`, 1))
+	task.Status, task.Source = "accepted", "clinic-riverside"
+	if _, err := ph.store.Put(t.Context(), task); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := ph.store.Search(t.Context(), store.Query{Type: "Consent"})
+	c := cs[0]
+	c.Data = []byte(strings.Replace(string(c.Data), `"status":"active"`, `"status":"inactive"`, 1))
+	c.Status = "inactive"
+	if _, err := ph.store.Put(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	// A re-ingest of the old record: the Task stays accepted, the consent revoked.
+	if _, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ph.store.Get(t.Context(), "Task", task.ID); got.Status != "accepted" {
+		t.Errorf("the re-ingest reset the Task to %s", got.Status)
+	}
+	if got, _ := ph.store.Get(t.Context(), "Consent", c.ID); got.Status != "inactive" {
+		t.Errorf("the re-ingest re-activated a revoked consent: %s", got.Status)
+	}
+	// Another source sending the same ids: refused, nothing written.
+	before, _ := ph.store.Get(t.Context(), "Patient", strings.TrimPrefix(task.Patient, "Patient/"))
+	_, err = ph.pipe.Ingest(t.Context(), "community-garden", b)
+	if !errors.Is(err, ErrForeignReferral) {
+		t.Fatalf("ingest of another source's ids: %v, want ErrForeignReferral", err)
+	}
+	if after, _ := ph.store.Get(t.Context(), "Patient", before.ID); after.Version != before.Version || after.Source != "ngo-harbour" {
+		t.Errorf("the refused referral wrote the Patient: v%d from %s", after.Version, after.Source)
+	}
+}

@@ -102,4 +102,5 @@ var apiIssueTypes = map[string]cpb.IssueTypeCode_Value{
 	"api-throttled":     cpb.IssueTypeCode_THROTTLED,
 	"api-too-costly":    cpb.IssueTypeCode_TOO_COSTLY,
 	"api-exception":     cpb.IssueTypeCode_EXCEPTION,
+	"api-accepted":      cpb.IssueTypeCode_INFORMATIONAL,
 }

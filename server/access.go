@@ -53,6 +53,9 @@ func (s *Server) accessEntry(c *caller, interaction string, effect policy.Effect
 // logAccess records a read (or a refused request) in the audit log, in the
 // next batch.
 func (s *Server) logAccess(ctx context.Context, c *caller, interaction string, effect policy.Effect, inputs ...audit.Input) {
+	if m, ok := ctx.Value(markKey{}).(*accessMark); ok {
+		m.done = true
+	}
 	if s.access == nil {
 		return
 	}
@@ -60,6 +63,8 @@ func (s *Server) logAccess(ctx context.Context, c *caller, interaction string, e
 }
 
 // logAccessTx records a change in the transaction that makes it.
+// The caller marks the access logged (markLogged) once the transaction
+// commits: a rolled-back change is logged as refused instead.
 func (s *Server) logAccessTx(ctx context.Context, tx *store.Tx, c *caller, interaction string, effect policy.Effect, inputs ...audit.Input) error {
 	if s.access == nil {
 		return nil
@@ -71,6 +76,13 @@ func (s *Server) logAccessTx(ctx context.Context, tx *store.Tx, c *caller, inter
 	return err
 }
 
+// markLogged records that the request's access entry is written.
+func markLogged(ctx context.Context) {
+	if m, ok := ctx.Value(markKey{}).(*accessMark); ok {
+		m.done = true
+	}
+}
+
 // accessLog appends read accesses in batches (a transaction per batch,
 // not per read); nothing is dropped: a full queue makes readers wait.
 type accessLog struct {
@@ -79,7 +91,8 @@ type accessLog struct {
 	logger *slog.Logger
 	queue  chan audit.Entry
 	done   chan struct{}
-	once   sync.Once
+	mu     sync.RWMutex // held for reading while adding, for writing to close
+	closed bool
 }
 
 const (
@@ -93,13 +106,15 @@ func newAccessLog(st *store.Store, a *exchange.Auditor, logger *slog.Logger) *ac
 	return l
 }
 
-func (l *accessLog) add(ctx context.Context, e audit.Entry) {
-	select {
-	case l.queue <- e:
-	case <-ctx.Done():
-		// The caller went away: record the access anyway.
-		l.queue <- e
+func (l *accessLog) add(_ context.Context, e audit.Entry) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		// A request that outlived the shutdown: logged, not lost.
+		l.logger.LogAttrs(context.Background(), slog.LevelError, "API access after the access log closed", slog.String("entry", e.ID), slog.String("actor", e.Actor))
+		return
 	}
+	l.queue <- e // blocks when the queue is full: readers wait for the log
 }
 
 func (l *accessLog) run() {
@@ -107,9 +122,9 @@ func (l *accessLog) run() {
 	var batch []audit.Entry
 	tick := time.NewTicker(accessEvery)
 	defer tick.Stop()
-	flush := func() {
+	flush := func() bool {
 		if len(batch) == 0 {
-			return
+			return true
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -119,12 +134,13 @@ func (l *accessLog) run() {
 		})
 		if err != nil {
 			l.logger.LogAttrs(ctx, slog.LevelError, "appending API access entries", slog.Int("entries", len(batch)), slog.String("error", err.Error()))
-			return // kept in batch: tried again at the next flush
+			return false // kept in batch: tried again at the next flush
 		}
 		batch = batch[:0]
 		if l.notify != nil {
 			l.notify()
 		}
+		return true
 	}
 	for {
 		select {
@@ -135,7 +151,11 @@ func (l *accessLog) run() {
 			}
 			batch = append(batch, e)
 			if len(batch) >= accessBatch {
-				flush()
+				// Fail closed: while the log cannot be written, stop taking
+				// entries, so that the queue fills and readers wait.
+				for !flush() && len(batch) >= 4*accessBatch {
+					time.Sleep(time.Second)
+				}
 			}
 		case <-tick.C:
 			flush()
@@ -145,7 +165,12 @@ func (l *accessLog) run() {
 
 // close flushes what is queued and stops.
 func (l *accessLog) close(ctx context.Context) error {
-	l.once.Do(func() { close(l.queue) })
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.queue)
+	}
+	l.mu.Unlock()
 	select {
 	case <-l.done:
 		return nil

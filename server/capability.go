@@ -47,7 +47,6 @@ func capabilityStatement(now time.Time, tokenURL string) ([]byte, error) {
 		r := resource{Type: typ, Interaction: read, Versioning: "versioned", ConditionalDelete: "not-supported"}
 		if typ == "Consent" {
 			r.Interaction = append(r.Interaction, interaction{Code: "update", Doc: "By the partner that referred the patient; a revocation takes effect for every later exchange."})
-			r.UpdateCreate = true
 		}
 		res = append(res, r)
 	}

@@ -46,6 +46,11 @@ func (s *Server) intake(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	m, err := mappings.Builtin("fhir-referral")
+	if err == nil {
+		// Ids are seeded by the caller's own namespace: another partner
+		// sending the same referral numbers makes other resources.
+		m, err = m.WithSourceSystem(IntakeSourceSystem(c.id))
+	}
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -90,6 +95,11 @@ func (s *Server) intake(w http.ResponseWriter, r *http.Request, c *caller) {
 	var notes fhir.Issues
 	for _, rf := range refs {
 		res, err := s.o.Pipeline.Ingest(ctx, c.id, rf.bundle)
+		if errors.Is(err, exchange.ErrForeignReferral) {
+			s.logAccess(ctx, c, "transaction", policy.Deny)
+			s.fail(w, r, http.StatusConflict, "api-conflict", rf.path+" conflicts with data Pathway holds from elsewhere: give the referral its own identifier")
+			return
+		}
 		if err != nil {
 			s.internal(w, r, err)
 			return
@@ -136,6 +146,12 @@ func (s *Server) intake(w http.ResponseWriter, r *http.Request, c *caller) {
 	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	w.Write(data)
+}
+
+// IntakeSourceSystem is the source system that seeds the ids of the
+// referrals a partner pushes on the API.
+func IntakeSourceSystem(partner string) string {
+	return "https://pathway-fhir.org/source/api/" + partner
 }
 
 // recordIssues lists a mapping error's problems as issues at path.

@@ -107,17 +107,15 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	sf := fhir.SearchFieldsOf(consent)
 	cur, err := s.o.Store.Get(ctx, "Consent", id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		cur = store.Resource{}
-	case err != nil:
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.internal(w, r, err)
 		return
 	}
-	// The caller must have referred the patient, and an existing Consent
-	// must be about the same patient.
-	if cur.Version > 0 && cur.Patient != sf.Patient || sf.Patient == "" {
-		s.fail(w, r, http.StatusNotFound, "api-not-found", "no Consent with this id is shared with you")
+	// Only an existing Consent about the same patient is updated: a new
+	// consent comes with its referral (the same answer whether another
+	// patient's Consent has this id or none does, so ids reveal nothing).
+	if err != nil || cur.Patient != sf.Patient || sf.Patient == "" {
+		s.fail(w, r, http.StatusNotFound, "api-not-found", "no Consent with this id is shared with you (a new consent comes with the referral it belongs to)")
 		return
 	}
 	req, err := s.o.Store.Search(ctx, store.Query{Type: "Task", Patient: sf.Patient, Requester: c.ref, Limit: 1})
@@ -152,10 +150,8 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.internal(w, r, err)
 		return
 	}
+	markLogged(ctx)
 	status := http.StatusOK
-	if cur.Version == 0 {
-		status = http.StatusCreated
-	}
 	w.Header().Set("Location", s.baseURL(r)+"/Consent/"+id+"/_history/"+strconv.FormatInt(saved.Version, 10))
 	if strings.Contains(r.Header.Get("Prefer"), "return=minimal") {
 		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, saved.Version))

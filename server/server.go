@@ -211,16 +211,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-type ctxKey struct{}
-
 // authed authenticates the caller (a bearer token), applies its rate
 // limit, and refuses auditors everything but the audit records.
 func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *http.Request, c *caller)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
-		token, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || strings.TrimSpace(token) == "" {
+		scheme, token, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pathway"`)
+			s.logAccess(r.Context(), anonymous, interaction, policy.Deny)
 			s.fail(w, r, http.StatusUnauthorized, "api-login", "send the partner's API token as Authorization: Bearer <token>")
 			return
 		}
@@ -230,12 +229,14 @@ func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *htt
 			var expired bool
 			if c, expired = s.smart.lookup(hash, s.o.Now()); expired {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pathway", error="invalid_token", error_description="the access token has expired"`)
+				s.logAccess(r.Context(), anonymous, interaction, policy.Deny)
 				s.fail(w, r, http.StatusUnauthorized, "api-login", "the access token has expired: get a new one at "+tokenPath)
 				return
 			}
 		}
 		if c == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pathway", error="invalid_token"`)
+			s.logAccess(r.Context(), anonymous, interaction, policy.Deny)
 			s.fail(w, r, http.StatusUnauthorized, "api-login", "the token is not one of a partner of this network")
 			return
 		}
@@ -244,6 +245,7 @@ func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *htt
 		}
 		if wait, ok := s.limits.allow(c.id); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
+			s.logAccess(r.Context(), c, interaction, policy.Deny)
 			s.fail(w, r, http.StatusTooManyRequests, "api-throttled", "too many requests from this partner: retry after the time in Retry-After")
 			return
 		}
@@ -260,9 +262,29 @@ func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *htt
 		if !s.scoped(w, r, c, interaction) {
 			return
 		}
+		// Every access is logged: the handler logs what it read or
+		// changed; an exit that logged nothing (a refusal, an error) is
+		// logged here by its status.
+		mark := &accessMark{}
+		r = r.WithContext(context.WithValue(r.Context(), markKey{}, mark))
 		h(w, r, c)
+		if !mark.done {
+			effect := policy.Permit
+			if sw, ok := w.(*statusWriter); ok && sw.status >= 400 {
+				effect = policy.Deny
+			}
+			s.logAccess(r.Context(), c, interaction, effect)
+		}
 	})
 }
+
+// accessMark records that a request's access was logged.
+type accessMark struct{ done bool }
+
+type markKey struct{}
+
+// anonymous stands for a caller without a valid token, in the audit log.
+var anonymous = &caller{id: "unauthenticated", ref: "Device/unauthenticated"}
 
 // fail writes an OperationOutcome. details must hold no personal data:
 // statuses, codes, references and what to do.

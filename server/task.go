@@ -98,23 +98,37 @@ func (s *Server) readTaskVersion(w http.ResponseWriter, r *http.Request, c *call
 		s.internal(w, r, err)
 		return
 	}
-	if match := r.Header.Get("If-None-Match"); match != "" && version == 0 && etagMatches(match, t.Version) {
-		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, t.Version))
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	task, dec, err := s.taskView(ctx, t, c)
+	task, _, err := s.taskView(ctx, t, c)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	if task == nil {
-		s.logAccess(ctx, c, "read", policy.Deny)
-		s.fail(w, r, http.StatusForbidden, "api-forbidden", "the patient's consent or your agreement no longer lets you see this Task: "+dec.Explanation)
+		// The decision's explanation stays in the audit trail: it would
+		// tell the partner what the patient decided about it.
+		s.logAccess(ctx, c, interactionOf(version), policy.Deny, inputOf(t))
+		s.fail(w, r, http.StatusForbidden, "api-forbidden", notShared)
 		return
 	}
-	s.logAccess(ctx, c, "read", policy.Permit, inputOf(t))
+	s.logAccess(ctx, c, interactionOf(version), policy.Permit, inputOf(t))
+	if match := r.Header.Get("If-None-Match"); match != "" && version == 0 && etagMatches(match, t.Version) {
+		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, t.Version))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	s.writeResource(w, r, http.StatusOK, task, t.Version, t.LastUpdated)
+}
+
+// notShared is the detail of a 403 on a referral the caller may no
+// longer see: it says nothing of why.
+const notShared = "this referral is not shared with you now (the patient's consent or your agreement does not allow it); ask the referring partner"
+
+// interactionOf names a read in the audit log.
+func interactionOf(version int64) string {
+	if version > 0 {
+		return "vread"
+	}
+	return "read"
 }
 
 // etagMatches reports whether an If-None-Match or If-Match value names version.
@@ -219,7 +233,9 @@ func (s *Server) searchTasks(w http.ResponseWriter, r *http.Request, c *caller) 
 		if more {
 			rs = rs[:count]
 		}
+		used := 0
 		for _, t := range rs {
+			used++
 			if focus == "" || taskFocus(t) == focus {
 				page = append(page, t)
 			}
@@ -228,11 +244,11 @@ func (s *Server) searchTasks(w http.ResponseWriter, r *http.Request, c *caller) 
 				break
 			}
 		}
+		if len(page) == count && (more || used < len(rs)) {
+			next = sq.AfterID
+		}
 		if !more {
 			break
-		}
-		if len(page) == count {
-			next = sq.AfterID
 		}
 	}
 	s.writeSearch(w, r, c, page, q, next)
@@ -324,12 +340,21 @@ func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, c *caller, 
 				if cr := v.Resources[ref]; cr != nil && !included[ref] {
 					included[ref] = true
 					entries = append(entries, fhir.SearchEntry(base+"/"+ref, fhir.Unwrap(cr), fhir.SearchModeInclude))
+					for _, sr := range rs {
+						if sr.Ref() == ref {
+							inputs = append(inputs, inputOf(sr))
+						}
+					}
 				}
 			}
 			if incPatient && patient != "" {
 				if cr := v.Resources[patient]; cr != nil && !included[patient] {
 					included[patient] = true
 					entries = append(entries, fhir.SearchEntry(base+"/"+patient, fhir.Unwrap(cr), fhir.SearchModeInclude))
+					typ, id, _ := strings.Cut(patient, "/")
+					if pr, err := s.o.Store.Get(ctx, typ, id); err == nil {
+						inputs = append(inputs, inputOf(pr))
+					}
 				}
 			}
 		}
@@ -408,7 +433,7 @@ func (s *Server) patchTask(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	if view == nil {
-		s.fail(w, r, http.StatusForbidden, "api-forbidden", "the patient's consent or your agreement no longer lets you see this Task")
+		s.fail(w, r, http.StatusForbidden, "api-forbidden", notShared)
 		return
 	}
 	doc, err := fhir.Marshal(view)
@@ -473,7 +498,7 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		return
 	}
 	if view == nil {
-		s.fail(w, r, http.StatusForbidden, "api-forbidden", "the patient's consent or your agreement no longer lets you see this Task")
+		s.fail(w, r, http.StatusForbidden, "api-forbidden", notShared)
 		return
 	}
 	if !sameExceptMutable(view, in) {
@@ -502,17 +527,35 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		s.fail(w, r, http.StatusUnprocessableEntity, "api-invalid", "notes and outputs can only be added to: send the ones you read, unchanged and first, then the new ones")
 		return
 	}
+	now := s.o.Now().UTC()
 	next := proto.Clone(stored).(*tpb.Task)
-	next.StatusReason = in.GetStatusReason()
-	next.BusinessStatus = in.GetBusinessStatus()
-	next.Note = append(next.Note, notes...)
-	next.Output = append(next.Output, outputs...)
+	// statusReason says why the Task has its status: it changes with a
+	// move, by whoever makes it. businessStatus is the owner's report of
+	// progress. Otherwise both stay as stored, also when the caller's view
+	// lacked them.
 	if to != from {
 		next.Status = statusCode(to)
+		next.StatusReason = in.GetStatusReason()
 	}
-	now := s.o.Now().UTC()
+	if rl == exchange.RoleOwner {
+		next.BusinessStatus = in.GetBusinessStatus()
+	} else if !proto.Equal(in.GetBusinessStatus(), view.GetBusinessStatus()) {
+		s.fail(w, r, http.StatusUnprocessableEntity, "api-transition", "only the owner reports businessStatus")
+		return
+	}
+	if to == from && !proto.Equal(in.GetStatusReason(), view.GetStatusReason()) {
+		s.fail(w, r, http.StatusUnprocessableEntity, "api-transition", "statusReason changes only with the status it explains")
+		return
+	}
+	// Added notes are the caller's: Pathway writes who and when.
+	for _, n := range notes {
+		n = proto.Clone(n).(*dpb.Annotation)
+		n.Author = &dpb.Annotation_AuthorX{Choice: &dpb.Annotation_AuthorX_Reference{Reference: fhir.Ref("Organization", c.id)}}
+		n.Time = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
+		next.Note = append(next.Note, n)
+	}
+	next.Output = append(next.Output, outputs...)
 	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
-	next.Meta = stored.GetMeta()
 	if iv := fhir.Validate(next); iv.HasErrors() {
 		s.outcome(w, http.StatusUnprocessableEntity, iv)
 		return
@@ -550,10 +593,11 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		s.internal(w, r, err)
 		return
 	}
+	markLogged(ctx)
 	w.Header().Set("Location", s.baseURL(r)+"/Task/"+id+"/_history/"+strconv.FormatInt(saved.Version, 10))
+	w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, saved.Version))
+	w.Header().Set("Last-Modified", saved.LastUpdated.UTC().Format(http.TimeFormat))
 	if strings.Contains(r.Header.Get("Prefer"), "return=minimal") {
-		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, saved.Version))
-		w.Header().Set("Last-Modified", saved.LastUpdated.UTC().Format(http.TimeFormat))
 		w.WriteHeader(http.StatusOK)
 		return
 	}

@@ -414,3 +414,75 @@ func TestIntakeServiceRequest(t *testing.T) {
 		t.Errorf("the outcome does not say what became of it: %s", r.body)
 	}
 }
+
+// TestReviewFixes covers what a security review found: intake cannot
+// write over another partner's referral, the referrer follows what it
+// pushed, a conditional read does not skip the consent, the requester
+// cannot rewrite the owner's statusReason or businessStatus nor sign notes
+// as someone else, and Consent ids reveal nothing.
+func TestReviewFixes(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	body, err := os.ReadFile("../testdata/mappings/fhir-referral-servicerequest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.do("POST", "/fhir", tokNGO, body)
+	if r.status != 201 {
+		t.Fatalf("NGO intake: %d %s", r.status, r.body)
+	}
+	ngoSR := r.header.Get("Location")
+	// The same referral numbers from another partner make other resources.
+	r = f.do("POST", "/fhir", tokGarden, body)
+	if r.status != 201 || r.header.Get("Location") == ngoSR {
+		t.Errorf("another partner's intake of the same referral: %d at %s (the NGO's is %s)", r.status, r.header.Get("Location"), ngoSR)
+	}
+	// The referrer follows what it pushed.
+	m, _, _ := searchIDs(t, f.do("GET", "/fhir/Task?requester=Organization/ngo-harbour", tokNGO, nil))
+	if len(m) != 4 {
+		t.Errorf("the NGO's referrals after its intake: %v (want the 3 of the sample and the pushed one)", m)
+	}
+
+	// The requester cannot rewrite the owner's statusReason or businessStatus.
+	id := f.tasks["clinic-riverside"][0]
+	path := "/fhir/Task/" + id
+	patch := func(token, ops string) response {
+		return f.do("PATCH", path, token, []byte(ops), "Content-Type", "application/json-patch+json")
+	}
+	if r := patch(tokClinic, `[{"op":"replace","path":"/status","value":"accepted"}]`); r.status != 200 {
+		t.Fatalf("accept: %d %s", r.status, r.body)
+	}
+	if r := patch(tokClinic, `[{"op":"replace","path":"/status","value":"on-hold"},{"op":"add","path":"/statusReason","value":{"text":"waiting for an interpreter"}}]`); r.status != 200 {
+		t.Fatalf("on-hold: %d %s", r.status, r.body)
+	}
+	if r := patch(tokNGO, `[{"op":"remove","path":"/statusReason"}]`); r.status != 422 {
+		t.Errorf("the requester removes the owner's statusReason: %d %s", r.status, r.body)
+	}
+	if r := patch(tokNGO, `[{"op":"add","path":"/businessStatus","value":{"text":"done"}}]`); r.status != 422 {
+		t.Errorf("the requester sets businessStatus: %d %s", r.status, r.body)
+	}
+	r = patch(tokNGO, `[{"op":"add","path":"/note","value":[{"authorReference":{"reference":"Organization/clinic-riverside"},"text":"signed as the clinic"}]}]`)
+	if r.status != 200 || !strings.Contains(string(r.body), `"Organization/ngo-harbour"`) || strings.Contains(string(r.body), `"authorReference":{"reference":"Organization/clinic-riverside"}`) {
+		t.Errorf("a note signed as another partner: %d %s", r.status, r.body)
+	}
+	stored, _ := f.st.Get(t.Context(), "Task", id)
+	if !strings.Contains(string(stored.Data), "waiting for an interpreter") {
+		t.Errorf("the owner's statusReason was lost: %s", stored.Data)
+	}
+
+	// A Consent id that is not the caller's patient's, and one that does not
+	// exist, get the same answer; PUT creates nothing.
+	cs, _ := f.st.Search(t.Context(), store.Query{Type: "Consent", Patient: stored.Patient})
+	other := strings.Replace(string(cs[0].Data), `"id":"`+cs[0].ID+`"`, `"id":"no-such-consent"`, 1)
+	if r := f.do("PUT", "/fhir/Consent/no-such-consent", tokNGO, []byte(other)); r.status != 404 {
+		t.Errorf("PUT of a new Consent id: %d %s", r.status, r.body)
+	}
+
+	// After a revocation a conditional read is refused like any read.
+	revoked := strings.Replace(string(cs[0].Data), `"status":"active"`, `"status":"inactive"`, 1)
+	if r := f.do("PUT", "/fhir/Consent/"+cs[0].ID, tokNGO, []byte(revoked)); r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	if r := f.do("GET", path, tokClinic, nil, "If-None-Match", "*"); r.status != 403 || strings.Contains(string(r.body), "Consent/") {
+		t.Errorf("a conditional read after the revocation: %d %s", r.status, r.body)
+	}
+}

@@ -151,6 +151,13 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 		scheme = "https"
 	}
 	fmt.Fprintf(s.err, "pathway: serving the FHIR API at %s://%s/fhir\n", scheme, ln.Addr())
+	if hs.TLSConfig == nil {
+		if host, _, err := net.SplitHostPort(ln.Addr().String()); err == nil {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				fmt.Fprintln(s.err, "pathway: WARNING: plain HTTP on an address other machines reach: partners' tokens and patients' data would cross the network unencrypted; use --tls-cert and --tls-key, or a TLS proxy on this machine")
+			}
+		}
+	}
 
 	// The outbox workers.
 	var wg sync.WaitGroup
@@ -196,7 +203,10 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 	}
 	cancelWorkers()
 	wg.Wait()
-	if err := srv.Close(sctx); err != nil && serveErr == nil {
+	// The access log gets its own time to flush, whatever the shutdown used.
+	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ccancel()
+	if err := srv.Close(cctx); err != nil && serveErr == nil {
 		serveErr = err
 	}
 	if err := al.stop(); err != nil && serveErr == nil {

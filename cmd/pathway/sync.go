@@ -123,6 +123,11 @@ func (n *network) newSyncer(pipe *exchange.Pipeline, o syncOptions, progress io.
 		return nil, err
 	}
 	m, err := mappings.Builtin("fhir-referral")
+	if err == nil {
+		// Ids are seeded by the partner's own namespace: another partner
+		// with the same referral numbers makes other resources.
+		m, err = m.WithSourceSystem("https://pathway-fhir.org/source/sync/" + o.partner)
+	}
 	if err != nil {
 		return nil, err
 	}
