@@ -249,17 +249,20 @@ var ErrForeignReferral = errors.New("the referral's ids are those of resources a
 //     made active again by a re-ingest of an older record: a new consent
 //     needs a new Consent.
 func (p *Pipeline) guard(ctx context.Context, tx *store.Tx, rows []store.Resource, source string) ([]store.Resource, error) {
+	keys := make([]string, len(rows))
+	for i, r := range rows {
+		keys[i] = r.Ref()
+	}
+	heads, err := tx.Heads(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
 	kept := make([]store.Resource, 0, len(rows))
 	for _, r := range rows {
-		cur, err := tx.Get(ctx, r.Type, r.ID)
+		cur, ok := heads[r.Ref()]
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case !ok:
 			kept = append(kept, r)
-			continue
-		case err != nil:
-			return nil, err
-		}
-		switch {
 		case r.Type == "Task":
 			// Kept (its Source is whoever changed it last).
 		case cur.Source != source:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -517,4 +518,62 @@ func (v *timeValue) parse(s string) error {
 	}
 	v.t = t.UTC()
 	return nil
+}
+
+// Head is what Heads reports of a stored resource: who sent its current
+// version, its status, its version and the hash of its bytes.
+type Head struct {
+	Source  string
+	Status  string
+	Version int64
+	Hash    [32]byte
+}
+
+// Heads returns the current heads of the resources keys names
+// ("Type/id"), in one query, by key; keys not stored are left out.
+func (tx *Tx) Heads(ctx context.Context, keys []string) (map[string]Head, error) {
+	out := make(map[string]Head, len(keys))
+	for len(keys) > 0 {
+		n := min(len(keys), 200)
+		chunk := keys[:n]
+		keys = keys[n:]
+		var sb strings.Builder
+		sb.WriteString(`SELECT resource_type, id, source, status, version, hash FROM resources WHERE `)
+		args := make([]any, 0, 2*n)
+		for i, k := range chunk {
+			typ, id, ok := strings.Cut(k, "/")
+			if !ok {
+				return nil, fmt.Errorf("heads: %q is not Type/id", k)
+			}
+			if err := checkKey(typ, id); err != nil {
+				return nil, fmt.Errorf("heads: %w", err)
+			}
+			if i > 0 {
+				sb.WriteString(" OR ")
+			}
+			sb.WriteString("(resource_type = ? AND id = ?)")
+			args = append(args, typ, id)
+		}
+		rs, err := tx.q.query(ctx, rebind(tx.s.dialect, sb.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+		for rs.Next() {
+			var typ, id string
+			var h Head
+			var hash []byte
+			if err := rs.Scan(&typ, &id, &h.Source, &h.Status, &h.Version, &hash); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("heads: %w", err)
+			}
+			copy(h.Hash[:], hash)
+			out[typ+"/"+id] = h
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+	}
+	return out, nil
 }

@@ -990,3 +990,47 @@ func testClose(t *testing.T, newURL NewURL) {
 		}
 	}
 }
+
+func init() {
+	cases = append(cases, struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{"Heads", testHeads})
+}
+
+// testHeads: Heads reports the current head of each stored key in one
+// call, and leaves out keys not stored.
+func testHeads(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ctx := t.Context()
+	a, err := s.Put(ctx, store.Resource{Type: "Consent", ID: "c1", Source: "ngo-a", Format: "json", Data: []byte(`{"v":1}`), Status: "active"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, store.Resource{Type: "Consent", ID: "c1", Source: "ngo-a", Format: "json", Data: []byte(`{"v":2}`), Status: "inactive"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, store.Resource{Type: "Task", ID: "t1", Source: "clinic-b", Format: "json", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var heads map[string]store.Head
+	err = s.WithTx(ctx, func(tx *store.Tx) error {
+		var err error
+		heads, err = tx.Heads(ctx, []string{"Consent/c1", "Task/t1", "Patient/none", "Consent/t1"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := heads["Consent/c1"]
+	if len(heads) != 2 || !ok || c.Version != 2 || c.Status != "inactive" || c.Source != "ngo-a" || c.Hash == a.Hash {
+		t.Errorf("heads = %+v", heads)
+	}
+	if h := heads["Task/t1"]; h.Source != "clinic-b" || h.Version != 1 {
+		t.Errorf("Task/t1 head = %+v", h)
+	}
+	err = s.WithTx(ctx, func(tx *store.Tx) error { _, err := tx.Heads(ctx, []string{"not a key"}); return err })
+	if err == nil {
+		t.Errorf("Heads of a malformed key: no error")
+	}
+}
