@@ -34,12 +34,16 @@ lint: ## Check formatting, vet, go.mod tidiness, and that dependencies are intac
 bench: ## Run the benchmarks (BENCHCOUNT runs each, for benchstat).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
-FUZZ_TARGETS := ./fhir:FuzzParse ./mappings:FuzzLoad ./mappings:FuzzBuild ./mappings:FuzzJSONFields ./mappings:FuzzFHIRFields \
+FUZZ_TARGETS := ./fhir:FuzzParse ./fhir:FuzzMarshalMatchesGoogle ./fhir:FuzzAppendJSONString \
+	./fhir:FuzzValidateMatchesFull ./fhir:FuzzSurelyParses ./fhir:FuzzValueRegex \
+	./mappings:FuzzLoad ./mappings:FuzzBuild ./mappings:FuzzJSONFields ./mappings:FuzzFHIRFields \
 	./connectors:FuzzCSV ./connectors:FuzzJSONArray ./connectors:FuzzNDJSON \
-	./connectors:FuzzHL7v2 ./connectors:FuzzHL7Path ./connectors:FuzzHL7Unescape
+	./connectors:FuzzHL7v2 ./connectors:FuzzHL7Path ./connectors:FuzzHL7Unescape \
+	./policy:FuzzParseConfig ./policy:FuzzDecide ./audit:FuzzProofs ./audit:FuzzParseEntry \
+	./server:FuzzJSONPatch
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 30s): parser, mapping loader, connectors.
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s): codec, mappings, connectors, policy, audit, JSON Patch.
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; echo "== $$pkg $$name"; \
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
