@@ -154,6 +154,11 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 			return res, fmt.Errorf("route to %s: not a partner of the configuration", r.Partner)
 		}
 		copyFor := retarget(labelled, r.Partner, i == 0, r.Urgent)
+		// A Task the partners already work on is not sent again: a re-sent
+		// referral must not reset it at the partner (the store keeps it too).
+		if copyFor, err = p.withoutStoredTasks(ctx, copyFor); err != nil {
+			return res, err
+		}
 		purpose := purposes[r.Partner]
 		req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
 		_, dec := p.Engine.Filter(req, copyFor, stored...)
@@ -291,6 +296,10 @@ func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, erro
 		return Prepared{Withhold: "partner " + m.Partner + " is no longer in the configuration"}, nil
 	}
 	patient := patientRef(b)
+	if patient == "" {
+		// Fail closed: without the patient, their consents cannot decide.
+		return Prepared{Withhold: "the message names no patient: the patient's consents cannot be checked"}, nil
+	}
 	stored, storedIn, err := p.storedConsents(ctx, patient, b, true)
 	if err != nil {
 		return Prepared{}, err
@@ -331,6 +340,33 @@ func (p *Pipeline) Prepare(ctx context.Context, m store.Message) (Prepared, erro
 		}
 	}
 	return prep, nil
+}
+
+// withoutStoredTasks returns b without the Task entries whose Task the
+// partners have changed since it was made (a stored version after the
+// first: ingest never writes over a stored Task, so only the state machine
+// makes one). An untouched Task stays, so a re-ingest of the same record
+// sends nothing new.
+func (p *Pipeline) withoutStoredTasks(ctx context.Context, b *rpb.Bundle) (*rpb.Bundle, error) {
+	var keep []*rpb.Bundle_Entry
+	dropped := false
+	for _, e := range b.GetEntry() {
+		if t := e.GetResource().GetTask(); t != nil {
+			cur, err := p.Store.Get(ctx, "Task", t.GetId().GetValue())
+			if err == nil && cur.Version > 1 {
+				dropped = true
+				continue
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+		}
+		keep = append(keep, e)
+	}
+	if dropped {
+		b.Entry = keep
+	}
+	return b, nil
 }
 
 // decidedID is the id under which the bundle decided on for partner and
@@ -420,10 +456,25 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 }
 
 // patientRef returns "Patient/id" of the bundle's Patient, or "".
+//
+// A bundle without its Patient (a Task update whose Patient the recipient
+// may not see) names the patient through the Task's for or the
+// ServiceRequest's subject, so that the patient's consents still decide.
 func patientRef(b *rpb.Bundle) string {
 	for _, e := range b.GetEntry() {
 		if pt := e.GetResource().GetPatient(); pt != nil {
 			return "Patient/" + pt.GetId().GetValue()
+		}
+	}
+	for _, e := range b.GetEntry() {
+		var ref *fhir.Reference
+		if t := e.GetResource().GetTask(); t != nil {
+			ref = t.GetForValue()
+		} else if sr := e.GetResource().GetServiceRequest(); sr != nil {
+			ref = sr.GetSubject()
+		}
+		if ref != nil && fhir.RefType(ref) == "Patient" && fhir.RefID(ref) != "" {
+			return "Patient/" + fhir.RefID(ref)
 		}
 	}
 	return ""

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pathway-fhir/pathway/connectors"
 	"github.com/pathway-fhir/pathway/fhir"
@@ -315,5 +317,39 @@ func TestIngestGuard(t *testing.T) {
 	}
 	if after, _ := ph.store.Get(t.Context(), "Patient", before.ID); after.Version != before.Version || after.Source != "ngo-harbour" {
 		t.Errorf("the refused referral wrote the Patient: v%d from %s", after.Version, after.Source)
+	}
+}
+
+// TestReingestDoesNotResendAMovedTask: a changed record is sent again, but
+// without the Task the partner has moved on: the re-sent referral cannot
+// reset it at the partner.
+func TestReingestDoesNotResendAMovedTask(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	b := sampleBundles(t)["R-2026-0101"]
+	if _, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b); err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := ph.store.Search(t.Context(), store.Query{Type: "Task"})
+	task := tasks[0]
+	task.Data = []byte(strings.Replace(string(task.Data), `"status":"requested"`, `"status":"accepted"`, 1))
+	task.Status, task.Source = "accepted", "clinic-riverside"
+	if _, err := ph.store.Put(t.Context(), task); err != nil {
+		t.Fatal(err)
+	}
+	// The NGO edits the record: the ServiceRequest's patient instruction changes.
+	changed := proto.Clone(b).(*rpb.Bundle)
+	for _, e := range changed.GetEntry() {
+		if sr := e.GetResource().GetServiceRequest(); sr != nil {
+			sr.PatientInstruction = &dpb.String{Value: "Mornings now, childcare found"}
+		}
+	}
+	res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", changed)
+	if err != nil || res.Enqueued != 1 {
+		t.Fatalf("re-ingest of the changed record: %+v %v", res, err)
+	}
+	ms, _ := ph.store.Messages(t.Context(), store.MessageQuery{WithPayload: true})
+	last := ms[len(ms)-1]
+	if strings.Contains(string(last.Payload), task.ID) || !strings.Contains(string(last.Payload), "Mornings now") {
+		t.Errorf("the re-sent referral carries the moved Task or lacks the change: %s", last.Payload)
 	}
 }

@@ -197,7 +197,14 @@ func (s *Syncer) Pull(ctx context.Context, rep *SyncReport) error {
 		q.Set("category", strings.Join(s.Categories, ","))
 	}
 	next := s.base() + "/ServiceRequest?" + q.Encode()
+	visited := map[string]bool{}
 	for next != "" {
+		// A server whose next links repeat, or never end, must not hold
+		// the cycle (and the Task polling after it) forever.
+		if visited[next] || len(visited) >= maxSyncPages {
+			return &SyncError{Partner: s.Partner, Method: "GET", Path: "/ServiceRequest", Reason: fmt.Sprintf("the server's next links repeat or run past %d pages in one cycle: stopped (the watermark keeps what was taken)", maxSyncPages)}
+		}
+		visited[next] = true
 		body, err := s.get(ctx, next, rep)
 		if err != nil {
 			return err
@@ -209,6 +216,9 @@ func (s *Syncer) Pull(ctx context.Context, rep *SyncReport) error {
 	}
 	return nil
 }
+
+// maxSyncPages caps the pages one pull cycle follows.
+const maxSyncPages = 10000
 
 // page ingests one searchset page and advances the watermark; it returns
 // the next link ("" on the last page).
@@ -458,11 +468,19 @@ func (s *Syncer) pollTask(ctx context.Context, t store.Resource, rep *SyncReport
 	}
 	from := TaskStatus(stored)
 	to := ImpliedStatus(from, in)
-	notes := added(stored.GetNote(), in.GetNote())
-	outputs := added(stored.GetOutput(), in.GetOutput())
-	if to == from && proto.Equal(stored.GetStatusReason(), in.GetStatusReason()) && proto.Equal(stored.GetBusinessStatus(), in.GetBusinessStatus()) &&
-		len(notes) == 0 && len(outputs) == 0 {
-		return nil // nothing changed
+	// What is new is judged against what the partner was shown (its copy
+	// is filtered), so that a masked or withheld note does not come back
+	// as an addition.
+	base := stored
+	if v, err := s.Pipeline.ViewFor(ctx, s.Partner, t.Patient, []store.Resource{t}, false); err != nil {
+		return err
+	} else if cr := v.Resources[t.Ref()]; cr != nil {
+		base = cr.GetTask()
+	}
+	notes := addedNotes(base.GetNote(), in.GetNote())
+	outputs := added(base.GetOutput(), in.GetOutput())
+	if to == from && proto.Equal(stored.GetBusinessStatus(), in.GetBusinessStatus()) && len(notes) == 0 && len(outputs) == 0 {
+		return nil // nothing changed (statusReason changes only with a move)
 	}
 	if err := CheckTransition(from, to, RoleOwner, in.GetStatusReason().GetText().GetValue()); err != nil {
 		rep.TasksRefused++
@@ -470,15 +488,22 @@ func (s *Syncer) pollTask(ctx context.Context, t store.Resource, rep *SyncReport
 		s.progress("%s from %s: change refused: %s", t.Ref(), s.Partner, err.Error())
 		return nil
 	}
+	now := s.now().UTC()
 	next := proto.Clone(stored).(*tpb.Task)
-	next.StatusReason = in.GetStatusReason()
 	next.BusinessStatus = in.GetBusinessStatus()
-	next.Note = append(next.Note, notes...)
-	next.Output = append(next.Output, outputs...)
 	if to != from {
 		next.Status = taskStatusCode(to)
+		next.StatusReason = in.GetStatusReason()
 	}
-	now := s.now().UTC()
+	// Added notes are the partner's: Pathway writes who and when, whatever
+	// the partner's copy says.
+	for _, n := range notes {
+		n = proto.Clone(n).(*dpb.Annotation)
+		n.Author = &dpb.Annotation_AuthorX{Choice: &dpb.Annotation_AuthorX_Reference{Reference: fhir.Ref("Organization", s.Partner)}}
+		n.Time = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
+		next.Note = append(next.Note, n)
+	}
+	next.Output = append(next.Output, outputs...)
 	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
 	if iv := fhir.Validate(next); iv.HasErrors() {
 		rep.TasksRefused++
@@ -529,6 +554,19 @@ func added[T proto.Message](have, in []T) []T {
 	var out []T
 	for _, x := range in {
 		if !slices.ContainsFunc(have, func(h T) bool { return proto.Equal(h, x) }) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// addedNotes returns the notes of in whose text none of have has: Pathway
+// signs notes itself (author, time), so a note comes back from the
+// partner's copy with those changed, and is still the same note.
+func addedNotes(have, in []*dpb.Annotation) []*dpb.Annotation {
+	var out []*dpb.Annotation
+	for _, x := range in {
+		if !slices.ContainsFunc(have, func(h *dpb.Annotation) bool { return h.GetText().GetValue() == x.GetText().GetValue() }) {
 			out = append(out, x)
 		}
 	}

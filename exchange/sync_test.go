@@ -425,6 +425,26 @@ func TestSyncRefusesNextLinksToOtherServers(t *testing.T) {
 	}
 }
 
+// TestSyncStopsOnRepeatingNextLinks: a server whose next link points back
+// to the same page ends the cycle with an error instead of holding it.
+func TestSyncStopsOnRepeatingNextLinks(t *testing.T) {
+	h := newSyncHarness(t, sqliteURL(t))
+	var srv *httptest.Server
+	requests := 0
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests++
+		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":%q}]}`, srv.URL+"/fhir/ServiceRequest?page=loop")
+	}))
+	defer srv.Close()
+	s := h.syncer(t, "clinic-riverside", srv.URL+"/fhir")
+	if err := s.Pull(t.Context(), &SyncReport{}); err == nil || !strings.Contains(err.Error(), "repeat") {
+		t.Errorf("Pull = %v, want the loop refused", err)
+	}
+	if requests != 2 {
+		t.Errorf("%d requests, want 2 (the first page and the looping one, once)", requests)
+	}
+}
+
 // ptID is the patient of the Tasks polled.
 var ptID = fhir.NewID("test", "pt-1")
 
@@ -506,6 +526,9 @@ func TestSyncPollsPartnerHostedTasks(t *testing.T) {
 			}
 			if got.Status != "accepted" || got.Version != 2 || got.Source != "community-garden" || !strings.Contains(string(got.Data), "first session on Monday") {
 				t.Errorf("t-accept stored as %s v%d from %s: %s", got.Status, got.Version, got.Source, got.Data)
+			}
+			if !strings.Contains(string(got.Data), `"authorReference":{"reference":"Organization/community-garden"}`) {
+				t.Errorf("the partner's note is not signed by it: %s", got.Data)
 			}
 			if f, _ := h.store.Get(ctx, "Task", tid("t-forbidden")); f.Status != "requested" || f.Version != 1 {
 				t.Errorf("the refused move was stored: %s v%d", f.Status, f.Version)

@@ -83,7 +83,10 @@ func newFixture(t testing.TB, url string, opts ...func(*Options)) *fixture {
 			t.Fatal(err)
 		}
 	}
-	o := Options{Store: st, Pipeline: pipe, Audit: auditor, Now: clock.Now}
+	// The server's address is known before it starts, so that its public
+	// base URL can be set (SMART client assertions name it).
+	srv := httptest.NewUnstartedServer(nil)
+	o := Options{Store: st, Pipeline: pipe, Audit: auditor, Now: clock.Now, BaseURL: "http://" + srv.Listener.Addr().String() + "/fhir"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -91,7 +94,8 @@ func newFixture(t testing.TB, url string, opts ...func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s)
+	srv.Config.Handler = s
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		s.Close(t.Context())

@@ -76,6 +76,12 @@ func (s *Server) setupSMART() error {
 		if link == nil || c == nil || len(link.APIKeys) == 0 {
 			continue
 		}
+		if s.o.BaseURL == "" {
+			// The aud a client assertion must name would otherwise come
+			// from the request's Host header, which the caller chooses: an
+			// assertion signed for another server could be replayed here.
+			return fmt.Errorf("server: partner %s authenticates with SMART Backend Services: set the public base URL (pathway serve --base-url https://.../fhir), which client assertions must name", id)
+		}
 		if other, dup := s.smart.clients[link.ClientID]; dup {
 			return fmt.Errorf("server: partners %s and %s share the client id %q", other.caller.id, id, link.ClientID)
 		}

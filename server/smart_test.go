@@ -463,3 +463,15 @@ func TestGrant(t *testing.T) {
 		}
 	}
 }
+
+// TestSMARTNeedsBaseURL: with SMART clients the server will not start
+// without its public base URL: the assertion's aud would come from the
+// caller's Host header.
+func TestSMARTNeedsBaseURL(t *testing.T) {
+	f := smartFixture(t, nil)
+	o := f.s.o
+	o.BaseURL = ""
+	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "--base-url") {
+		t.Errorf("New without a base URL: %v", err)
+	}
+}

@@ -159,14 +159,25 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 		}
 	}
 
-	// The outbox workers.
+	// Sync with clinic partners, on a schedule (pathway sync), and the
+	// outbox workers: both stop when wctx ends.
 	var wg sync.WaitGroup
 	wctx, cancelWorkers := context.WithCancel(ctx)
 	defer cancelWorkers()
+	waitSyncs, err := n.startSyncs(wctx, pipe, o.sync, o.syncInterval, s.err)
+	if err != nil {
+		ln.Close()
+		al.stop()
+		return err
+	}
 	if !o.noWorker {
 		host, _ := os.Hostname()
 		ds, err := n.deliverers(st, o.workers, fmt.Sprintf("%s/%d/serve", host, os.Getpid()))
 		if err != nil {
+			cancelWorkers()
+			waitSyncs()
+			ln.Close()
+			al.stop()
 			return err
 		}
 		for _, d := range ds {
@@ -180,13 +191,6 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 			wg.Go(func() { d.Run(wctx, o.poll) })
 		}
 	}
-
-	// Sync with clinic partners, on a schedule (pathway sync).
-	waitSyncs, err := n.startSyncs(wctx, pipe, o.sync, o.syncInterval, s.err)
-	if err != nil {
-		return err
-	}
-	defer waitSyncs()
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -203,6 +207,7 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 	}
 	cancelWorkers()
 	wg.Wait()
+	waitSyncs() // before the last checkpoint: what they logged is signed
 	// The access log gets its own time to flush, whatever the shutdown used.
 	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer ccancel()

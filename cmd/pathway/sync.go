@@ -256,7 +256,12 @@ func (n *network) startSyncs(ctx context.Context, pipe *exchange.Pipeline, partn
 	}
 	done := make(chan struct{}, len(partners))
 	var syncers []*exchange.Syncer
+	seen := map[string]bool{}
 	for _, p := range partners {
+		if seen[p] {
+			continue // one Syncer per partner
+		}
+		seen[p] = true
 		sy, err := n.newSyncer(pipe, syncOptions{partner: p, count: 50}, warn)
 		if err != nil {
 			return nil, err
