@@ -48,3 +48,18 @@ func ParseStored(r store.Resource) (*rpb.ContainedResource, error) {
 	parsed.mu.Unlock()
 	return p.Resource, nil
 }
+
+// RememberParsed puts a resource the caller has just stored, and holds
+// parsed, in the parse cache: the next read of that version is not parsed
+// again. cr must not be changed afterwards.
+func RememberParsed(r store.Resource, cr *rpb.ContainedResource) {
+	if r.Format != FormatJSON || cr == nil {
+		return
+	}
+	parsed.mu.Lock()
+	if len(parsed.m) >= parsed.max {
+		clear(parsed.m)
+	}
+	parsed.m[r.Hash] = cr
+	parsed.mu.Unlock()
+}

@@ -16,6 +16,7 @@ import (
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
 
 	"github.com/pathway-fhir/pathway/audit"
@@ -594,6 +595,7 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		return
 	}
 	markLogged(ctx)
+	exchange.RememberParsed(saved, &rpb.ContainedResource{OneofResource: &rpb.ContainedResource_Task{Task: next}})
 	w.Header().Set("Location", s.baseURL(r)+"/Task/"+id+"/_history/"+strconv.FormatInt(saved.Version, 10))
 	w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, saved.Version))
 	w.Header().Set("Last-Modified", saved.LastUpdated.UTC().Format(http.TimeFormat))
