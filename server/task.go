@@ -105,8 +105,8 @@ func (s *Server) readTaskVersion(w http.ResponseWriter, r *http.Request, c *call
 		return
 	}
 	if task == nil {
-		// The decision's explanation stays in the audit trail: it would
-		// tell the partner what the patient decided about it.
+		// The decision's explanation is not sent: it would tell the
+		// partner what the patient decided about it.
 		s.logAccess(ctx, c, interactionOf(version), policy.Deny, inputOf(t))
 		s.fail(w, r, http.StatusForbidden, "api-forbidden", notShared)
 		return
