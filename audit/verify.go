@@ -334,8 +334,8 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	if err := checkRoot(0); err != nil {
 		return nil, err
 	}
-	intern := map[string]string{}
-	process := func(r store.AuditRecord, leaf []byte) error {
+	process := func(pr parsedRecord) error {
+		r, leaf := pr.AuditRecord, pr.leaf
 		if r.Seq != next {
 			if !broken {
 				detail := fmt.Sprintf("missing: the log jumps from entry %d to entry %d (%d entries deleted)", next-1, r.Seq, r.Seq-next)
@@ -346,7 +346,7 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 			}
 			broken = true
 		}
-		e, perr := parseEntry(r.Data, intern)
+		e, perr := pr.e, pr.err
 		id := ""
 		if perr == nil {
 			id = e.ID
@@ -429,54 +429,71 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	return v.rep, nil
 }
 
-// scanPipelined reads the log with its node hashes in one goroutine and
-// calls process with every record, in order, in the calling one: reading
-// the database and hashing overlap.
-func scanPipelined(ctx context.Context, st *store.Store, process func(r store.AuditRecord, leafHash []byte) error) error {
+// parsedRecord is a record with its leaf hash and its parsed entry.
+type parsedRecord struct {
+	store.AuditRecord
+	leaf []byte
+	e    Entry
+	err  error // from parseEntry
+}
+
+// scanPipelined reads the log with its node hashes in one goroutine,
+// hashes and parses the entries in another, and calls process with every
+// record, in order, in the calling one: reading the database, parsing and
+// building the tree overlap.
+func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRecord) error) error {
 	const batchSize = 1024
-	type batch struct {
-		recs   []store.AuditRecord
-		leaves [][]byte
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan batch, 4)
+	send := func(ch chan<- []parsedRecord, b []parsedRecord) error {
+		select {
+		case ch <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	read := make(chan []parsedRecord, 4)
+	parsed := make(chan []parsedRecord, 4)
 	scanErr := make(chan error, 1)
 	go func() {
-		defer close(batches)
-		lh := newLeafHasher()
-		send := func(b batch) error {
-			select {
-			case batches <- b:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		newBatch := func() batch {
-			return batch{make([]store.AuditRecord, 0, batchSize), make([][]byte, 0, batchSize)}
-		}
-		cur := newBatch()
+		defer close(read)
+		cur := make([]parsedRecord, 0, batchSize)
 		err := st.ScanAudit(ctx, store.AuditScan{Nodes: true}, func(r store.AuditRecord) error {
-			cur.recs = append(cur.recs, r)
-			cur.leaves = append(cur.leaves, lh.sum(r.Data))
-			if len(cur.recs) < batchSize {
+			cur = append(cur, parsedRecord{AuditRecord: r})
+			if len(cur) < batchSize {
 				return nil
 			}
 			b := cur
-			cur = newBatch()
-			return send(b)
+			cur = make([]parsedRecord, 0, batchSize)
+			return send(read, b)
 		})
-		if err == nil && len(cur.recs) > 0 {
-			err = send(cur)
+		if err == nil && len(cur) > 0 {
+			err = send(read, cur)
 		}
 		scanErr <- err
 	}()
-	for b := range batches {
-		for i, r := range b.recs {
-			if err := process(r, b.leaves[i]); err != nil {
+	go func() {
+		defer close(parsed)
+		lh := newLeafHasher()
+		intern := map[string]string{}
+		for b := range read {
+			for i := range b {
+				b[i].leaf = lh.sum(b[i].Data)
+				b[i].e, b[i].err = parseEntry(b[i].Data, intern)
+			}
+			if send(parsed, b) != nil {
+				for range read {
+				}
+				return
+			}
+		}
+	}()
+	for b := range parsed {
+		for _, r := range b {
+			if err := process(r); err != nil {
 				cancel()
-				for range batches {
+				for range parsed {
 				}
 				return err
 			}
