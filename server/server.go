@@ -227,7 +227,12 @@ func (s *Server) authed(interaction string, h func(w http.ResponseWriter, r *htt
 		c := s.tokens[hash]
 		if c == nil {
 			var expired bool
-			if c, expired = s.smart.lookup(hash, s.o.Now()); expired {
+			var err error
+			if c, expired, err = s.lookup(r.Context(), hash, s.o.Now()); err != nil {
+				s.internal(w, r, err)
+				return
+			}
+			if expired {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pathway", error="invalid_token", error_description="the access token has expired"`)
 				s.logAccess(r.Context(), anonymous, interaction, policy.Deny)
 				s.fail(w, r, http.StatusUnauthorized, "api-login", "the access token has expired: get a new one at "+tokenPath)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -12,14 +13,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/store"
 )
 
 // SMART Backend Services (HL7 SMART App Launch 2.x, "Backend Services"):
@@ -52,24 +54,11 @@ type client struct {
 // access tokens issued, by SHA-256 only.
 type smart struct {
 	clients map[string]*client // by client id
-
-	mu       sync.Mutex
-	seen     map[string]time.Time // client id + jti -> until when it is remembered
-	issued   map[[sha256.Size]byte]*issued
-	swept    time.Time
-	sweepMin time.Duration
-}
-
-// issued is an access token: who, which scopes, until when.
-type issued struct {
-	caller  *caller
-	scopes  []exchange.Scope
-	expires time.Time
 }
 
 // setupSMART registers every partner with a JWK Set as a client.
 func (s *Server) setupSMART() error {
-	s.smart = &smart{clients: map[string]*client{}, seen: map[string]time.Time{}, issued: map[[sha256.Size]byte]*issued{}, sweepMin: time.Minute}
+	s.smart = &smart{clients: map[string]*client{}}
 	for _, id := range s.cfg.Order {
 		link := s.cfg.Partners[id]
 		c := s.callers[id]
@@ -179,18 +168,25 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) (map[string]
 	if sw, ok := w.(*statusWriter); ok {
 		sw.partner = cl.caller.id
 	}
-	// A verified assertion is used up, whatever happens next.
-	if !s.smart.remember(cl.caller.id+"\x00"+jti, exp.Add(clockSkew), now) {
+	// A verified assertion is used up, whatever happens next, in the store
+	// that every serve process shares.
+	fresh, err := s.o.Store.UseAssertion(r.Context(), cl.caller.id, jti, exp.Add(clockSkew), now)
+	if err != nil {
+		return nil, s.tokenStoreError(r, err)
+	}
+	if !fresh {
 		return nil, invalidClient("this client assertion (its jti) was used already: sign a new one for every token request")
 	}
-	granted, scopes := grant(requested, cl.allowed)
+	granted, _ := grant(requested, cl.allowed)
 	if len(granted) == 0 {
 		return nil, &tokenError{http.StatusBadRequest, "invalid_scope", "none of the requested scopes is allowed for this client (allowed: " + strings.Join(cl.scopes, " ") + ")"}
 	}
 	var raw [32]byte
 	rand.Read(raw[:])
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])
-	s.smart.issue(sha256.Sum256([]byte(tok)), &issued{caller: cl.caller, scopes: scopes, expires: now.Add(tokenLife)}, now)
+	if err := s.o.Store.PutAccessToken(r.Context(), store.AccessToken{Hash: sha256.Sum256([]byte(tok)), Partner: cl.caller.id, Scopes: granted, Expires: now.Add(tokenLife)}); err != nil {
+		return nil, s.tokenStoreError(r, err)
+	}
 	return map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(tokenLife.Seconds()), "scope": strings.Join(granted, " ")}, nil
 }
 
@@ -238,61 +234,39 @@ func grant(requested []string, allowed []exchange.Scope) (granted []string, scop
 	return granted, scopes
 }
 
-// remember records a client's jti until when, and reports false when it
-// was there already.
-func (sm *smart) remember(key string, until, now time.Time) bool {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	sm.sweep(now)
-	if t, ok := sm.seen[key]; ok && now.Before(t) {
-		return false
-	}
-	sm.seen[key] = until
-	return true
+// tokenStoreError logs a store failure of the token endpoint and answers
+// it as a server error (RFC 6749 server_error).
+func (s *Server) tokenStoreError(r *http.Request, err error) error {
+	s.o.Logger.LogAttrs(r.Context(), slog.LevelError, "token endpoint store", slog.String("error", err.Error()))
+	return &tokenError{http.StatusInternalServerError, "server_error", "the token could not be recorded: try again"}
 }
 
-func (sm *smart) issue(hash [sha256.Size]byte, it *issued, now time.Time) {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	sm.sweep(now)
-	sm.issued[hash] = it
-}
-
-// sweep drops what has expired: remembered jtis, and access tokens a
-// while after they expired (until then they are answered as expired).
-// Called with mu held; at most once a minute.
-func (sm *smart) sweep(now time.Time) {
-	if now.Sub(sm.swept) < sm.sweepMin {
-		return
-	}
-	sm.swept = now
-	for k, t := range sm.seen {
-		if !now.Before(t) {
-			delete(sm.seen, k)
-		}
-	}
-	for k, it := range sm.issued {
-		if now.Sub(it.expires) > time.Hour {
-			delete(sm.issued, k)
-		}
-	}
-}
-
-// lookup finds an access token by its hash: the caller with the token's
+// lookup finds an access token by its hash in the store (every serve
+// process of the database shares them): the caller with the token's
 // scopes, or expired when it was issued and is no longer good.
-func (sm *smart) lookup(hash [sha256.Size]byte, now time.Time) (c *caller, expired bool) {
-	sm.mu.Lock()
-	it := sm.issued[hash]
-	sm.mu.Unlock()
-	if it == nil {
-		return nil, false
+func (s *Server) lookup(ctx context.Context, hash [sha256.Size]byte, now time.Time) (c *caller, expired bool, err error) {
+	t, err := s.o.Store.AccessTokenByHash(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
 	}
-	if !now.Before(it.expires) {
-		return nil, true
+	if err != nil {
+		return nil, false, err
 	}
-	cc := *it.caller
-	cc.scopes = it.scopes
-	return &cc, false
+	if !now.Before(t.Expires) {
+		return nil, true, nil
+	}
+	base := s.callers[t.Partner]
+	if base == nil {
+		return nil, false, nil // a partner no longer in the configuration
+	}
+	cc := *base
+	cc.scopes = []exchange.Scope{}
+	for _, raw := range t.Scopes {
+		if sc, ok := exchange.ParseScope(raw); ok {
+			cc.scopes = append(cc.scopes, sc)
+		}
+	}
+	return &cc, false, nil
 }
 
 // verifyAssertion checks a client assertion (a JWS in compact form) and

@@ -11,11 +11,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,6 +25,7 @@ import (
 	"time"
 
 	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/store"
 )
 
 // signer is a test-only JWS signer (RS*, ES*, HS256 and none), with the
@@ -373,8 +376,8 @@ func TestSMARTScopes(t *testing.T) {
 	if r := f.do("GET", "/fhir/Task/"+task, readOnly, nil); r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 		t.Errorf("long-expired access token: %d %q", r.status, r.header.Get("WWW-Authenticate"))
 	}
-	if n := len(f.s.smart.issued); n != 1 {
-		t.Errorf("%d access tokens kept after the sweep, want 1", n)
+	if _, err := f.st.AccessTokenByHash(t.Context(), sha256.Sum256([]byte(readOnly))); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the long-expired token is still kept after the sweep: %v", err)
 	}
 }
 
@@ -473,5 +476,45 @@ func TestSMARTNeedsBaseURL(t *testing.T) {
 	o.BaseURL = ""
 	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "--base-url") {
 		t.Errorf("New without a base URL: %v", err)
+	}
+}
+
+// TestSMARTSharedAcrossProcesses: two servers on one store (two pathway
+// serve processes) share the issued tokens and the used assertions.
+func TestSMARTSharedAcrossProcesses(t *testing.T) {
+	f := smartFixture(t, nil)
+	other, err := New(f.s.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(other)
+	defer srv2.Close()
+	defer other.Close(t.Context())
+	k := smartKeys()
+	assertion := k["rsa"].sign(t, f.claims("community-garden", f.srv.URL+"/auth/token"))
+	status, body, _ := f.tokenRequest(assertion, "system/Task.rs")
+	tok, _ := body["access_token"].(string)
+	if status != 200 || tok == "" {
+		t.Fatalf("token: %d %v", status, body)
+	}
+	req, _ := http.NewRequest("GET", srv2.URL+"/fhir/Task", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the token issued by one process, at the other: %d", resp.StatusCode)
+	}
+	// The same assertion at the other process: refused as used.
+	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {assertionType}, "client_assertion": {assertion}, "scope": {"system/Task.rs"}}
+	resp, err = http.PostForm(srv2.URL+"/auth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("the assertion replayed at the other process: %d", resp.StatusCode)
 	}
 }

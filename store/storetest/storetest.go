@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -1032,5 +1033,46 @@ func testHeads(t *testing.T, newURL NewURL) {
 	err = s.WithTx(ctx, func(tx *store.Tx) error { _, err := tx.Heads(ctx, []string{"not a key"}); return err })
 	if err == nil {
 		t.Errorf("Heads of a malformed key: no error")
+	}
+}
+
+func init() {
+	cases = append(cases, struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{"APITokens", testAPITokens})
+}
+
+// testAPITokens: issued access tokens are found by hash with their
+// partner, scopes and expiry; an assertion is good once until it expires.
+func testAPITokens(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ctx := t.Context()
+	now := clock.Now()
+	h := sha256.Sum256([]byte("token"))
+	if err := s.PutAccessToken(ctx, store.AccessToken{Hash: h, Partner: "clinic-a", Scopes: []string{"system/Task.rs", "system/Task.u"}, Expires: now.Add(5 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.AccessTokenByHash(ctx, h)
+	if err != nil || got.Partner != "clinic-a" || strings.Join(got.Scopes, " ") != "system/Task.rs system/Task.u" || !got.Expires.Equal(now.Add(5*time.Minute).UTC().Truncate(time.Microsecond)) {
+		t.Errorf("AccessTokenByHash = %+v, %v", got, err)
+	}
+	if _, err := s.AccessTokenByHash(ctx, sha256.Sum256([]byte("other"))); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an unknown token: %v, want ErrNotFound", err)
+	}
+	for i, c := range []struct {
+		at   time.Time
+		want bool
+	}{{now, true}, {now.Add(time.Minute), false}, {now.Add(6 * time.Minute), true}} {
+		ok, err := s.UseAssertion(ctx, "clinic-a", "jti-1", c.at.Add(5*time.Minute), c.at)
+		if err != nil || ok != c.want {
+			t.Errorf("use %d at +%v: %v, %v; want %v", i, c.at.Sub(now), ok, err, c.want)
+		}
+	}
+	if ok, err := s.UseAssertion(ctx, "clinic-a", "jti-2", now.Add(5*time.Minute), now); err != nil || !ok {
+		t.Errorf("another jti: %v %v", ok, err)
+	}
+	if ok, err := s.UseAssertion(ctx, "clinic-b", "jti-1", now.Add(5*time.Minute), now); err != nil || !ok {
+		t.Errorf("another jti: %v %v", ok, err)
 	}
 }
