@@ -993,10 +993,13 @@ func testClose(t *testing.T, newURL NewURL) {
 }
 
 func init() {
-	cases = append(cases, struct {
+	cases = append(cases, []struct {
 		name string
 		run  func(t *testing.T, newURL NewURL)
-	}{"Heads", testHeads})
+	}{
+		{"Heads", testHeads},
+		{"APITokens", testAPITokens},
+	}...)
 }
 
 // testHeads: Heads reports the current head of each stored key in one
@@ -1036,12 +1039,6 @@ func testHeads(t *testing.T, newURL NewURL) {
 	}
 }
 
-func init() {
-	cases = append(cases, struct {
-		name string
-		run  func(t *testing.T, newURL NewURL)
-	}{"APITokens", testAPITokens})
-}
 
 // testAPITokens: issued access tokens are found by hash with their
 // partner, scopes and expiry; an assertion is good once until it expires.
