@@ -1039,7 +1039,6 @@ func testHeads(t *testing.T, newURL NewURL) {
 	}
 }
 
-
 // testAPITokens: issued access tokens are found by hash with their
 // partner, scopes and expiry; an assertion is good once until it expires.
 func testAPITokens(t *testing.T, newURL NewURL) {
