@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,6 +117,19 @@ func invalidClient(format string, a ...any) *tokenError {
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
+	// The token endpoint is limited by the caller's address (before any
+	// assertion is read, a client id would let others lock its owner out).
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if wait, ok := s.limits.allow("token-endpoint " + host); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		json.NewEncoder(w).Encode(map[string]string{"error": "slow_down", "error_description": "too many token requests from this address: retry after the time in Retry-After"})
+		return
+	}
 	body, err := s.issueToken(w, r)
 	if err != nil {
 		var te *tokenError

@@ -518,3 +518,20 @@ func TestSMARTSharedAcrossProcesses(t *testing.T) {
 		t.Errorf("the assertion replayed at the other process: %d", resp.StatusCode)
 	}
 }
+
+// TestSMARTTokenEndpointRateLimit: the token endpoint is rate limited by
+// address, with 429 and Retry-After.
+func TestSMARTTokenEndpointRateLimit(t *testing.T) {
+	f := smartFixture(t, nil, func(o *Options) { o.Rate, o.Burst = 1, 2 })
+	var codes []int
+	for range 3 {
+		status, _, hdr := f.tokenRequest("not-a-jwt", "system/Task.rs")
+		codes = append(codes, status)
+		if status == 429 && hdr.Get("Retry-After") == "" {
+			t.Errorf("429 without Retry-After")
+		}
+	}
+	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 {
+		t.Errorf("token requests: %v, want 401 401 429", codes)
+	}
+}
