@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pathway-fhir/pathway/exchange"
+	"github.com/pathway-fhir/pathway/policy"
 	"github.com/pathway-fhir/pathway/store"
 )
 
@@ -131,6 +132,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := s.issueToken(w, r)
+	// Every token request is in the audit log (as an operation), by the
+	// client when its assertion verified, else as unauthenticated.
+	who := anonymous
+	if sw, ok := w.(*statusWriter); ok && s.callers[sw.partner] != nil {
+		who = s.callers[sw.partner]
+	}
+	effect := policy.Permit
+	if err != nil {
+		effect = policy.Deny
+	}
+	s.logAccess(r.Context(), who, "operation", effect)
 	if err != nil {
 		var te *tokenError
 		if !errors.As(err, &te) {

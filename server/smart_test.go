@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pathway-fhir/pathway/audit"
 	"github.com/pathway-fhir/pathway/exchange"
 	"github.com/pathway-fhir/pathway/store"
 )
@@ -533,5 +534,34 @@ func TestSMARTTokenEndpointRateLimit(t *testing.T) {
 	}
 	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 {
 		t.Errorf("token requests: %v, want 401 401 429", codes)
+	}
+}
+
+// TestSMARTTokenRequestsAudited: a token issued and a token refused are
+// both in the audit log.
+func TestSMARTTokenRequestsAudited(t *testing.T) {
+	f := smartFixture(t, nil)
+	k := smartKeys()
+	f.accessToken(k["rsa"], "community-garden", "system/Task.rs")
+	f.tokenRequest("not-a-jwt", "system/Task.rs")
+	if err := f.s.Close(t.Context()); err != nil { // flushes the access log
+		t.Fatal(err)
+	}
+	var issued, refused int
+	err := f.st.ScanAudit(t.Context(), store.AuditScan{}, func(r store.AuditRecord) error {
+		e, err := audit.ParseEntry(r.Data)
+		if err != nil || e.Interaction != "operation" {
+			return err
+		}
+		switch {
+		case e.Actor == "Organization/community-garden" && e.Effect == audit.EffectPermit:
+			issued++
+		case e.Actor == "Device/unauthenticated" && e.Effect == audit.EffectDeny:
+			refused++
+		}
+		return nil
+	})
+	if err != nil || issued != 1 || refused != 1 {
+		t.Errorf("token requests in the audit log: %d issued, %d refused, %v", issued, refused, err)
 	}
 }
