@@ -462,9 +462,13 @@ func (s *Syncer) pollTask(ctx context.Context, t store.Resource, rep *SyncReport
 		rep.Refusals = append(rep.Refusals, t.Ref()+": the partner's answer is not a valid Task with this id")
 		return nil
 	}
-	stored := fhir.Parse(t.Data).Resource.GetTask()
+	cached, err := ParseStored(t) // shared: cloned below before it changes
+	if err != nil {
+		return err
+	}
+	stored := cached.GetTask()
 	if stored == nil {
-		return fmt.Errorf("stored %s does not parse", t.Ref())
+		return fmt.Errorf("stored %s is not a Task", t.Ref())
 	}
 	from := TaskStatus(stored)
 	to := ImpliedStatus(from, in)

@@ -82,3 +82,30 @@ func (al *auditLog) stop() error {
 	}
 	return nil
 }
+
+// openAudited opens the network's store (the flag, else the
+// configuration's, else the default) with the audit log wired in, as
+// ingest, worker and sync run: close signs a last checkpoint, reporting a
+// failure to warn, and closes the store.
+func (n *network) openAudited(ctx context.Context, database string, warn io.Writer) (st *store.Store, close func(), err error) {
+	st, err = store.Open(ctx, n.storeURL(database))
+	if err != nil {
+		return nil, nil, usageErrorf("%v", err)
+	}
+	signer, err := n.configSigner()
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	al, err := n.startAudit(ctx, st, signer, warn)
+	if err != nil {
+		st.Close()
+		return nil, nil, &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	return st, func() {
+		if err := al.stop(); err != nil {
+			fmt.Fprintln(warn, err)
+		}
+		st.Close()
+	}, nil
+}

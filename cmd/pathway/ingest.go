@@ -127,11 +127,11 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	st, err := store.Open(ctx, n.storeURL(o.database))
+	st, closeStore, err := n.openAudited(ctx, o.database, s.err)
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	var rejects io.Writer
 	if o.rejects != "" {
 		rf, err := os.Create(o.rejects)
@@ -141,19 +141,6 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		defer rf.Close()
 		rejects = rf
 	}
-	signer, err := n.configSigner()
-	if err != nil {
-		return err
-	}
-	al, err := n.startAudit(ctx, st, signer, s.err)
-	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
-	}
-	defer func() {
-		if err := al.stop(); err != nil {
-			fmt.Fprintln(s.err, err)
-		}
-	}()
 	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit}
 	started := time.Now()
 	var sum ingestSummary
@@ -369,24 +356,11 @@ func runWorker(ctx context.Context, o workerOptions, s streams) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, n.storeURL(o.database))
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	defer st.Close()
-	signer, err := n.configSigner()
+	st, closeStore, err := n.openAudited(ctx, o.database, s.err)
 	if err != nil {
 		return err
 	}
-	al, err := n.startAudit(ctx, st, signer, s.err)
-	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
-	}
-	defer func() {
-		if err := al.stop(); err != nil {
-			fmt.Fprintln(s.err, err)
-		}
-	}()
+	defer closeStore()
 	host, _ := os.Hostname()
 	ds, err := n.deliverers(st, o.workers, fmt.Sprintf("%s/%d", host, os.Getpid()))
 	if err != nil {

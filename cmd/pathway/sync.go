@@ -15,7 +15,6 @@ import (
 
 	"github.com/pathway-fhir/pathway/exchange"
 	"github.com/pathway-fhir/pathway/mappings"
-	"github.com/pathway-fhir/pathway/store"
 )
 
 type syncOptions struct {
@@ -180,24 +179,11 @@ func runSync(ctx context.Context, o syncOptions, s streams) error {
 	if o.interval > 24*time.Hour {
 		fmt.Fprintf(s.err, "pathway sync: warning: --interval %s is longer than a day, the guide's cadence\n", o.interval)
 	}
-	st, err := store.Open(ctx, n.storeURL(o.database))
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	defer st.Close()
-	signer, err := n.configSigner()
+	st, closeStore, err := n.openAudited(ctx, o.database, s.err)
 	if err != nil {
 		return err
 	}
-	al, err := n.startAudit(ctx, st, signer, s.err)
-	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
-	}
-	defer func() {
-		if err := al.stop(); err != nil {
-			fmt.Fprintln(s.err, err)
-		}
-	}()
+	defer closeStore()
 	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit}
 	sy, err := n.newSyncer(pipe, o, s.err)
 	if err != nil {
