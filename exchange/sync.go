@@ -496,7 +496,7 @@ func (s *Syncer) pollTask(ctx context.Context, t store.Resource, rep *SyncReport
 	next := proto.Clone(stored).(*tpb.Task)
 	next.BusinessStatus = in.GetBusinessStatus()
 	if to != from {
-		next.Status = taskStatusCode(to)
+		next.Status = TaskStatusCode(to)
 		next.StatusReason = in.GetStatusReason()
 	}
 	// Added notes are the partner's: Pathway writes who and when, whatever

@@ -73,8 +73,8 @@ func TaskStatus(t *tpb.Task) string {
 	return fhir.EnumCode(s.GetValue().Descriptor().Values().ByNumber(s.GetValue().Number()))
 }
 
-// taskStatusCode is the proto of a Task status code.
-func taskStatusCode(code string) *tpb.Task_StatusCode {
+// TaskStatusCode is the proto of a Task status code ("in-progress").
+func TaskStatusCode(code string) *tpb.Task_StatusCode {
 	name := strings.ToUpper(strings.ReplaceAll(code, "-", "_"))
 	return &tpb.Task_StatusCode{Value: cpb.TaskStatusCode_Value(cpb.TaskStatusCode_Value_value[name])}
 }

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
@@ -535,7 +534,7 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 	// progress. Otherwise both stay as stored, also when the caller's view
 	// lacked them.
 	if to != from {
-		next.Status = statusCode(to)
+		next.Status = exchange.TaskStatusCode(to)
 		next.StatusReason = in.GetStatusReason()
 	}
 	if rl == exchange.RoleOwner {
@@ -625,13 +624,6 @@ func appended[T proto.Message](view, in []T) ([]T, bool) {
 		}
 	}
 	return in[len(view):], true
-}
-
-// statusCode is the proto of a Task status code.
-func statusCode(code string) *tpb.Task_StatusCode {
-	name := strings.ToUpper(strings.ReplaceAll(code, "-", "_"))
-	v := cpb.TaskStatusCode_Value(cpb.TaskStatusCode_Value_value[name])
-	return &tpb.Task_StatusCode{Value: v}
 }
 
 // sameExceptMutable reports whether a and b differ only in the elements
