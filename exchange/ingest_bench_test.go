@@ -31,7 +31,7 @@ type benchRecords struct {
 	rows []map[string]string
 }
 
-func newBenchRecords(b *testing.B) *benchRecords {
+func newBenchRecords(b testing.TB) *benchRecords {
 	b.Helper()
 	m, err := mappings.Builtin("ngo-referral-csv")
 	if err != nil {
@@ -69,13 +69,19 @@ func newBenchRecords(b *testing.B) *benchRecords {
 }
 
 // convert maps record i to its referral bundle, as pathway ingest does.
-func (br *benchRecords) convert(b *testing.B, i int) *rpb.Bundle {
+func (br *benchRecords) convert(b testing.TB, i int) *rpb.Bundle {
+	return br.convertAs(b, i, fmt.Sprintf("B-%d", i), fmt.Sprintf("C-%d", i))
+}
+
+// convertAs maps sample row i%4 under the given referral and client ids.
+func (br *benchRecords) convertAs(b testing.TB, i int, referral, client string) *rpb.Bundle {
+	b.Helper()
 	row := map[string]string{}
 	for k, v := range br.rows[i%len(br.rows)] {
 		row[k] = v
 	}
-	row["referral_id"] = fmt.Sprintf("B-%d", i)
-	row["client_id"] = fmt.Sprintf("C-%d", i)
+	row["referral_id"] = referral
+	row["client_id"] = client
 	ref, err := br.m.Apply(mappings.MapFields(row))
 	if err != nil {
 		b.Fatal(err)
@@ -156,6 +162,36 @@ func BenchmarkIngest(b *testing.B) {
 					i++
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "referrals/s")
+			})
+		}
+		for _, audited := range []bool{false, true} {
+			label := "batch"
+			if audited {
+				label = "batch+audit"
+			}
+			// What pathway ingest does: records converted one after the
+			// other, ingested MaxGroup at a time (one transaction a group).
+			b.Run(name+"/"+label, func(b *testing.B) {
+				p := benchPipeline(b, newURL(b), audited)
+				ctx := context.Background()
+				i := 0
+				bundles := make([]*rpb.Bundle, MaxGroup)
+				for b.Loop() {
+					for j := range bundles {
+						bundles[j] = br.convert(b, i)
+						i++
+					}
+					results, errs := p.IngestBatch(ctx, "ngo-harbour", bundles)
+					for j, err := range errs {
+						if err != nil {
+							b.Fatal(err)
+						}
+						if len(results[j].Routes) == 0 {
+							b.Fatalf("record %d was not routed: %s", i-len(bundles)+j, results[j].Unroutable)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.N*MaxGroup)/b.Elapsed().Seconds(), "referrals/s")
 			})
 		}
 		b.Run(name+"/raw-insert", func(b *testing.B) {

@@ -87,15 +87,79 @@ func (p *Pipeline) logger() *slog.Logger {
 // through the pipeline. source is the partner or connector it came from.
 // The input bundle is not changed.
 func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (IngestResult, error) {
-	var res IngestResult
+	pl, err := p.label(source, b)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	if pl.capacity() {
+		open, err := p.Store.OpenReferrals(ctx, pl.ownTasks()...)
+		if err != nil {
+			return pl.res, err
+		}
+		pl.place(p.Config.Routing, open)
+	} else {
+		pl.place(p.Config.Routing, nil)
+	}
+	if err := p.decide(ctx, pl, p.now()); err != nil {
+		return pl.res, err
+	}
+	err = p.Store.WithTx(ctx, func(tx *store.Tx) error {
+		kept, err := p.guard(ctx, tx, pl.rows, source)
+		if err != nil {
+			return err
+		}
+		return p.write(ctx, tx, pl, kept)
+	})
+	if err != nil {
+		return pl.res, fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+	}
+	p.ingested(ctx, pl)
+	return pl.res, nil
+}
+
+// ingestPlan is one referral on its way through Ingest: labelled, then
+// placed, then decided for each target, then written. Everything but the
+// write is done outside the transaction, so that IngestBatch can do it for
+// many referrals at once.
+type ingestPlan struct {
+	source   string
+	facts    Facts
+	labelled *rpb.Bundle
+	cands    []Candidate
+	purposes map[string]string
+	placed   Decision
+	patient  string
+	now      time.Time
+	storedIn []audit.Input
+	sends    []send
+	rows     []store.Resource
+	routing  store.Routing
+	res      IngestResult
+}
+
+// send is what goes to one target: its own copy with the Task addressed
+// to it, the decision and, when permitted or audited, the bytes decided on.
+type send struct {
+	partner, purpose string
+	bundle           *rpb.Bundle
+	decided          []byte // the bundle decided on, as sent to the outbox
+	key              string
+	decision         policy.Decision
+}
+
+// label reads the referral's facts and labels a copy of it. It reads
+// nothing from the store.
+func (p *Pipeline) label(source string, b *rpb.Bundle) (*ingestPlan, error) {
+	pl := &ingestPlan{source: source}
 	facts, err := FactsOf(b)
 	if err != nil {
-		return res, err
+		return pl, err
 	}
 	if facts.RequesterOrg == "" {
 		facts.RequesterOrg = source
 	}
-	res.ServiceRequest = facts.ServiceRequest
+	pl.facts = facts
+	pl.res.ServiceRequest = facts.ServiceRequest
 	labelled := proto.Clone(b).(*rpb.Bundle)
 	for _, e := range labelled.GetEntry() {
 		if e.GetResource() != nil {
@@ -108,69 +172,75 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 			t.Requester = fhir.Ref("Organization", source)
 		}
 	}
+	pl.labelled = labelled
+	pl.patient = patientRef(labelled)
+	pl.cands, pl.purposes = p.Config.Candidates(source, facts.Services)
+	return pl, nil
+}
 
-	cands, purposes := p.Config.Candidates(source, facts.Services)
-	// Open referrals are counted only when a candidate has a capacity (the
-	// count reads every open Task), and a re-ingest must not count the
-	// referral's own open Tasks against the capacity they hold.
-	for _, c := range cands {
+// capacity reports whether a candidate has a capacity, so that placing
+// the referral needs the partners' open referrals counted.
+func (pl *ingestPlan) capacity() bool {
+	for _, c := range pl.cands {
 		if c.Service.Capacity > 0 {
-			open, err := p.Store.OpenReferrals(ctx, ownTaskIDs(labelled, cands)...)
-			if err != nil {
-				return res, err
-			}
-			for i := range cands {
-				cands[i].Open = open["Organization/"+cands[i].Partner]
-			}
-			break
+			return true
 		}
 	}
-	placed := p.Config.Routing.Place(facts, cands)
-	res.Risk, res.Routes, res.Unroutable = placed.Risk, placed.Routes, placed.Unroutable
+	return false
+}
 
-	now := p.now()
-	patient := patientRef(labelled)
+// ownTasks are the ids of the Tasks the referral has or would make: a
+// re-ingest must not count them against the capacity they hold.
+func (pl *ingestPlan) ownTasks() []string { return ownTaskIDs(pl.labelled, pl.cands) }
+
+// place routes the referral; open holds the open referrals by owner
+// reference when capacity() (nil otherwise).
+func (pl *ingestPlan) place(rules RoutingRules, open map[string]int) {
+	for i := range pl.cands {
+		pl.cands[i].Open = open["Organization/"+pl.cands[i].Partner]
+	}
+	pl.placed = rules.Place(pl.facts, pl.cands)
+}
+
+// decide makes each target's copy and decides for it under the patient's
+// stored consents and the target's agreement, and makes the rows to
+// store. It reads the store (consents, stored Tasks) but writes nothing.
+func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) error {
+	placed := pl.placed
+	pl.res.Risk, pl.res.Routes, pl.res.Unroutable = placed.Risk, placed.Routes, placed.Unroutable
+	pl.now = now
 	// The record's own Consent is the source's latest word: it decides
 	// with the patient's other stored consents.
-	stored, storedIn, err := p.storedConsents(ctx, patient, labelled, false)
+	stored, storedIn, err := p.storedConsents(ctx, pl.patient, pl.labelled, false)
 	if err != nil {
-		return res, err
+		return err
 	}
-
-	// What goes to each target: its own copy with the Task addressed to it.
-	type send struct {
-		partner, purpose string
-		bundle           *rpb.Bundle
-		decided          []byte // the bundle decided on, as sent to the outbox
-		key              string
-		decision         policy.Decision
-	}
-	var sends []send
-	toStore := labelled
-	res.Decisions = map[string]policy.Decision{}
+	pl.storedIn = storedIn
+	toStore := pl.labelled
+	pl.res.Decisions = map[string]policy.Decision{}
 	for i, r := range placed.Routes {
 		partner := p.Config.Policy.Partner(r.Partner)
 		if partner == nil {
-			return res, fmt.Errorf("route to %s: not a partner of the configuration", r.Partner)
+			return fmt.Errorf("route to %s: not a partner of the configuration", r.Partner)
 		}
-		copyFor := retarget(labelled, r.Partner, i == 0, r.Urgent)
+		copyFor := retarget(pl.labelled, r.Partner, i == 0, r.Urgent)
 		// A Task the partners already work on is not sent again: a re-sent
 		// referral must not reset it at the partner (the store keeps it too).
 		if copyFor, err = p.withoutStoredTasks(ctx, copyFor); err != nil {
-			return res, err
+			return err
 		}
-		purpose := purposes[r.Partner]
+		purpose := pl.purposes[r.Partner]
 		req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
 		_, dec := p.Engine.Filter(req, copyFor, stored...)
-		res.Decisions[r.Partner] = dec
+		pl.res.Decisions[r.Partner] = dec
 		s := send{partner: r.Partner, purpose: purpose, bundle: copyFor, decision: dec}
 		if dec.Permitted() || p.Audit != nil {
 			if s.decided, err = fhir.Marshal(copyFor); err != nil {
-				return res, fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
+				return fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
 			}
-			s.key = messageKey(s.partner, s.purpose, source, s.decided)
+			s.key = messageKey(s.partner, s.purpose, pl.source, s.decided)
 		}
-		sends = append(sends, s)
+		pl.sends = append(pl.sends, s)
 		if i == 0 {
 			toStore = copyFor
 		} else {
@@ -178,63 +248,62 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 			toStore = withTaskOf(toStore, copyFor)
 		}
 	}
-
-	rows, err := storeRows(toStore, source)
-	if err != nil {
-		return res, err
+	if pl.rows, err = storeRows(toStore, pl.source); err != nil {
+		return err
 	}
-	routing := store.Routing{ServiceRequest: facts.ServiceRequest, Source: source, Risk: placed.Risk.String(), Unroutable: placed.Unroutable != "", Reason: placed.Unroutable}
+	pl.routing = store.Routing{ServiceRequest: pl.facts.ServiceRequest, Source: pl.source, Risk: placed.Risk.String(), Unroutable: placed.Unroutable != "", Reason: placed.Unroutable}
 	for _, r := range placed.Routes {
-		routing.Targets = append(routing.Targets, r.Partner)
+		pl.routing.Targets = append(pl.routing.Targets, r.Partner)
 	}
-	err = p.Store.WithTx(ctx, func(tx *store.Tx) error {
-		kept, err := p.guard(ctx, tx, rows, source)
+	return nil
+}
+
+// write writes the referral's kept rows (what guard let through), its
+// routing, its audit entries and its outbox messages in tx.
+func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan, kept []store.Resource) error {
+	if err := tx.PutBatch(ctx, kept); err != nil {
+		return err
+	}
+	if err := tx.PutRouting(ctx, pl.routing); err != nil {
+		return err
+	}
+	pl.res.Enqueued, pl.res.Unchanged = 0, 0
+	for _, s := range pl.sends {
+		if p.Audit != nil {
+			if err := p.Audit.Decided(ctx, tx, DecisionRecord{
+				Exchange: exchangeID(s.key), ServiceRequest: pl.facts.ServiceRequest, Patient: pl.patient,
+				Partner: s.partner, Purpose: s.purpose, At: pl.now, Decision: s.decision,
+				Decided: s.decided, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
+			}); err != nil {
+				return err
+			}
+		}
+		if !s.decision.Permitted() {
+			continue
+		}
+		_, created, err := tx.Enqueue(ctx, store.Message{
+			Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
+		})
 		if err != nil {
 			return err
 		}
-		if err := tx.PutBatch(ctx, kept); err != nil {
-			return err
+		if created {
+			pl.res.Enqueued++
+		} else {
+			pl.res.Unchanged++
 		}
-		if err := tx.PutRouting(ctx, routing); err != nil {
-			return err
-		}
-		res.Enqueued, res.Unchanged = 0, 0
-		for _, s := range sends {
-			if p.Audit != nil {
-				if err := p.Audit.Decided(ctx, tx, DecisionRecord{
-					Exchange: exchangeID(s.key), ServiceRequest: facts.ServiceRequest, Patient: patient,
-					Partner: s.partner, Purpose: s.purpose, At: now, Decision: s.decision,
-					Decided: s.decided, DecidedID: decidedID(facts.ServiceRequest, s.partner, s.purpose), Consents: storedIn,
-				}); err != nil {
-					return err
-				}
-			}
-			if !s.decision.Permitted() {
-				continue
-			}
-			_, created, err := tx.Enqueue(ctx, store.Message{
-				Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
-			})
-			if err != nil {
-				return err
-			}
-			if created {
-				res.Enqueued++
-			} else {
-				res.Unchanged++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("ingesting %s: %w", facts.ServiceRequest, err)
 	}
+	return nil
+}
+
+// ingested tells the audit log's checkpointer and the log that a referral
+// was committed.
+func (p *Pipeline) ingested(ctx context.Context, pl *ingestPlan) {
 	if p.Audit != nil && p.Audit.Notify != nil {
 		p.Audit.Notify()
 	}
-	p.logger().LogAttrs(ctx, slog.LevelInfo, "ingested referral", slog.String("ref", facts.ServiceRequest),
-		slog.String("risk", placed.Risk.String()), slog.Int("routes", len(placed.Routes)), slog.Int("enqueued", res.Enqueued))
-	return res, nil
+	p.logger().LogAttrs(ctx, slog.LevelInfo, "ingested referral", slog.String("ref", pl.facts.ServiceRequest),
+		slog.String("risk", pl.placed.Risk.String()), slog.Int("routes", len(pl.placed.Routes)), slog.Int("enqueued", pl.res.Enqueued))
 }
 
 // ErrForeignReferral is returned (wrapped) by Ingest when a referral would

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -95,6 +96,13 @@ func (s *Store) Routings(ctx context.Context, unroutable bool, after string, lim
 	return out, nil
 }
 
+// openTaskStatuses are the Task statuses OpenReferrals counts as open.
+var openTaskStatuses = []string{"requested", "received", "accepted", "in-progress", "on-hold"}
+
+// IsOpenTaskStatus reports whether OpenReferrals counts a Task with this
+// status (its store status field) as open.
+func IsOpenTaskStatus(status string) bool { return slices.Contains(openTaskStatuses, status) }
+
 // OpenReferrals counts the Tasks owned by each partner that are still
 // open, by owner reference ("Organization/id"), leaving out the Tasks
 // whose ids are in except (a referral being re-routed does not count
@@ -104,7 +112,7 @@ func (s *Store) OpenReferrals(ctx context.Context, except ...string) (map[string
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}
 	q := `SELECT owner, count(*) FROM resources
-WHERE resource_type = 'Task' AND owner <> '' AND status IN ('requested', 'received', 'accepted', 'in-progress', 'on-hold')`
+WHERE resource_type = 'Task' AND owner <> '' AND status IN ('` + strings.Join(openTaskStatuses, "', '") + `')`
 	var args []any
 	if len(except) > 0 {
 		q += ` AND id NOT IN (?` + strings.Repeat(", ?", len(except)-1) + `)`

@@ -49,6 +49,10 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger) (_ *sqlit
 		"_foreign_keys": {"1"},
 		"_journal_mode": {"WAL"},
 		"_txlock":       {"immediate"},
+		// Statement journals (an upsert firing the history trigger needs
+		// one) stay in memory instead of a temporary file written with a
+		// syscall a page: they only ever serve a rollback of the statement.
+		"_pragma": {"temp_store(memory)", "cache_size(-65536)"},
 	})
 	if err != nil {
 		return nil, err

@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
 	"github.com/pathway-fhir/pathway/connectors"
 	"github.com/pathway-fhir/pathway/exchange"
 	"github.com/pathway-fhir/pathway/fhir"
@@ -157,6 +159,54 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			fmt.Fprintf(s.err, "  %s\n", r)
 		}
 	}
+	// Records are ingested exchange.MaxGroup at a time (group commit); a
+	// record the pipeline refuses is rejected, the rest go on.
+	type pending struct {
+		rec    connectors.Record
+		bundle *rpb.Bundle
+	}
+	var batch []pending
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		bundles := make([]*rpb.Bundle, len(batch))
+		for i, b := range batch {
+			bundles[i] = b.bundle
+		}
+		results, errs := pipe.IngestBatch(ctx, o.source, bundles)
+		var fatal error
+		for i, res := range results {
+			if err := errs[i]; err != nil {
+				if errors.Is(err, exchange.ErrForeignReferral) {
+					reject(batch[i].rec, err.Error())
+					continue
+				}
+				if fatal == nil {
+					fatal = fmt.Errorf("%s: %w", batch[i].rec.Pos, err)
+				}
+				continue
+			}
+			sum.Ingested++
+			if res.Unroutable != "" {
+				sum.Unroutable++
+			} else {
+				sum.Routed++
+			}
+			sum.Enqueued += res.Enqueued
+			sum.Unchanged += res.Unchanged
+			for _, d := range res.Decisions {
+				if !d.Permitted() {
+					sum.Withheld++
+				}
+			}
+		}
+		batch = batch[:0]
+		if fatal != nil {
+			return &exitError{code: exitInvalid, msg: fmt.Sprintf("%v (%d records were ingested before it stopped; ingesting the same input again is safe)", fatal, sum.Ingested)}
+		}
+		return nil
+	}
 	conv := &converter{m: m}
 	for _, in := range o.inputs {
 		f, err := os.Open(in)
@@ -221,25 +271,20 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 				continue
 			}
 			seen[key] = rec.Pos.String()
-			res, err := pipe.Ingest(ctx, o.source, bundle)
-			if err != nil {
-				src.Close()
-				f.Close()
-				return &exitError{code: exitInvalid, msg: fmt.Sprintf("%s: %v", rec.Pos, err)}
-			}
-			sum.Ingested++
-			if res.Unroutable != "" {
-				sum.Unroutable++
-			} else {
-				sum.Routed++
-			}
-			sum.Enqueued += res.Enqueued
-			sum.Unchanged += res.Unchanged
-			for _, d := range res.Decisions {
-				if !d.Permitted() {
-					sum.Withheld++
+			batch = append(batch, pending{rec: rec, bundle: bundle})
+			if len(batch) == exchange.MaxGroup {
+				if err := flush(); err != nil {
+					src.Close()
+					f.Close()
+					return err
 				}
 			}
+		}
+		// A file's records are committed before the next file is opened.
+		if err := flush(); err != nil {
+			src.Close()
+			f.Close()
+			return err
 		}
 		src.Close()
 		f.Close()

@@ -101,6 +101,16 @@ func TestIngestWorkerReferrals(t *testing.T) {
 	if json.Unmarshal([]byte(out), &sum) != nil || sum.Enqueued != 0 || sum.Unchanged != 3 {
 		t.Errorf("re-ingest summary %+v", sum)
 	}
+	// The same records from another partner: each is refused (its ids
+	// are ngo-harbour's) and goes to the rejects file; nothing is written.
+	foreign := filepath.Join(t.TempDir(), "foreign.ndjson")
+	code, out, errOut = runCmd(t, "", "ingest", "--config", cfg, "--database", db, "--mapping", "ngo-referral-csv", "--source", "community-garden", "--rejects", foreign, "--json", csvFile)
+	if code != 1 || json.Unmarshal([]byte(out), &sum) != nil || sum.Ingested != 0 || sum.Rejected != 6 || sum.Enqueued != 0 {
+		t.Errorf("ingest from another source: exit %d, summary %+v\n%s", code, sum, errOut)
+	}
+	if data, err := os.ReadFile(foreign); err != nil || strings.Count(string(data), "another source sent") != 4 {
+		t.Errorf("rejects of the other source's ingest (%v):\n%s", err, data)
+	}
 	if code, _, errOut := runCmd(t, "", "ingest", "--config", cfg, "--database", db, "--mapping", "ngo-referral-csv", "--source", "nobody", csvFile); code != 2 || !strings.Contains(errOut, `--source "nobody" is not a partner`) {
 		t.Errorf("unknown source: exit %d %s", code, errOut)
 	}

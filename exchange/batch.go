@@ -1,0 +1,257 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// MaxGroup is the most referrals IngestBatch commits in one transaction.
+const MaxGroup = 256
+
+// IngestBatch ingests bundles, all from source, as Ingest ingests each of
+// them in order, with the same results, but in far fewer transactions
+// (group commit): referrals are taken in groups of up to MaxGroup that
+// share no resource and no patient, the work that needs no lock
+// (labelling, routing, deciding, encoding) is done for a whole group on
+// every core, and the group is written in one transaction.
+//
+// Why the results are those of one-by-one ingests: what Ingest reads
+// before its transaction (the patient's consents, the stored Tasks) is
+// only ever written by a referral with the same patient or the same
+// resources, and a group holds no two such referrals: the one that would
+// join a group holding its patient or one of its resources starts the
+// next group, after the first is committed. Open referrals, when a
+// candidate has a capacity, are counted as Ingest counts them, plus the
+// new Tasks of the group's earlier referrals. The guard still runs in the
+// transaction, for each referral.
+//
+// results[i] and errs[i] are bundle i's. A referral that cannot be
+// ingested (an invalid bundle, ErrForeignReferral) fails alone; the rest
+// go on. When a group's transaction fails, its referrals are written again
+// one transaction each, so that a failure takes only its own referral with
+// it. Nothing of a failed referral is written.
+func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rpb.Bundle) ([]IngestResult, []error) {
+	results := make([]IngestResult, len(bundles))
+	errs := make([]error, len(bundles))
+	var group []int
+	seen := map[string]bool{}
+	flush := func() {
+		if len(group) > 0 {
+			p.ingestGroup(ctx, source, bundles, group, results, errs)
+		}
+		group = group[:0]
+		clear(seen)
+	}
+	for i, b := range bundles {
+		fp := footprint(b)
+		if len(group) == MaxGroup || overlaps(seen, fp) {
+			flush()
+		}
+		for _, k := range fp {
+			seen[k] = true
+		}
+		group = append(group, i)
+	}
+	flush()
+	return results, errs
+}
+
+// footprint is what a referral's ingest reads or writes that another
+// referral's could too: its resources (by Type/id) and its patient.
+func footprint(b *rpb.Bundle) []string {
+	keys := make([]string, 0, len(b.GetEntry())+1)
+	for _, e := range b.GetEntry() {
+		if r := e.GetResource(); r != nil {
+			keys = append(keys, fhir.TypeOf(r)+"/"+fhir.IDOf(r))
+		}
+	}
+	if pt := patientRef(b); pt != "" {
+		keys = append(keys, "patient "+pt)
+	}
+	return keys
+}
+
+func overlaps(seen map[string]bool, keys []string) bool {
+	for _, k := range keys {
+		if seen[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// ingestGroup ingests the bundles at idx, which share no resource and no
+// patient, with one transaction.
+func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rpb.Bundle, idx []int, results []IngestResult, errs []error) {
+	plans := make([]*ingestPlan, len(idx))
+	parallel(len(idx), func(j int) {
+		pl, err := p.label(source, bundles[idx[j]])
+		plans[j] = pl
+		if err != nil {
+			errs[idx[j]] = err
+		}
+	})
+	// Placing is done in order: with capacities, each referral counts the
+	// open referrals the group's earlier ones add.
+	added := map[string]int{}
+	for j, pl := range plans {
+		if errs[idx[j]] != nil {
+			continue
+		}
+		if !pl.capacity() {
+			pl.place(p.Config.Routing, nil)
+			continue
+		}
+		open, err := p.Store.OpenReferrals(ctx, pl.ownTasks()...)
+		if err != nil {
+			errs[idx[j]] = err
+			continue
+		}
+		for owner, n := range added {
+			open[owner] += n
+		}
+		pl.place(p.Config.Routing, open)
+		if err := p.countNewTasks(ctx, pl, added); err != nil {
+			errs[idx[j]] = err
+		}
+	}
+	parallel(len(idx), func(j int) {
+		if errs[idx[j]] != nil {
+			return
+		}
+		if err := p.decide(ctx, plans[j], p.now()); err != nil {
+			errs[idx[j]] = err
+		}
+	})
+
+	var done []int // the plans written by the transaction
+	err := p.Store.WithTx(ctx, func(tx *store.Tx) error {
+		done = done[:0]
+		for j, pl := range plans {
+			if errs[idx[j]] != nil {
+				continue
+			}
+			kept, err := p.guard(ctx, tx, pl.rows, source)
+			if errors.Is(err, ErrForeignReferral) {
+				// Refused before anything of it was written: the rest go on.
+				errs[idx[j]] = fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := p.write(ctx, tx, pl, kept); err != nil {
+				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+			}
+			done = append(done, j)
+		}
+		return nil
+	})
+	if err != nil {
+		// One transaction each, so that the failure stays with its referral.
+		for j, pl := range plans {
+			if errs[idx[j]] != nil {
+				continue
+			}
+			errs[idx[j]] = p.Store.WithTx(ctx, func(tx *store.Tx) error {
+				kept, err := p.guard(ctx, tx, pl.rows, source)
+				if err != nil {
+					return err
+				}
+				return p.write(ctx, tx, pl, kept)
+			})
+			if errs[idx[j]] != nil {
+				errs[idx[j]] = fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, errs[idx[j]])
+				continue
+			}
+			results[idx[j]] = pl.res
+			p.ingested(ctx, pl)
+		}
+		return
+	}
+	for _, j := range done {
+		results[idx[j]] = plans[j].res
+		p.ingested(ctx, plans[j])
+	}
+}
+
+// countNewTasks adds to added, by owner reference, the open Tasks the
+// placed referral will write that are not stored yet: once written they
+// count against the capacity of their owners for the referrals after it,
+// as OpenReferrals counts them. (A stored Task is kept as it is, and is
+// counted already.)
+func (p *Pipeline) countNewTasks(ctx context.Context, pl *ingestPlan, added map[string]int) error {
+	for _, e := range pl.labelled.GetEntry() {
+		t := e.GetResource().GetTask()
+		if t == nil || t.GetId().GetValue() == "" {
+			continue
+		}
+		sf := fhir.SearchFieldsOf(t)
+		if !store.IsOpenTaskStatus(sf.Status) {
+			continue
+		}
+		// What retarget makes of it: the first target's Task is this one,
+		// owned by the target; a later target gets one of its own. An
+		// unroutable referral keeps its Task as the source sent it.
+		type task struct{ id, owner string }
+		tasks := []task{{t.GetId().GetValue(), sf.Owner}}
+		if len(pl.placed.Routes) > 0 {
+			tasks = tasks[:0]
+			for i, r := range pl.placed.Routes {
+				id := t.GetId().GetValue()
+				if i > 0 {
+					id = fhir.NewID("pathway-route", id, r.Partner)
+				}
+				tasks = append(tasks, task{id, "Organization/" + r.Partner})
+			}
+		}
+		for _, tk := range tasks {
+			if tk.owner == "" {
+				continue
+			}
+			_, err := p.Store.Get(ctx, "Task", tk.id)
+			if errors.Is(err, store.ErrNotFound) {
+				added[tk.owner]++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parallel calls fn(0) to fn(n-1) on as many goroutines as there are
+// cores, and returns when all have returned.
+func parallel(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}

@@ -1,0 +1,231 @@
+package exchange
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/pathway-fhir/pathway/store"
+)
+
+// batchInputs are referrals that exercise what IngestBatch must keep as
+// one-by-one ingests have it: pairs of referrals of one client (the second
+// reads the first's consent), a record sent twice in the batch, and more
+// referrals than the clinic's capacity.
+func batchInputs(t *testing.T) []*rpb.Bundle {
+	br := newBenchRecords(t)
+	var out []*rpb.Bundle
+	for i := range 24 {
+		out = append(out, br.convertAs(t, i, fmt.Sprintf("BT-%d", i), fmt.Sprintf("CT-%d", i/2)))
+	}
+	// The same record again, in the same batch: a re-ingest.
+	out = append(out, br.convertAs(t, 5, "BT-5", "CT-2"))
+	for i := 24; i < 30; i++ {
+		out = append(out, br.convertAs(t, i, fmt.Sprintf("BT-%d", i), fmt.Sprintf("CT-%d", i)))
+	}
+	return out
+}
+
+// storeState is everything an ingest leaves in a store, without the
+// outbox ids and times (which only depend on the order of writes).
+func storeState(t *testing.T, s *store.Store) []string {
+	t.Helper()
+	ctx := t.Context()
+	var out []string
+	n, err := s.Count(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, fmt.Sprintf("%d resources", n))
+	for _, typ := range []string{"Patient", "ServiceRequest", "Consent", "Task", "Observation", "Flag", "QuestionnaireResponse", "RelatedPerson", "Bundle", "Basic", "Communication", "Practitioner", "Organization"} {
+		rs, err := s.Search(ctx, store.Query{Type: typ, Limit: store.MaxSearchLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			out = append(out, fmt.Sprintf("%s v%d %x source=%s status=%s owner=%s requester=%s patient=%s", r.Ref(), r.Version, r.Hash[:6], r.Source, r.Status, r.Owner, r.Requester, r.Patient))
+		}
+	}
+	ms, err := s.Messages(ctx, store.MessageQuery{Limit: store.MaxSearchLimit, WithPayload: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("message %s to %s for %s (%s) %x", m.Key, m.Partner, m.Purpose, m.Kind, sha256.Sum256(m.Payload)))
+	}
+	rts, err := s.Routings(ctx, false, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	un, err := s.Routings(ctx, true, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(rts, un...) {
+		out = append(out, fmt.Sprintf("routing %s risk=%s targets=%v unroutable=%v %s", r.ServiceRequest, r.Risk, r.Targets, r.Unroutable, r.Reason))
+	}
+	var entries []string
+	if err := s.ScanAudit(ctx, store.AuditScan{}, func(r store.AuditRecord) error {
+		entries = append(entries, fmt.Sprintf("audit %s %s %x", r.EntryID, r.Kind, sha256.Sum256(r.Data)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The log's order follows the order of the writes, which is the same;
+	// its entries are compared as a set and its size is checked.
+	slices.Sort(entries)
+	out = append(out, entries...)
+	slices.Sort(out)
+	return out
+}
+
+func resultLine(r IngestResult) string {
+	var parts []string
+	for _, rt := range r.Routes {
+		parts = append(parts, fmt.Sprintf("%s urgent=%v", rt.Partner, rt.Urgent))
+	}
+	var decs []string
+	for p, d := range r.Decisions {
+		decs = append(decs, p+"="+string(d.Effect))
+	}
+	slices.Sort(decs)
+	return fmt.Sprintf("%s risk=%s routes=[%s] unroutable=%q decisions=%v enqueued=%d unchanged=%d",
+		r.ServiceRequest, r.Risk, strings.Join(parts, ", "), r.Unroutable, decs, r.Enqueued, r.Unchanged)
+}
+
+// TestIngestBatchMatchesOneByOne: IngestBatch leaves the store (resources
+// with their versions, outbox, routings, audit log) and returns the
+// results exactly as ingesting the same bundles one by one does, with the
+// clinic's capacity counted across the batch.
+func TestIngestBatchMatchesOneByOne(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			bundles := batchInputs(t)
+			run := func(batch bool) ([]string, []string) {
+				ph := newPipelineHarness(t, newURL(t))
+				ph.cfg.Partners["clinic-riverside"].Services.Capacity = 5
+				ph.pipe.Audit = &Auditor{Config: ph.cfg.Raw}
+				var lines []string
+				if batch {
+					results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", bundles)
+					for i, err := range errs {
+						if err != nil {
+							t.Fatalf("bundle %d: %v", i, err)
+						}
+						lines = append(lines, resultLine(results[i]))
+					}
+				} else {
+					for _, b := range bundles {
+						res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+						if err != nil {
+							t.Fatal(err)
+						}
+						lines = append(lines, resultLine(res))
+					}
+				}
+				return lines, storeState(t, ph.store)
+			}
+			oneResults, oneState := run(false)
+			batchResults, batchState := run(true)
+			if d := diffLines(oneResults, batchResults); d != "" {
+				t.Errorf("results differ (one by one -, batch +):\n%s", d)
+			}
+			if d := diffLines(oneState, batchState); d != "" {
+				t.Errorf("store differs (one by one -, batch +):\n%s", d)
+			}
+			// The inputs did exercise what they are meant to.
+			full, reingest := 0, false
+			for _, l := range oneResults {
+				if strings.Contains(l, "unchanged=") && !strings.Contains(l, "unchanged=0") {
+					reingest = true
+				}
+				if !strings.Contains(l, "clinic-riverside") {
+					full++
+				}
+			}
+			if !reingest || full == 0 {
+				t.Errorf("inputs did not exercise a re-ingest (%v) and a full clinic (%d referrals elsewhere):\n%s", reingest, full, strings.Join(oneResults, "\n"))
+			}
+		})
+	}
+}
+
+// diffLines returns the lines only in a (-) and only in b (+).
+func diffLines(a, b []string) string {
+	var sb strings.Builder
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			sb.WriteString("- " + l + "\n")
+		}
+	}
+	for _, l := range b {
+		if !slices.Contains(a, l) {
+			sb.WriteString("+ " + l + "\n")
+		}
+	}
+	if len(a) != len(b) && sb.Len() == 0 {
+		fmt.Fprintf(&sb, "%d lines against %d\n", len(a), len(b))
+	}
+	return sb.String()
+}
+
+// TestIngestBatchRefusesOneAndGoesOn: a referral whose ids are another
+// source's is refused in the batch, with nothing of it written, and the
+// referrals around it are ingested.
+func TestIngestBatchRefusesOneAndGoesOn(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ph := newPipelineHarness(t, newURL(t))
+			br := newBenchRecords(t)
+			theirs := br.convertAs(t, 0, "BF-1", "CF-1")
+			if _, err := ph.pipe.Ingest(t.Context(), "community-garden", theirs); err != nil {
+				t.Fatal(err)
+			}
+			before := storeState(t, ph.store)
+			bundles := []*rpb.Bundle{br.convertAs(t, 1, "BF-2", "CF-2"), theirs, br.convertAs(t, 2, "BF-3", "CF-3")}
+			results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", bundles)
+			if !errors.Is(errs[1], ErrForeignReferral) {
+				t.Errorf("the other source's referral: %v, want ErrForeignReferral", errs[1])
+			}
+			for _, i := range []int{0, 2} {
+				if errs[i] != nil || len(results[i].Routes) == 0 || results[i].Enqueued == 0 {
+					t.Errorf("bundle %d: %v, %s; want ingested and enqueued", i, errs[i], resultLine(results[i]))
+				}
+			}
+			after := storeState(t, ph.store)
+			for _, l := range strings.Split(diffLines(before, after), "\n") {
+				if strings.HasPrefix(l, "- ") && !strings.HasSuffix(l, " resources") {
+					t.Errorf("the refused referral changed what was stored: %s", l)
+				}
+				if strings.Contains(l, "CF-1") {
+					t.Errorf("the refused referral wrote: %s", l)
+				}
+			}
+		})
+	}
+}
+
+// TestIngestBatchAfterCancel: a batch whose context is cancelled writes
+// nothing and says so for every referral.
+func TestIngestBatchAfterCancel(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	br := newBenchRecords(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	bundles := []*rpb.Bundle{br.convertAs(t, 1, "BC-1", "CC-1"), br.convertAs(t, 2, "BC-2", "CC-2")}
+	_, errs := ph.pipe.IngestBatch(ctx, "ngo-harbour", bundles)
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("bundle %d: %v, want context.Canceled", i, err)
+		}
+	}
+	if n, err := ph.store.Count(t.Context(), ""); err != nil || n != 0 {
+		t.Errorf("%d resources stored (%v), want none", n, err)
+	}
+}
