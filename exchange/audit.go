@@ -116,13 +116,24 @@ func keep(ctx context.Context, tx *store.Tx, typ, id, format, patient string, da
 
 // decisionEntry builds the entry of rec, keeping its inputs in tx.
 func (a *Auditor) decisionEntry(ctx context.Context, tx *store.Tx, rec DecisionRecord, prefix string) (audit.Entry, error) {
-	if len(a.Config) == 0 {
-		return audit.Entry{}, errors.New("audit: the configuration bytes are required to keep decisions re-derivable")
-	}
-	cfgIn, err := keep(ctx, tx, configType, configID, FormatConfig, "", a.Config)
+	cfgIn, err := a.keepConfig(ctx, tx)
 	if err != nil {
 		return audit.Entry{}, err
 	}
+	return a.decisionEntryWith(ctx, tx, rec, prefix, cfgIn)
+}
+
+// keepConfig keeps the configuration bytes as the decisions' input.
+func (a *Auditor) keepConfig(ctx context.Context, tx *store.Tx) (audit.Input, error) {
+	if len(a.Config) == 0 {
+		return audit.Input{}, errors.New("audit: the configuration bytes are required to keep decisions re-derivable")
+	}
+	return keep(ctx, tx, configType, configID, FormatConfig, "", a.Config)
+}
+
+// decisionEntryWith builds the entry of rec with the configuration kept
+// as cfgIn, keeping the decided bundle in tx.
+func (a *Auditor) decisionEntryWith(ctx context.Context, tx *store.Tx, rec DecisionRecord, prefix string, cfgIn audit.Input) (audit.Entry, error) {
 	bundleIn, err := keep(ctx, tx, "Bundle", rec.DecidedID, FormatJSON, rec.Patient, rec.Decided)
 	if err != nil {
 		return audit.Entry{}, err
@@ -154,14 +165,42 @@ func (a *Auditor) decisionEntry(ctx context.Context, tx *store.Tx, rec DecisionR
 // already logged (the same exchange, inputs and outcome: a re-ingest of
 // the same record) is not logged again.
 func (a *Auditor) Decided(ctx context.Context, tx *store.Tx, rec DecisionRecord) error {
-	e, err := a.decisionEntry(ctx, tx, rec, "d")
+	return a.DecidedAll(ctx, tx, []DecisionRecord{rec})
+}
+
+// DecidedAll logs ingest decisions in the ingest transaction as Decided
+// logs each of them in order, with one append for all: the configuration
+// is kept once, and the decisions already logged are left out.
+func (a *Auditor) DecidedAll(ctx context.Context, tx *store.Tx, recs []DecisionRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	cfgIn, err := a.keepConfig(ctx, tx)
 	if err != nil {
 		return err
 	}
-	_, err = audit.Append(ctx, tx, e)
-	if errors.Is(err, store.ErrAuditDuplicate) {
-		return nil
+	entries := make([]audit.Entry, 0, len(recs))
+	ids := make([]string, 0, len(recs))
+	for _, rec := range recs {
+		e, err := a.decisionEntryWith(ctx, tx, rec, "d", cfgIn)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, e)
+		ids = append(ids, e.ID)
 	}
+	logged, err := tx.LoggedAuditIDs(ctx, ids)
+	if err != nil {
+		return err
+	}
+	fresh := entries[:0]
+	for _, e := range entries {
+		if !logged[e.ID] {
+			logged[e.ID] = true // the same decision twice in recs is logged once
+			fresh = append(fresh, e)
+		}
+	}
+	_, err = audit.Append(ctx, tx, fresh...)
 	return err
 }
 

@@ -135,6 +135,7 @@ func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rp
 	var done []int // the plans written by the transaction
 	err := p.Store.WithTx(ctx, func(tx *store.Tx) error {
 		done = done[:0]
+		var decided []DecisionRecord
 		for j, pl := range plans {
 			if errs[idx[j]] != nil {
 				continue
@@ -148,12 +149,17 @@ func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rp
 			if err != nil {
 				return err
 			}
-			if err := p.write(ctx, tx, pl, kept); err != nil {
+			recs, err := p.write(ctx, tx, pl, kept)
+			if err != nil {
 				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
 			}
+			decided = append(decided, recs...)
 			done = append(done, j)
 		}
-		return nil
+		if p.Audit == nil {
+			return nil
+		}
+		return p.Audit.DecidedAll(ctx, tx, decided)
 	})
 	if err != nil {
 		// One transaction each, so that the failure stays with its referral.
@@ -161,13 +167,7 @@ func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rp
 			if errs[idx[j]] != nil {
 				continue
 			}
-			errs[idx[j]] = p.Store.WithTx(ctx, func(tx *store.Tx) error {
-				kept, err := p.guard(ctx, tx, pl.rows, source)
-				if err != nil {
-					return err
-				}
-				return p.write(ctx, tx, pl, kept)
-			})
+			errs[idx[j]] = p.Store.WithTx(ctx, func(tx *store.Tx) error { return p.writeOne(ctx, tx, pl) })
 			if errs[idx[j]] != nil {
 				errs[idx[j]] = fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, errs[idx[j]])
 				continue

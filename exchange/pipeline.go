@@ -103,13 +103,7 @@ func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (In
 	if err := p.decide(ctx, pl, p.now()); err != nil {
 		return pl.res, err
 	}
-	err = p.Store.WithTx(ctx, func(tx *store.Tx) error {
-		kept, err := p.guard(ctx, tx, pl.rows, source)
-		if err != nil {
-			return err
-		}
-		return p.write(ctx, tx, pl, kept)
-	})
+	err = p.Store.WithTx(ctx, func(tx *store.Tx) error { return p.writeOne(ctx, tx, pl) })
 	if err != nil {
 		return pl.res, fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
 	}
@@ -259,24 +253,25 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 }
 
 // write writes the referral's kept rows (what guard let through), its
-// routing, its audit entries and its outbox messages in tx.
-func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan, kept []store.Resource) error {
+// routing and its outbox messages in tx. With an audit log it returns the
+// decisions to log in tx (Auditor.DecidedAll), so that a group of
+// referrals logs its decisions with one append.
+func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan, kept []store.Resource) ([]DecisionRecord, error) {
 	if err := tx.PutBatch(ctx, kept); err != nil {
-		return err
+		return nil, err
 	}
 	if err := tx.PutRouting(ctx, pl.routing); err != nil {
-		return err
+		return nil, err
 	}
+	var decided []DecisionRecord
 	pl.res.Enqueued, pl.res.Unchanged = 0, 0
 	for _, s := range pl.sends {
 		if p.Audit != nil {
-			if err := p.Audit.Decided(ctx, tx, DecisionRecord{
+			decided = append(decided, DecisionRecord{
 				Exchange: exchangeID(s.key), ServiceRequest: pl.facts.ServiceRequest, Patient: pl.patient,
 				Partner: s.partner, Purpose: s.purpose, At: pl.now, Decision: s.decision,
 				Decided: s.decided, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
-			}); err != nil {
-				return err
-			}
+			})
 		}
 		if !s.decision.Permitted() {
 			continue
@@ -285,7 +280,7 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan, kept
 			Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if created {
 			pl.res.Enqueued++
@@ -293,7 +288,24 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan, kept
 			pl.res.Unchanged++
 		}
 	}
-	return nil
+	return decided, nil
+}
+
+// writeOne writes one referral in tx: its guard, its rows and the audit
+// entries of its decisions.
+func (p *Pipeline) writeOne(ctx context.Context, tx *store.Tx, pl *ingestPlan) error {
+	kept, err := p.guard(ctx, tx, pl.rows, pl.source)
+	if err != nil {
+		return err
+	}
+	decided, err := p.write(ctx, tx, pl, kept)
+	if err != nil {
+		return err
+	}
+	if p.Audit == nil {
+		return nil
+	}
+	return p.Audit.DecidedAll(ctx, tx, decided)
 }
 
 // ingested tells the audit log's checkpointer and the log that a referral
