@@ -135,26 +135,44 @@ func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rp
 	var done []int // the plans written by the transaction
 	err := p.Store.WithTx(ctx, func(tx *store.Tx) error {
 		done = done[:0]
-		var decided []DecisionRecord
+		// The group's referrals share no resource, so one read of the
+		// heads guards them all, and their rows go in one batch.
+		var keys []string
+		for j, pl := range plans {
+			if errs[idx[j]] == nil {
+				for _, r := range pl.rows {
+					keys = append(keys, r.Ref())
+				}
+			}
+		}
+		heads, err := tx.Heads(ctx, keys)
+		if err != nil {
+			return err
+		}
+		var rows []store.Resource
 		for j, pl := range plans {
 			if errs[idx[j]] != nil {
 				continue
 			}
-			kept, err := p.guard(ctx, tx, pl.rows, source)
-			if errors.Is(err, ErrForeignReferral) {
+			kept, err := guardHeads(heads, pl.rows, source)
+			if err != nil {
 				// Refused before anything of it was written: the rest go on.
 				errs[idx[j]] = fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
 				continue
 			}
+			rows = append(rows, kept...)
+			done = append(done, j)
+		}
+		if err := tx.PutBatch(ctx, rows); err != nil {
+			return err
+		}
+		var decided []DecisionRecord
+		for _, j := range done {
+			recs, err := p.write(ctx, tx, plans[j])
 			if err != nil {
-				return err
-			}
-			recs, err := p.write(ctx, tx, pl, kept)
-			if err != nil {
-				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+				return fmt.Errorf("ingesting %s: %w", plans[j].facts.ServiceRequest, err)
 			}
 			decided = append(decided, recs...)
-			done = append(done, j)
 		}
 		if p.Audit == nil {
 			return nil

@@ -252,14 +252,11 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 	return nil
 }
 
-// write writes the referral's kept rows (what guard let through), its
-// routing and its outbox messages in tx. With an audit log it returns the
+// write writes the referral's routing and its outbox messages in tx,
+// after its rows (what guard let through). With an audit log it returns the
 // decisions to log in tx (Auditor.DecidedAll), so that a group of
 // referrals logs its decisions with one append.
-func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan, kept []store.Resource) ([]DecisionRecord, error) {
-	if err := tx.PutBatch(ctx, kept); err != nil {
-		return nil, err
-	}
+func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan) ([]DecisionRecord, error) {
 	if err := tx.PutRouting(ctx, pl.routing); err != nil {
 		return nil, err
 	}
@@ -298,7 +295,10 @@ func (p *Pipeline) writeOne(ctx context.Context, tx *store.Tx, pl *ingestPlan) e
 	if err != nil {
 		return err
 	}
-	decided, err := p.write(ctx, tx, pl, kept)
+	if err := tx.PutBatch(ctx, kept); err != nil {
+		return err
+	}
+	decided, err := p.write(ctx, tx, pl)
 	if err != nil {
 		return err
 	}
@@ -343,6 +343,11 @@ func (p *Pipeline) guard(ctx context.Context, tx *store.Tx, rows []store.Resourc
 	if err != nil {
 		return nil, err
 	}
+	return guardHeads(heads, rows, source)
+}
+
+// guardHeads is guard with the stored heads of the rows read.
+func guardHeads(heads map[string]store.Head, rows []store.Resource, source string) ([]store.Resource, error) {
 	kept := make([]store.Resource, 0, len(rows))
 	for _, r := range rows {
 		cur, ok := heads[r.Ref()]

@@ -2,7 +2,10 @@ package fhir
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -112,4 +115,81 @@ func TestMarshalBinaryDeterministic(t *testing.T) {
 	if _, err := UnmarshalBinary([]byte("not proto")); err == nil {
 		t.Error("garbage must not decode")
 	}
+}
+
+// TestTransactionResourcesFastWalk: the plans' reference walk rewrites
+// exactly what the reflective walk rewrites, on every Bundle of the corpus
+// (make corpus: the whole shared corpus) and the demo's.
+func TestTransactionResourcesFastWalk(t *testing.T) {
+	var bundles []*rpb.Bundle
+	bundles = append(bundles, demoBundle(t))
+	// The mappings' goldens are the bundles ingest stores, full of urn:uuid
+	// references.
+	for _, dir := range append(corpusDirs(t), "../testdata/mappings/golden") {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(path, ".rejects.ndjson") {
+				return err
+			}
+			var docs [][]byte
+			switch filepath.Ext(path) {
+			case ".json":
+				data, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, data)
+			case ".ndjson":
+				data, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				docs = bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+			}
+			for _, data := range docs {
+				if r := Parse(data); r.Valid() && r.Resource.GetBundle() != nil {
+					bundles = append(bundles, r.Resource.GetBundle())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewritten := 0
+	for i, b := range bundles {
+		fast, err := TransactionResources(b)
+		if err != nil {
+			continue // an entry without an id: not a transaction Pathway takes
+		}
+		// The reflective walk alone, as TransactionResources did before.
+		byURL := map[string]*Reference{}
+		for _, e := range b.GetEntry() {
+			if e.GetResource() != nil && e.GetFullUrl().GetValue() != "" {
+				byURL[e.GetFullUrl().GetValue()] = Ref(TypeOf(e.GetResource()), IDOf(e.GetResource()))
+			}
+		}
+		var inputs []*ContainedResource
+		for _, e := range b.GetEntry() {
+			if e.GetResource() != nil {
+				inputs = append(inputs, e.GetResource())
+			}
+		}
+		for j, cr := range fast {
+			slow := proto.Clone(inputs[j]).(*ContainedResource)
+			walkReferences(Unwrap(slow).ProtoReflect(), "", func(_ string, ref *Reference) {
+				if target, ok := byURL[ref.GetUri().GetValue()]; ok {
+					ref.Reference = proto.Clone(target).(*Reference).Reference
+					rewritten++
+				}
+			})
+			if !proto.Equal(cr, slow) {
+				t.Errorf("bundle %d entry %d (%s): the fast walk's rewrite differs from the reflective walk's", i, j, Key(Unwrap(cr)))
+			}
+		}
+	}
+	if len(bundles) < 2 || rewritten == 0 {
+		t.Fatalf("%d bundles, %d references rewritten: the test checked nothing", len(bundles), rewritten)
+	}
+	t.Logf("%d bundles, %d references rewritten", len(bundles), rewritten)
 }

@@ -31,12 +31,19 @@ func TransactionResources(b *rpb.Bundle) ([]*ContainedResource, error) {
 		}
 		out = append(out, proto.Clone(e.GetResource()).(*ContainedResource))
 	}
+	rewrite := func(ref *Reference) {
+		if target, ok := byURL[ref.GetUri().GetValue()]; ok {
+			ref.Reference = proto.Clone(target).(*Reference).Reference
+		}
+	}
 	for i, cr := range out {
-		walkReferences(Unwrap(cr).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) {
-			if target, ok := byURL[ref.GetUri().GetValue()]; ok {
-				ref.Reference = proto.Clone(target).(*Reference).Reference
-			}
-		})
+		// The plans' walk first; a type they cannot describe takes the
+		// reflective walk (which finds the references the first one did
+		// not rewrite: a rewritten one no longer matches).
+		if refsOK(cr, func(ref *Reference, _ []string) bool { rewrite(ref); return true }) {
+			continue
+		}
+		walkReferences(Unwrap(cr).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) { rewrite(ref) })
 	}
 	return out, nil
 }
