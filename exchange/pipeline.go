@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -131,11 +132,11 @@ type ingestPlan struct {
 	res      IngestResult
 }
 
-// send is what goes to one target: its own copy with the Task addressed
-// to it, the decision and, when permitted or audited, the bytes decided on.
+// send is what goes to one target: the decision and, when permitted or
+// audited, the bytes decided on (its own copy, with the Task addressed to
+// it).
 type send struct {
 	partner, purpose string
-	bundle           *rpb.Bundle
 	decided          []byte // the bundle decided on, as sent to the outbox
 	key              string
 	decision         policy.Decision
@@ -227,7 +228,7 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 		req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
 		_, dec := p.Engine.Filter(req, copyFor, stored...)
 		pl.res.Decisions[r.Partner] = dec
-		s := send{partner: r.Partner, purpose: purpose, bundle: copyFor, decision: dec}
+		s := send{partner: r.Partner, purpose: purpose, decision: dec}
 		if dec.Permitted() || p.Audit != nil {
 			if s.decided, err = fhir.Marshal(copyFor); err != nil {
 				return fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
@@ -589,12 +590,15 @@ func ownTaskIDs(b *rpb.Bundle, cands []Candidate) []string {
 // Task of its own (a new deterministic id) owned by it. urgent raises the
 // Task's priority.
 func retarget(b *rpb.Bundle, partner string, first, urgent bool) *rpb.Bundle {
-	out := proto.Clone(b).(*rpb.Bundle)
-	for _, e := range out.GetEntry() {
-		t := e.GetResource().GetTask()
-		if t == nil {
+	out := shallowBundle(b)
+	for i, e := range out.GetEntry() {
+		if e.GetResource().GetTask() == nil {
 			continue
 		}
+		// Only the Task changes: it alone is copied.
+		e = proto.Clone(e).(*rpb.Bundle_Entry)
+		out.Entry[i] = e
+		t := e.GetResource().GetTask()
 		owner := fhir.Ref("Organization", partner)
 		if !first || t.GetOwner().GetOrganizationId().GetValue() != partner {
 			if !first {
@@ -614,6 +618,19 @@ func retarget(b *rpb.Bundle, partner string, first, urgent bool) *rpb.Bundle {
 	return out
 }
 
+// shallowBundle returns a new Bundle holding b's elements and entries
+// (shared, not copied) in a slice of its own: a copy whose entries can be
+// replaced or dropped without touching b. Nothing the pipeline does after
+// labelling changes a shared entry (policy.Filter leaves its input as it
+// is; TransactionResources and fhir.Marshal copy what they change).
+func shallowBundle(b *rpb.Bundle) *rpb.Bundle {
+	return &rpb.Bundle{
+		Id: b.Id, Meta: b.Meta, ImplicitRules: b.ImplicitRules, Language: b.Language,
+		Identifier: b.Identifier, Type: b.Type, Timestamp: b.Timestamp, Total: b.Total,
+		Link: b.Link, Entry: slices.Clone(b.Entry), Signature: b.Signature,
+	}
+}
+
 // higherPriority reports whether an existing priority is already urgent or above.
 func higherPriority(enum string) bool {
 	switch enum {
@@ -626,7 +643,7 @@ func higherPriority(enum string) bool {
 // withTaskOf returns b with the Task of other added (an extra target's
 // own Task), for storing.
 func withTaskOf(b, other *rpb.Bundle) *rpb.Bundle {
-	out := proto.Clone(b).(*rpb.Bundle)
+	out := shallowBundle(b)
 	for _, e := range other.GetEntry() {
 		if e.GetResource().GetTask() != nil {
 			out.Entry = append(out.Entry, proto.Clone(e).(*rpb.Bundle_Entry))

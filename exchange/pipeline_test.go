@@ -353,3 +353,44 @@ func TestReingestDoesNotResendAMovedTask(t *testing.T) {
 		t.Errorf("the re-sent referral carries the moved Task or lacks the change: %s", last.Payload)
 	}
 }
+
+// TestShallowBundleHoldsEveryField: shallowBundle's copy is the bundle,
+// for a bundle with every element of Bundle set (a field google/fhir adds
+// and shallowBundle misses would fail here), and retarget leaves its input
+// as it was.
+func TestShallowBundleHoldsEveryField(t *testing.T) {
+	b := sampleBundles(t)["R-2026-0101"]
+	full := proto.Clone(b).(*rpb.Bundle)
+	m := full.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if m.Has(fd) {
+			continue
+		}
+		// Set the element from a populated message of its type: enough
+		// for Has, which is all the comparison needs.
+		if fd.IsList() {
+			l := m.Mutable(fd).List()
+			l.Append(l.NewElement())
+		} else {
+			m.Set(fd, m.NewField(fd))
+		}
+	}
+	for i := range fields.Len() {
+		if !m.Has(fields.Get(i)) {
+			t.Fatalf("Bundle.%s could not be set", fields.Get(i).Name())
+		}
+	}
+	if got := shallowBundle(full); !proto.Equal(got, full) {
+		t.Errorf("shallowBundle lost elements of the bundle")
+	}
+	before := proto.Clone(b)
+	out := retarget(b, "community-garden", false, true)
+	if !proto.Equal(b, before) {
+		t.Errorf("retarget changed its input")
+	}
+	if proto.Equal(out, b) {
+		t.Errorf("retarget for a second target made no Task of its own")
+	}
+}
