@@ -97,8 +97,8 @@ func (b *postgresBackend) close() error {
 
 // postgresUpsertMany writes rs with one statement per postgresBatchRows rows,
 // each passing its columns as arrays to unnest: one statement text whatever
-// the batch size. The history trigger records the written rows in one
-// INSERT ... SELECT per statement.
+// the batch size. The history trigger keeps the versions the statement
+// replaces in one INSERT ... SELECT per statement.
 func (s *Store) postgresUpsertMany(ctx context.Context, q querier, rs []Resource, at time.Time) error {
 	const query = `INSERT INTO resources (` + resourceColumns + `)
 SELECT t.resource_type, t.id, 1, $1, t.source, t.format, t.data, t.hash, t.patient, t.status, t.owner, t.requester

@@ -221,7 +221,11 @@ func newStatements(d Dialect) *statements {
 VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+upsertTail+`
 RETURNING version`),
 		get:        rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ?`),
-		getVersion: rebind(d, `SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id = ? AND version = ?`),
+		// The current version is in resources, the ones before it in
+		// resource_history (migration 00007).
+		getVersion: rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ? AND version = ?
+UNION ALL
+SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id = ? AND version = ?`),
 		count:      rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
 		countAll:   `SELECT count(*) FROM resources`,
 	}
@@ -358,7 +362,7 @@ func (s *Store) getVersion(ctx context.Context, q querier, resourceType, id stri
 	if version < 1 {
 		return Resource{}, fmt.Errorf("getting resource %s/%s version %d: %w", resourceType, id, version, ErrNotFound)
 	}
-	r, err := s.queryOne(ctx, q, s.sql.getVersion, resourceType, id, version)
+	r, err := s.queryOne(ctx, q, s.sql.getVersion, resourceType, id, version, resourceType, id, version)
 	if err != nil {
 		return Resource{}, fmt.Errorf("getting resource %s/%s version %d: %w", resourceType, id, version, err)
 	}

@@ -117,7 +117,7 @@ func (b *sqliteBackend) begin(ctx context.Context) (txHandle, error) {
 func (b *sqliteBackend) close() error { return closeAll(b.read, b.write) }
 
 // sqliteUpsertMany writes rs with multi-row upserts of up to sqliteBatchRows
-// rows. The history trigger records each written row.
+// rows. The history trigger keeps each version a row replaces.
 func (s *Store) sqliteUpsertMany(ctx context.Context, q querier, rs []Resource) error {
 	for len(rs) > 0 {
 		n := min(len(rs), sqliteBatchRows)
