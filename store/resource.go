@@ -220,14 +220,14 @@ func newStatements(d Dialect) *statements {
 		upsert: rebind(d, `INSERT INTO resources (`+resourceColumns+`)
 VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+upsertTail+`
 RETURNING version`),
-		get:        rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ?`),
+		get: rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ?`),
 		// The current version is in resources, the ones before it in
 		// resource_history (migration 00007).
 		getVersion: rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ? AND version = ?
 UNION ALL
 SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id = ? AND version = ?`),
-		count:      rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
-		countAll:   `SELECT count(*) FROM resources`,
+		count:    rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
+		countAll: `SELECT count(*) FROM resources`,
 	}
 }
 
