@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -21,16 +22,19 @@ const MaxGroup = 256
 // (group commit): referrals are taken in groups of up to MaxGroup that
 // share no resource and no patient, the work that needs no lock
 // (labelling, routing, deciding, encoding) is done for a whole group on
-// every core, and the group is written in one transaction.
+// every core, and the group is written in one transaction, while the next
+// group is being prepared.
 //
 // Why the results are those of one-by-one ingests: what Ingest reads
 // before its transaction (the patient's consents, the stored Tasks) is
 // only ever written by a referral with the same patient or the same
-// resources, and a group holds no two such referrals: the one that would
-// join a group holding its patient or one of its resources starts the
-// next group, after the first is committed. Open referrals, when a
-// candidate has a capacity, are counted as Ingest counts them, plus the
-// new Tasks of the group's earlier referrals. The guard still runs in the
+// resources. A group holds no two such referrals: the one that would join
+// a group holding its patient or one of its resources starts the next
+// group. And a group is prepared while the one before it is written only
+// when the two share nothing either; otherwise it waits for that commit.
+// Open referrals, when a candidate has a capacity, are counted as Ingest
+// counts them, after the group before is committed, plus the new Tasks
+// of the group's earlier referrals. The guard still runs in the
 // transaction, for each referral.
 //
 // results[i] and errs[i] are bundle i's. A referral that cannot be
@@ -41,27 +45,63 @@ const MaxGroup = 256
 func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rpb.Bundle) ([]IngestResult, []error) {
 	results := make([]IngestResult, len(bundles))
 	errs := make([]error, len(bundles))
-	var group []int
-	seen := map[string]bool{}
+	var (
+		group    []int
+		seen     = map[string]bool{} // the footprint of group
+		prevSeen = map[string]bool{} // and of the group before it
+		after    bool                // group shares something with the group before it
+		writing  chan struct{}       // closed when the group before is committed
+	)
+	wait := func() {
+		if writing != nil {
+			<-writing
+		}
+	}
 	flush := func() {
 		if len(group) > 0 {
-			p.ingestGroup(ctx, source, bundles, group, results, errs)
+			idx := slices.Clone(group)
+			if after {
+				wait()
+			}
+			plans := p.prepareGroup(ctx, source, bundles, idx, errs, wait)
+			wait()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				p.writeGroup(ctx, source, idx, plans, results, errs)
+			}()
+			writing = done
 		}
 		group = group[:0]
+		seen, prevSeen = prevSeen, seen
 		clear(seen)
+		after = false
 	}
 	for i, b := range bundles {
 		fp := footprint(b)
-		if len(group) == MaxGroup || overlaps(seen, fp) {
+		if len(group) == p.groupSize() || overlaps(seen, fp) {
 			flush()
 		}
 		for _, k := range fp {
 			seen[k] = true
 		}
+		after = after || overlaps(prevSeen, fp)
 		group = append(group, i)
 	}
 	flush()
+	wait()
 	return results, errs
+}
+
+// testHookWriteGroup, when set by a test, runs before each group's write:
+// a slow write shows whether the next group waits for it when it must.
+var testHookWriteGroup func()
+
+func (p *Pipeline) groupSize() int {
+	if p.GroupSize > 0 {
+		return p.GroupSize
+	}
+	return MaxGroup
 }
 
 // footprint is what a referral's ingest reads or writes that another
@@ -88,9 +128,11 @@ func overlaps(seen map[string]bool, keys []string) bool {
 	return false
 }
 
-// ingestGroup ingests the bundles at idx, which share no resource and no
-// patient, with one transaction.
-func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rpb.Bundle, idx []int, results []IngestResult, errs []error) {
+// prepareGroup labels, places and decides the bundles at idx, which
+// share no resource and no patient, without writing. committed waits for
+// the group before to be committed: placing with capacities counts open
+// referrals in the store.
+func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*rpb.Bundle, idx []int, errs []error, committed func()) []*ingestPlan {
 	plans := make([]*ingestPlan, len(idx))
 	parallel(len(idx), func(j int) {
 		pl, err := p.label(source, bundles[idx[j]])
@@ -110,6 +152,7 @@ func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rp
 			pl.place(p.Config.Routing, nil)
 			continue
 		}
+		committed()
 		open, err := p.Store.OpenReferrals(ctx, pl.ownTasks()...)
 		if err != nil {
 			errs[idx[j]] = err
@@ -131,7 +174,15 @@ func (p *Pipeline) ingestGroup(ctx context.Context, source string, bundles []*rp
 			errs[idx[j]] = err
 		}
 	})
+	return plans
+}
 
+// writeGroup writes the prepared plans of the bundles at idx in one
+// transaction, or, when it fails, one transaction each.
+func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, plans []*ingestPlan, results []IngestResult, errs []error) {
+	if testHookWriteGroup != nil {
+		testHookWriteGroup()
+	}
 	var done []int // the plans written by the transaction
 	err := p.Store.WithTx(ctx, func(tx *store.Tx) error {
 		done = done[:0]

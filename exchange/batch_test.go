@@ -8,28 +8,55 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 
+	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
 )
 
 // batchInputs are referrals that exercise what IngestBatch must keep as
-// one-by-one ingests have it: pairs of referrals of one client (the second
-// reads the first's consent), a record sent twice in the batch, and more
-// referrals than the clinic's capacity.
+// one-by-one ingests have it: two referrals of each of twelve clients (the
+// second reads the first's consent), two of them next to each other, a
+// record sent twice in the batch, and more referrals than the clinic's
+// capacity.
 func batchInputs(t *testing.T) []*rpb.Bundle {
 	br := newBenchRecords(t)
 	var out []*rpb.Bundle
 	for i := range 24 {
-		out = append(out, br.convertAs(t, i, fmt.Sprintf("BT-%d", i), fmt.Sprintf("CT-%d", i/2)))
+		out = append(out, br.convertAs(t, i, fmt.Sprintf("BT-%d", i), fmt.Sprintf("CT-%d", i%12)))
 	}
+	out = append(out, br.convertAs(t, 30, "BT-30", "CT-30"), br.convertAs(t, 31, "BT-31", "CT-30"))
+	// Two referrals of one Patient (as a clinic's FHIR intake sends them):
+	// the second decides with the first's consent too.
+	first := br.convertAs(t, 40, "BT-40", "CT-40")
+	out = append(out, first, samePatient(t, br.convertAs(t, 41, "BT-41", "CT-40"), first))
 	// The same record again, in the same batch: a re-ingest.
-	out = append(out, br.convertAs(t, 5, "BT-5", "CT-2"))
+	out = append(out, br.convertAs(t, 5, "BT-5", "CT-5"))
 	for i := 24; i < 30; i++ {
 		out = append(out, br.convertAs(t, i, fmt.Sprintf("BT-%d", i), fmt.Sprintf("CT-%d", i)))
 	}
 	return out
+}
+
+// samePatient returns b with its Patient's id (and every reference to
+// it) that of other's Patient.
+func samePatient(t *testing.T, b, other *rpb.Bundle) *rpb.Bundle {
+	t.Helper()
+	from, to := strings.TrimPrefix(patientRef(b), "Patient/"), strings.TrimPrefix(patientRef(other), "Patient/")
+	data, err := fhir.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := fhir.Parse([]byte(strings.ReplaceAll(string(data), from, to)))
+	if !r.Valid() {
+		t.Fatalf("bundle with the other Patient: %v", r.Issues.Errors())
+	}
+	if patientRef(r.Resource.GetBundle()) != patientRef(other) {
+		t.Fatal("the Patient was not replaced")
+	}
+	return r.Resource.GetBundle()
 }
 
 // storeState is everything an ingest leaves in a store, without the
@@ -102,57 +129,78 @@ func resultLine(r IngestResult) string {
 // TestIngestBatchMatchesOneByOne: IngestBatch leaves the store (resources
 // with their versions, outbox, routings, audit log) and returns the
 // results exactly as ingesting the same bundles one by one does, with the
-// clinic's capacity counted across the batch.
+// clinic's capacity counted across the batch, with groups cut by shared
+// clients only and with groups of three (most of them prepared while the
+// one before is written).
 func TestIngestBatchMatchesOneByOne(t *testing.T) {
 	for name, newURL := range storeURLs(t) {
-		t.Run(name, func(t *testing.T) {
-			bundles := batchInputs(t)
-			run := func(batch bool) ([]string, []string) {
-				ph := newPipelineHarness(t, newURL(t))
-				ph.cfg.Partners["clinic-riverside"].Services.Capacity = 5
-				ph.pipe.Audit = &Auditor{Config: ph.cfg.Raw}
-				var lines []string
-				if batch {
-					results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", bundles)
-					for i, err := range errs {
-						if err != nil {
-							t.Fatalf("bundle %d: %v", i, err)
-						}
-						lines = append(lines, resultLine(results[i]))
-					}
-				} else {
-					for _, b := range bundles {
-						res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
-						if err != nil {
-							t.Fatal(err)
-						}
-						lines = append(lines, resultLine(res))
-					}
+		// With a capacity, each group is placed after the one before is
+		// committed; without, groups of three are prepared while the one
+		// before is written.
+		for _, c := range []struct{ size, capacity int }{{0, 5}, {3, 5}, {3, 0}} {
+			t.Run(fmt.Sprintf("%s/group=%d/capacity=%d", name, c.size, c.capacity), func(t *testing.T) {
+				testIngestBatchMatches(t, newURL, c.size, c.capacity)
+			})
+		}
+	}
+}
+
+func testIngestBatchMatches(t *testing.T, newURL func(t *testing.T) string, size, capacity int) {
+	// Writes are slow, so that a group prepared before the one it depends
+	// on is committed would read too early, and differ.
+	testHookWriteGroup = func() { time.Sleep(20 * time.Millisecond) }
+	t.Cleanup(func() { testHookWriteGroup = nil })
+	bundles := batchInputs(t)
+	run := func(batch bool) ([]string, []string) {
+		ph := newPipelineHarness(t, newURL(t))
+		for id, l := range ph.cfg.Partners {
+			l.Services.Capacity = 0
+			if id == "clinic-riverside" {
+				l.Services.Capacity = capacity
+			}
+		}
+		ph.pipe.Audit = &Auditor{Config: ph.cfg.Raw}
+		ph.pipe.GroupSize = size
+		var lines []string
+		if batch {
+			results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", bundles)
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("bundle %d: %v", i, err)
 				}
-				return lines, storeState(t, ph.store)
+				lines = append(lines, resultLine(results[i]))
 			}
-			oneResults, oneState := run(false)
-			batchResults, batchState := run(true)
-			if d := diffLines(oneResults, batchResults); d != "" {
-				t.Errorf("results differ (one by one -, batch +):\n%s", d)
-			}
-			if d := diffLines(oneState, batchState); d != "" {
-				t.Errorf("store differs (one by one -, batch +):\n%s", d)
-			}
-			// The inputs did exercise what they are meant to.
-			full, reingest := 0, false
-			for _, l := range oneResults {
-				if strings.Contains(l, "unchanged=") && !strings.Contains(l, "unchanged=0") {
-					reingest = true
+		} else {
+			for _, b := range bundles {
+				res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if !strings.Contains(l, "clinic-riverside") {
-					full++
-				}
+				lines = append(lines, resultLine(res))
 			}
-			if !reingest || full == 0 {
-				t.Errorf("inputs did not exercise a re-ingest (%v) and a full clinic (%d referrals elsewhere):\n%s", reingest, full, strings.Join(oneResults, "\n"))
-			}
-		})
+		}
+		return lines, storeState(t, ph.store)
+	}
+	oneResults, oneState := run(false)
+	batchResults, batchState := run(true)
+	if d := diffLines(oneResults, batchResults); d != "" {
+		t.Errorf("results differ (one by one -, batch +):\n%s", d)
+	}
+	if d := diffLines(oneState, batchState); d != "" {
+		t.Errorf("store differs (one by one -, batch +):\n%s", d)
+	}
+	// The inputs did exercise what they are meant to.
+	full, reingest := 0, false
+	for _, l := range oneResults {
+		if strings.Contains(l, "unchanged=") && !strings.Contains(l, "unchanged=0") {
+			reingest = true
+		}
+		if strings.Contains(l, "is at capacity") {
+			full++
+		}
+	}
+	if !reingest || (capacity > 0) != (full > 0) {
+		t.Errorf("inputs did not exercise a re-ingest (%v) and, with a capacity, a full clinic (%d referrals found it full):\n%s", reingest, full, strings.Join(oneResults, "\n"))
 	}
 }
 

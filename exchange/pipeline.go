@@ -49,6 +49,9 @@ type Pipeline struct {
 	// Audit, when set, logs every decision in the transaction that acts
 	// on it (ingest here, send time in Prepare and the Deliverer).
 	Audit *Auditor
+	// GroupSize is the most referrals IngestBatch writes in one
+	// transaction; 0 means MaxGroup.
+	GroupSize int
 }
 
 // IngestResult says what became of one referral.
