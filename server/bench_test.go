@@ -115,40 +115,72 @@ func BenchmarkTaskSearch(b *testing.B) {
 // Task are serialised by If-Match in practice).
 func BenchmarkTaskUpdate(b *testing.B) {
 	for name, newURL := range benchStores(b) {
-		b.Run(name, func(b *testing.B) {
-			f := newFixture(b, newURL(b), func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
-			client := &http.Client{}
-			path := f.srv.URL + "/fhir/Task/" + f.tasks["clinic-riverside"][0]
-			patch := func(ops string) {
-				req, _ := http.NewRequest("PATCH", path, bytes.NewReader([]byte(ops)))
-				req.Header.Set("Authorization", "Bearer "+tokClinic)
-				req.Header.Set("Content-Type", "application/json-patch+json")
-				req.Header.Set("Prefer", "return=minimal")
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Fatalf("PATCH %s: %d %s", ops, resp.StatusCode, body)
-				}
+		// One client, and one client per Task of the clinic (each moving
+		// its own Task: partners update their Tasks at the same time).
+		for _, parallel := range []bool{false, true} {
+			label := name
+			if parallel {
+				label += "/clients=tasks"
 			}
-			patch(`[{"op":"replace","path":"/status","value":"accepted"}]`)
-			patch(`[{"op":"replace","path":"/status","value":"in-progress"}]`)
-			var lat latencies
-			b.ResetTimer()
-			for i := range b.N {
+			b.Run(label, func(b *testing.B) { benchTaskUpdate(b, newURL, parallel) })
+		}
+	}
+}
+
+func benchTaskUpdate(b *testing.B, newURL func(testing.TB) string, parallel bool) {
+	f := newFixture(b, newURL(b), func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
+	client := &http.Client{}
+	patch := func(id, ops string) {
+		req, _ := http.NewRequest("PATCH", f.srv.URL+"/fhir/Task/"+id, bytes.NewReader([]byte(ops)))
+		req.Header.Set("Authorization", "Bearer "+tokClinic)
+		req.Header.Set("Content-Type", "application/json-patch+json")
+		req.Header.Set("Prefer", "return=minimal")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Errorf("PATCH %s: %d %s", ops, resp.StatusCode, body)
+		}
+	}
+	ids := f.tasks["clinic-riverside"][:1]
+	if parallel {
+		ids = f.tasks["clinic-riverside"]
+		if len(ids) < 2 {
+			b.Fatalf("the clinic has %d Tasks, want at least 2", len(ids))
+		}
+	}
+	for _, id := range ids {
+		patch(id, `[{"op":"replace","path":"/status","value":"accepted"}]`)
+		patch(id, `[{"op":"replace","path":"/status","value":"in-progress"}]`)
+	}
+	var lat latencies
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for k, id := range ids {
+		n := b.N / len(ids)
+		if k < b.N%len(ids) {
+			n++
+		}
+		wg.Go(func() {
+			for i := range n {
 				ops := `[{"op":"replace","path":"/status","value":"in-progress"}]`
 				if i%2 == 0 {
 					ops = fmt.Sprintf(`[{"op":"replace","path":"/status","value":"on-hold"},{"op":"add","path":"/statusReason","value":{"text":"waiting %d"}}]`, i)
 				}
 				t0 := time.Now()
-				patch(ops)
+				patch(id, ops)
 				lat.add(time.Since(t0))
 			}
-			b.StopTimer()
-			lat.report(b, "updates/s")
 		})
 	}
+	wg.Wait()
+	b.StopTimer()
+	if parallel {
+		b.ReportMetric(float64(len(ids)), "clients")
+	}
+	lat.report(b, "updates/s")
 }

@@ -476,22 +476,33 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		s.fail(w, r, http.StatusBadRequest, "api-invalid", "the Task's id must be the id in the URL")
 		return
 	}
-	t, err := s.visibleTask(ctx, id, c)
-	if errors.Is(err, store.ErrNotFound) {
-		s.fail(w, r, http.StatusNotFound, "api-not-found", "no Task with this id is shared with you (Pathway does not create Tasks through PUT)")
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
+	// A PATCH read the Task already (and applied the patch to that
+	// version); the transaction below checks it is still the current one.
+	var t store.Resource
+	if known != nil {
+		t = known.stored
+	} else {
+		var err error
+		t, err = s.visibleTask(ctx, id, c)
+		if errors.Is(err, store.ErrNotFound) {
+			s.fail(w, r, http.StatusNotFound, "api-not-found", "no Task with this id is shared with you (Pathway does not create Tasks through PUT)")
+			return
+		}
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
 	}
 	if m := r.Header.Get("If-Match"); m != "" && !etagMatches(m, t.Version) {
 		w.Header().Set("ETag", fmt.Sprintf(`W/"%d"`, t.Version))
 		s.fail(w, r, http.StatusPreconditionFailed, "api-precondition", fmt.Sprintf("the Task is at version %d, not the one in If-Match: read it again and reapply your change", t.Version))
 		return
 	}
-	var view *tpb.Task
-	if known != nil && known.stored.Version == t.Version {
+	var (
+		view *tpb.Task
+		err  error
+	)
+	if known != nil {
 		view = known.view
 	} else if view, _, err = s.taskView(ctx, t, c); err != nil {
 		s.internal(w, r, err)
