@@ -87,13 +87,19 @@ with the mapping into a FHIR transaction Bundle, validated, labelled,
 routed to the partners the configuration's routes and stepped care choose,
 decided for each target under the patient's consents and the target's
 data-sharing agreement, and written, with the routing and one outbox
-message per permitted target, in one database transaction. 'pathway worker'
-then delivers the outbox.
+message per permitted target, all or nothing. 'pathway worker' then
+delivers the outbox.
+
+Records are committed up to 256 in one transaction (group commit; records
+that share a patient or a resource are written one after the other, so
+the result is that of ingesting them one by one), prepared on every core.
 
 A re-ingest of the same input changes nothing. A referral no partner can
 take is held as unroutable with its reason ('pathway referrals
 --unroutable'). A rejected record goes to --rejects (or standard error)
-with its position and reasons; the others go on.
+with its position and reasons; the others go on. A record whose resources
+another partner sent (the same ids) is rejected, and nothing of it is
+written.
 
 Exit status: 0 when every record was ingested, 1 when any was rejected, 2
 for usage or configuration errors.`,
