@@ -114,6 +114,51 @@ func keep(ctx context.Context, tx *store.Tx, typ, id, format, patient string, da
 	return audit.Input{Ref: audit.Ref(typ, id, r.Version), Hash: r.Hash}, nil
 }
 
+// keepBundles keeps the decided bundles of recs as keep keeps each, in
+// order, with one read of their heads and one batch write: a bundle whose
+// bytes are those of its current version keeps that version, any other
+// gets the next one (as the store's upsert numbers them; kept bundles are
+// always FHIR JSON). Two records of one bundle id are kept one by one.
+func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]audit.Input, error) {
+	keys := make([]string, len(recs))
+	seen := make(map[string]bool, len(recs))
+	for i, rec := range recs {
+		keys[i] = "Bundle/" + rec.DecidedID
+		if seen[keys[i]] {
+			ins := make([]audit.Input, len(recs))
+			for j, rec := range recs {
+				in, err := keep(ctx, tx, "Bundle", rec.DecidedID, FormatJSON, rec.Patient, rec.Decided)
+				if err != nil {
+					return nil, err
+				}
+				ins[j] = in
+			}
+			return ins, nil
+		}
+		seen[keys[i]] = true
+	}
+	heads, err := tx.Heads(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("keeping the decided bundles for the audit log: %w", err)
+	}
+	ins := make([]audit.Input, len(recs))
+	var rows []store.Resource
+	for i, rec := range recs {
+		hash := sha256.Sum256(rec.Decided)
+		h, ok := heads[keys[i]]
+		version := h.Version
+		if !ok || h.Hash != hash {
+			version++
+			rows = append(rows, store.Resource{Type: "Bundle", ID: rec.DecidedID, Format: FormatJSON, Data: rec.Decided, Patient: rec.Patient, Source: "pathway"})
+		}
+		ins[i] = audit.Input{Ref: audit.Ref("Bundle", rec.DecidedID, version), Hash: hash}
+	}
+	if err := tx.PutBatch(ctx, rows); err != nil {
+		return nil, fmt.Errorf("keeping the decided bundles for the audit log: %w", err)
+	}
+	return ins, nil
+}
+
 // decisionEntry builds the entry of rec, keeping its inputs in tx.
 func (a *Auditor) decisionEntry(ctx context.Context, tx *store.Tx, rec DecisionRecord, prefix string) (audit.Entry, error) {
 	cfgIn, err := a.keepConfig(ctx, tx)
@@ -138,6 +183,12 @@ func (a *Auditor) decisionEntryWith(ctx context.Context, tx *store.Tx, rec Decis
 	if err != nil {
 		return audit.Entry{}, err
 	}
+	return a.entryOf(rec, prefix, cfgIn, bundleIn), nil
+}
+
+// entryOf builds the entry of rec, whose configuration and decided bundle
+// are kept as cfgIn and bundleIn.
+func (a *Auditor) entryOf(rec DecisionRecord, prefix string, cfgIn, bundleIn audit.Input) audit.Entry {
 	inputs := append([]audit.Input{cfgIn, bundleIn}, rec.Consents...)
 	out := outcomeOf(rec.Decision)
 	if rec.Referrer {
@@ -158,7 +209,7 @@ func (a *Auditor) decisionEntryWith(ctx context.Context, tx *store.Tx, rec Decis
 		Effect: out.Effect, Obligations: out.Obligations, Trail: out.Trail, Inputs: inputs,
 		Bundle: &audit.Input{Ref: "Bundle/" + rec.DecidedID, Hash: bundleIn.Hash}, Observer: a.observer(), Site: a.Site,
 	}
-	return e, nil
+	return e
 }
 
 // Decided logs an ingest decision in the ingest transaction. A decision
@@ -179,13 +230,14 @@ func (a *Auditor) DecidedAll(ctx context.Context, tx *store.Tx, recs []DecisionR
 	if err != nil {
 		return err
 	}
+	bundleIns, err := keepBundles(ctx, tx, recs)
+	if err != nil {
+		return err
+	}
 	entries := make([]audit.Entry, 0, len(recs))
 	ids := make([]string, 0, len(recs))
-	for _, rec := range recs {
-		e, err := a.decisionEntryWith(ctx, tx, rec, "d", cfgIn)
-		if err != nil {
-			return err
-		}
+	for i, rec := range recs {
+		e := a.entryOf(rec, "d", cfgIn, bundleIns[i])
 		entries = append(entries, e)
 		ids = append(ids, e.ID)
 	}

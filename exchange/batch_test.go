@@ -12,6 +12,7 @@ import (
 
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 
+	"github.com/pathway-fhir/pathway/audit"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
 )
@@ -32,12 +33,40 @@ func batchInputs(t *testing.T) []*rpb.Bundle {
 	// the second decides with the first's consent too.
 	first := br.convertAs(t, 40, "BT-40", "CT-40")
 	out = append(out, first, samePatient(t, br.convertAs(t, 41, "BT-41", "CT-40"), first))
-	// The same record again, in the same batch: a re-ingest.
-	out = append(out, br.convertAs(t, 5, "BT-5", "CT-5"))
+	// The same record again, in the same batch: a re-ingest; and a record
+	// changed since it was sent: new versions of its resources and of its
+	// decided bundles.
+	out = append(out, br.convertAs(t, 5, "BT-5", "CT-5"), br.convertAs(t, 6, "BT-6", "CT-6", "notes", "Seen again: the notes changed."))
 	for i := 24; i < 30; i++ {
 		out = append(out, br.convertAs(t, i, fmt.Sprintf("BT-%d", i), fmt.Sprintf("CT-%d", i)))
 	}
 	return out
+}
+
+// verifyLog checkpoints the store's audit log and verifies it, with every
+// decision re-derived.
+func verifyLog(t *testing.T, st *store.Store) *audit.Report {
+	t.Helper()
+	skey, vkey, err := audit.GenerateKey("test.pathway/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := audit.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := audit.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := audit.New(st).Checkpoint(t.Context(), signer); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	rep, err := audit.Verify(t.Context(), st, audit.VerifyOptions{Verifier: verifier, Rederiver: NewRederiver()})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return rep
 }
 
 // samePatient returns b with its Patient's id (and every reference to
@@ -178,6 +207,12 @@ func testIngestBatchMatches(t *testing.T, newURL func(t *testing.T) string, size
 				}
 				lines = append(lines, resultLine(res))
 			}
+		}
+		// Every decision's kept inputs are where the log says, at the
+		// versions it names, and re-derive.
+		rep := verifyLog(t, ph.store)
+		if !rep.OK() || rep.Rederived == 0 {
+			t.Errorf("verify after ingest (batch %v): rederived %d, problems %+v", batch, rep.Rederived, rep.Problems)
 		}
 		return lines, storeState(t, ph.store)
 	}

@@ -75,8 +75,9 @@ func (br *benchRecords) convert(b testing.TB, i int) *rpb.Bundle {
 	return br.convertAs(b, i, fmt.Sprintf("B-%d", i), fmt.Sprintf("C-%d", i))
 }
 
-// convertAs maps sample row i%4 under the given referral and client ids.
-func (br *benchRecords) convertAs(b testing.TB, i int, referral, client string) *rpb.Bundle {
+// convertAs maps sample row i%4 under the given referral and client ids,
+// with the columns of set replaced.
+func (br *benchRecords) convertAs(b testing.TB, i int, referral, client string, set ...string) *rpb.Bundle {
 	b.Helper()
 	row := map[string]string{}
 	for k, v := range br.rows[i%len(br.rows)] {
@@ -84,6 +85,9 @@ func (br *benchRecords) convertAs(b testing.TB, i int, referral, client string) 
 	}
 	row["referral_id"] = referral
 	row["client_id"] = client
+	for j := 0; j+1 < len(set); j += 2 {
+		row[set[j]] = set[j+1]
+	}
 	ref, err := br.m.Apply(mappings.MapFields(row))
 	if err != nil {
 		b.Fatal(err)
