@@ -391,14 +391,22 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	w.Write(s.capFor(r))
 }
 
-// limiter is a token bucket per partner.
+// limiter is a token bucket per partner (or per address, for the token
+// endpoint). A bucket that has filled up again is the same as none, so the
+// map is swept of them whenever it has doubled since the last sweep: it
+// holds about the callers of the last burst/rate seconds, not every
+// address ever seen.
 type limiter struct {
 	mu      sync.Mutex
 	rate    float64
 	burst   float64
 	now     func() time.Time
 	buckets map[string]*bucket
+	sweepAt int // sweep when the map holds this many buckets
 }
+
+// minSweep is the map size below which a limiter never sweeps.
+const minSweep = 1024
 
 type bucket struct {
 	tokens float64
@@ -406,7 +414,17 @@ type bucket struct {
 }
 
 func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: map[string]*bucket{}}
+	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: map[string]*bucket{}, sweepAt: minSweep}
+}
+
+// sweep drops the buckets that are full again. l.mu is held.
+func (l *limiter) sweep(now time.Time) {
+	for k, b := range l.buckets {
+		if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+	l.sweepAt = max(minSweep, 2*len(l.buckets))
 }
 
 // allow takes a token for partner, or says how long until one is free.
@@ -416,6 +434,9 @@ func (l *limiter) allow(partner string) (time.Duration, bool) {
 	now := l.now()
 	b := l.buckets[partner]
 	if b == nil {
+		if len(l.buckets) >= l.sweepAt {
+			l.sweep(now)
+		}
 		b = &bucket{tokens: l.burst, at: now}
 		l.buckets[partner] = b
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -241,3 +242,48 @@ func TestMetadataAndAuthentication(t *testing.T) {
 }
 
 func sqliteURL(t testing.TB) string { return "sqlite://" + filepath.Join(t.TempDir(), "pathway.db") }
+
+// TestLimiterForgetsIdleCallers: the limiter's map does not grow with
+// every address ever seen; a caller whose bucket refilled starts full, and
+// a caller still limited stays limited across a sweep.
+func TestLimiterForgetsIdleCallers(t *testing.T) {
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	l := newLimiter(1, 2, func() time.Time { return now })
+	// A limited caller: both tokens used.
+	for range 2 {
+		if _, ok := l.allow("busy"); !ok {
+			t.Fatal("busy refused within its burst")
+		}
+	}
+	// Ten thousand callers, a thousand a second: each one's bucket has
+	// refilled a second later.
+	for i := range 10 * minSweep {
+		l.allow("10.0." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256))
+		if i%minSweep == 0 {
+			now = now.Add(time.Second)
+		}
+	}
+	if n := len(l.buckets); n > 4*minSweep {
+		t.Errorf("%d buckets for the callers of the last second or two, want at most %d", n, 4*minSweep)
+	}
+	now = now.Add(5 * time.Second)
+	if _, ok := l.allow("busy"); !ok {
+		t.Error("busy still refused after its bucket refilled")
+	}
+	for i := range minSweep + 1 {
+		l.allow("10.1." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256))
+	}
+	if n := len(l.buckets); n > minSweep+2 {
+		t.Errorf("%d buckets after the old ones refilled, want at most %d", n, minSweep+2)
+	}
+	// A sweep keeps a bucket that is not full.
+	l.allow("busy")
+	l.allow("busy")
+	if _, ok := l.allow("busy"); ok {
+		t.Fatal("busy allowed beyond its burst")
+	}
+	l.sweep(now)
+	if _, ok := l.allow("busy"); ok {
+		t.Error("a sweep forgot a caller that is still limited")
+	}
+}
