@@ -90,19 +90,6 @@ const auditLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('pathway aud
 
 const auditSizeSQL = `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries`
 
-// auditHeadSQL reads, in one statement, the log's size n and the rows that
-// store the roots of the perfect subtrees covering [0, n): for each bit b
-// set in n, the subtree ending at leaf ((n >> b) << b) - 1, whose root is
-// that row's node at level b. With no entry it returns one row of NULLs.
-// The second part, appended with the ids to check, lists ids already
-// logged.
-const auditHeadSQL = `WITH RECURSIVE
-	s(n) AS (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries),
-	b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i < 62)
-SELECT s.n, b.i, e.nodes, NULL
-FROM s LEFT JOIN b ON ((s.n >> b.i) & 1) = 1
-	LEFT JOIN audit_entries e ON e.seq = ((s.n >> b.i) << b.i) - 1`
-
 // AuditHead is what appending needs to know of the log: its size, and the
 // hashes of the perfect subtrees that cover it.
 type AuditHead struct {
@@ -126,11 +113,16 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 			return AuditHead{}, fmt.Errorf("locking audit log: %w", err)
 		}
 	}
+	// The size, with the first ids to check in the same statement; then
+	// the rows holding the roots of the perfect subtrees covering [0, n):
+	// for each bit b set in n, the subtree ending at leaf ((n >> b) << b) - 1,
+	// whose root is that row's node at level b. The transaction is the
+	// sequencer, so nothing appends between the two.
 	first, rest := newIDs[:min(len(newIDs), auditBatchRows)], newIDs[min(len(newIDs), auditBatchRows):]
-	query := auditHeadSQL
+	query := `SELECT COALESCE(MAX(seq) + 1, 0), NULL FROM audit_entries`
 	args := make([]any, len(first))
 	if len(first) > 0 {
-		query += "\nUNION ALL SELECT NULL, NULL, NULL, entry_id FROM audit_entries WHERE entry_id IN (" + placeholders(len(first)) + ")"
+		query += "\nUNION ALL SELECT NULL, entry_id FROM audit_entries WHERE entry_id IN (" + placeholders(len(first)) + ")"
 		for i, id := range first {
 			args[i] = id
 		}
@@ -139,18 +131,14 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 	}
-	var (
-		head  = AuditHead{Size: -1}
-		byBit = map[int64][]byte{}
-		dup   string
-	)
+	head := AuditHead{Size: -1}
+	var dup string
 	for rs.Next() {
 		var (
-			n, bit *int64
-			nodes  []byte
-			id     *string
+			n  *int64
+			id *string
 		)
-		if err := rs.Scan(&n, &bit, &nodes, &id); err != nil {
+		if err := rs.Scan(&n, &id); err != nil {
 			rs.Close()
 			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 		}
@@ -159,13 +147,6 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 			dup = *id
 		case n != nil:
 			head.Size = *n
-			if bit != nil {
-				if off := int(*bit) * AuditHashSize; off+AuditHashSize <= len(nodes) {
-					byBit[*bit] = nodes[off : off+AuditHashSize : off+AuditHashSize]
-				} else {
-					byBit[*bit] = nil
-				}
-			}
 		}
 	}
 	err = rs.Err()
@@ -184,16 +165,46 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 			return AuditHead{}, err
 		}
 	}
+	if head.Size == 0 {
+		return head, nil
+	}
+	var bits []int // set bits of the size, largest first
+	var seqs []any
 	for b := 62; b >= 0; b-- {
-		if head.Size>>b&1 == 0 {
-			continue
+		if head.Size>>b&1 == 1 {
+			bits = append(bits, b)
+			seqs = append(seqs, (head.Size>>b)<<b-1)
 		}
-		h := byBit[int64(b)]
-		if h == nil {
-			last := (head.Size>>b)<<b - 1
+	}
+	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT seq, nodes FROM audit_entries WHERE seq IN (`+placeholders(len(seqs))+`)`), seqs...)
+	if err != nil {
+		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
+	}
+	nodesOf := make(map[int64][]byte, len(seqs))
+	for rs.Next() {
+		var (
+			seq   int64
+			nodes []byte
+		)
+		if err := rs.Scan(&seq, &nodes); err != nil {
+			rs.Close()
+			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
+		}
+		nodesOf[seq] = nodes
+	}
+	err = rs.Err()
+	rs.Close()
+	if err != nil {
+		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
+	}
+	for i, b := range bits {
+		last := seqs[i].(int64)
+		nodes := nodesOf[last]
+		off := b * AuditHashSize
+		if off+AuditHashSize > len(nodes) {
 			return AuditHead{}, fmt.Errorf("reading audit log head: entry %d lacks the node hash at level %d: %w", last, b, ErrNotFound)
 		}
-		head.Range = append(head.Range, h)
+		head.Range = append(head.Range, nodes[off:off+AuditHashSize:off+AuditHashSize])
 	}
 	return head, nil
 }
