@@ -71,6 +71,7 @@ func BenchmarkDeliver(b *testing.B) {
 						Target:  func(string) (Target, error) { return Target{BaseURL: srv.URL}, nil },
 						Prepare: func(_ context.Context, m store.Message) (Prepared, error) { return Prepared{Bundle: m.Payload}, nil },
 						Retry:   DefaultRetryPolicy, Lease: time.Minute, Batch: 32,
+						SendTimeout: 10 * time.Second, // the client's, as pathway worker sets it
 					}
 					wg.Go(func() {
 						for {

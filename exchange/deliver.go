@@ -126,6 +126,12 @@ type Deliverer struct {
 	// messages one claim takes.
 	Lease time.Duration
 	Batch int
+	// SendTimeout, when set, is the longest a send can take (the clients'
+	// timeout). A message whose claim has at least that long to run, and
+	// a tenth of the lease more, is sent without renewing its lease: no
+	// other worker can claim it before the send is over. Zero renews
+	// every lease.
+	SendTimeout time.Duration
 	// Now and Rand default to time.Now and math/rand/v2.
 	Now  func() time.Time
 	Rand func() float64
@@ -313,7 +319,29 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 	}
 	// The batch's claim may be older than the lease by now (slow partners,
 	// token requests): renew this message's lease just before sending it,
-	// and send nothing if another worker holds it already.
+	// and send nothing if another worker holds it already; unless the
+	// claim outlasts the send for sure.
+	if !d.leaseOutlastsSend(r.Message) {
+		if r, renewed := d.renew(ctx, r); !renewed {
+			return r
+		}
+	}
+	return d.post(r, t, req, bundle)
+}
+
+// leaseOutlastsSend reports whether m's claim lasts for a whole send and a
+// margin from now, so that its lease need not be renewed first.
+func (d *Deliverer) leaseOutlastsSend(m store.Message) bool {
+	if d.SendTimeout <= 0 || m.LeaseUntil.IsZero() {
+		return false
+	}
+	margin := max(time.Second, d.Lease/10)
+	return m.LeaseUntil.Sub(d.now()) >= d.SendTimeout+margin
+}
+
+// renew renews the lease of r's message; when it cannot, it says what
+// became of the attempt (nothing is sent).
+func (d *Deliverer) renew(ctx context.Context, r Result) (Result, bool) {
 	if err := d.Store.Extend(ctx, r.Message.ID, d.Owner, d.Lease); err != nil {
 		switch {
 		case errors.Is(err, store.ErrLeaseLost):
@@ -325,8 +353,14 @@ func (d *Deliverer) send(ctx context.Context, r Result, bundle []byte) Result {
 			r.Outcome, r.Reason = OutcomeRetry, "renewing the lease: "+err.Error()
 			r.RetryAt = d.now().Add(d.Retry.Backoff(r.Message.Attempts, d.rand))
 		}
-		return r
+		return r, false
 	}
+	return r, true
+}
+
+// post sends bundle to t with req and says what became of the attempt.
+func (d *Deliverer) post(r Result, t Target, req *resty.Request, bundle []byte) Result {
+	ctx := req.Context()
 	r.Sent = bundle
 	r.Endpoint = strings.TrimRight(t.BaseURL, "/")
 	resp, err := req.Post(r.Endpoint)

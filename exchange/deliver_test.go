@@ -51,6 +51,8 @@ type partner struct {
 	clock  *storetest.Clock // for HTTP-date Retry-After
 	tokens map[string]bool  // accepted bearer tokens when faultAuth is active
 	auth   bool             // require a bearer token
+	// onRequest, if set, runs as each request arrives (before it is read).
+	onRequest func()
 }
 
 func newPartner(t *testing.T, clock *storetest.Clock, faults ...fault) (*partner, *httptest.Server) {
@@ -73,6 +75,9 @@ func (p *partner) next() fault {
 }
 
 func (p *partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.onRequest != nil {
+		p.onRequest()
+	}
 	f := p.next()
 	body := make([]byte, 0, 1024)
 	buf := make([]byte, 4096)
@@ -646,48 +651,98 @@ func storeURLs(t *testing.T) map[string]func(t *testing.T) string {
 // worker holds is skipped.
 func TestDeliverBatchLongerThanLease(t *testing.T) {
 	for name, newURL := range storeURLs(t) {
-		t.Run(name, func(t *testing.T) {
-			h := newHarness(t, newURL(t), 6)
-			d1, d2 := h.deliverer("w1", nil), h.deliverer("w2", nil)
-			d1.Lease, d2.Lease = 30*time.Second, 30*time.Second
-			d1.Batch, d2.Batch = 6, 6
-			prepare := d1.Prepare
-			d1.Prepare = func(ctx context.Context, m store.Message) (Prepared, error) {
-				h.clock.Advance(20 * time.Second)
-				if m.ID == h.ids[2] {
-					// While w1 is busy, w2 claims every lease that ran out.
-					if n, err := d2.RunOnce(ctx); err != nil || n == 0 {
-						t.Errorf("w2 claimed %d (%v), want the messages whose lease ran out", n, err)
-					}
+		// Also with the send timeout known: a lease that outlasts the send
+		// is not renewed, and one that does not still is.
+		for _, timeout := range []time.Duration{0, 200 * time.Millisecond} {
+			t.Run(fmt.Sprintf("%s/timeout=%s", name, timeout), func(t *testing.T) { testBatchLongerThanLease(t, newURL, timeout) })
+		}
+	}
+}
+
+func testBatchLongerThanLease(t *testing.T, newURL func(t *testing.T) string, timeout time.Duration) {
+	h := newHarness(t, newURL(t), 6)
+	d1, d2 := h.deliverer("w1", nil), h.deliverer("w2", nil)
+	d1.SendTimeout, d2.SendTimeout = timeout, timeout
+	d1.Lease, d2.Lease = 30*time.Second, 30*time.Second
+	d1.Batch, d2.Batch = 6, 6
+	prepare := d1.Prepare
+	d1.Prepare = func(ctx context.Context, m store.Message) (Prepared, error) {
+		h.clock.Advance(20 * time.Second)
+		if m.ID == h.ids[2] {
+			// While w1 is busy, w2 claims every lease that ran out.
+			if n, err := d2.RunOnce(ctx); err != nil || n == 0 {
+				t.Errorf("w2 claimed %d (%v), want the messages whose lease ran out", n, err)
+			}
+		}
+		return prepare(ctx, m)
+	}
+	if n, err := d1.RunOnce(t.Context()); err != nil || n != 6 {
+		t.Fatalf("w1 claimed %d (%v), want 6", n, err)
+	}
+	_, received, _ := h.partner.counts()
+	for i := range 6 {
+		if n := received[patientKey(i)]; n != 1 {
+			t.Errorf("%s received %d times, want once", patientKey(i), n)
+		}
+	}
+	lost := 0
+	for _, r := range h.results {
+		if r.Outcome == OutcomeLeaseLost {
+			lost++
+			if r.Sent != nil {
+				t.Errorf("message %d: lease lost, yet sent", r.Message.ID)
+			}
+		}
+	}
+	if lost == 0 {
+		t.Error("no send was skipped for a lost lease: the test did not make w2 take any message")
+	}
+	for id, m := range h.states(t) {
+		if m.State != store.StateDelivered {
+			t.Errorf("message %d is %s, want delivered", id, m.State)
+		}
+	}
+}
+
+// TestDeliverRenewsOnlyWhatIsNeeded: with the send timeout known, a
+// message sent soon after its claim is sent on the claim's lease (not
+// renewed: one write less), and one sent late in the claim is renewed
+// first.
+func TestDeliverRenewsOnlyWhatIsNeeded(t *testing.T) {
+	h := newHarness(t, sqliteURL(t), 3)
+	d := h.deliverer("w1", nil)
+	d.SendTimeout, d.Lease, d.Batch = 200*time.Millisecond, time.Minute, 3
+	claimed := h.clock.Now().Add(time.Minute)
+	prepare := d.Prepare
+	d.Prepare = func(ctx context.Context, m store.Message) (Prepared, error) {
+		if m.ID == h.ids[2] {
+			h.clock.Advance(55 * time.Second) // less than timeout and margin left
+		} else {
+			h.clock.Advance(time.Second)
+		}
+		return prepare(ctx, m)
+	}
+	leases := map[int64]time.Time{}
+	h.partner.onRequest = func() {
+		for _, id := range h.ids {
+			if m, err := h.store.Message(t.Context(), id); err == nil && m.State == store.StateInflight {
+				if _, seen := leases[id]; !seen {
+					leases[id] = m.LeaseUntil
+					return
 				}
-				return prepare(ctx, m)
 			}
-			if n, err := d1.RunOnce(t.Context()); err != nil || n != 6 {
-				t.Fatalf("w1 claimed %d (%v), want 6", n, err)
-			}
-			_, received, _ := h.partner.counts()
-			for i := range 6 {
-				if n := received[patientKey(i)]; n != 1 {
-					t.Errorf("%s received %d times, want once", patientKey(i), n)
-				}
-			}
-			lost := 0
-			for _, r := range h.results {
-				if r.Outcome == OutcomeLeaseLost {
-					lost++
-					if r.Sent != nil {
-						t.Errorf("message %d: lease lost, yet sent", r.Message.ID)
-					}
-				}
-			}
-			if lost == 0 {
-				t.Error("no send was skipped for a lost lease: the test did not make w2 take any message")
-			}
-			for id, m := range h.states(t) {
-				if m.State != store.StateDelivered {
-					t.Errorf("message %d is %s, want delivered", id, m.State)
-				}
-			}
-		})
+		}
+	}
+	if n, err := d.RunOnce(t.Context()); err != nil || n != 3 {
+		t.Fatalf("claimed %d (%v), want 3", n, err)
+	}
+	for i, id := range h.ids {
+		want := claimed
+		if i == 2 {
+			want = h.clock.Now().Add(time.Minute) // renewed just before the send
+		}
+		if got := leases[id]; !got.Equal(want) {
+			t.Errorf("message %d was sent with its lease until %s, want %s", i, got, want)
+		}
 	}
 }

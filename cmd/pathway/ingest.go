@@ -391,6 +391,8 @@ func (n *network) deliverers(st *store.Store, count int, owner string) ([]*excha
 			Retry:   cfg.Retry.Policy(),
 			Lease:   cfg.Retry.Lease,
 			Batch:   16,
+			// Every partner's client has this timeout (above).
+			SendTimeout: cfg.Retry.Timeout,
 		})
 		if n.audit != nil {
 			out[len(out)-1].OnSettle = n.audit.Settled
