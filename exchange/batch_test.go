@@ -312,3 +312,30 @@ func TestIngestBatchAfterCancel(t *testing.T) {
 		t.Errorf("%d resources stored (%v), want none", n, err)
 	}
 }
+
+// TestChangedReferralWaitsForItsOlderVersion: a changed record makes a new
+// message in the same stream as the first (same referral and partner), and
+// it is not claimed while the first still waits to be sent, so a partner
+// never gets the older version after the newer.
+func TestChangedReferralWaitsForItsOlderVersion(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	br := newBenchRecords(t)
+	if _, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", br.convertAs(t, 0, "BS-1", "CS-1")); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", br.convertAs(t, 0, "BS-1", "CS-1", "notes", "Changed since."))
+	if err != nil || changed.Enqueued != 1 {
+		t.Fatalf("changed record: %v, %s", err, resultLine(changed))
+	}
+	ms, err := ph.store.Messages(t.Context(), store.MessageQuery{})
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("messages %+v, %v", ms, err)
+	}
+	if ms[0].Stream == "" || ms[0].Stream != ms[1].Stream || !strings.Contains(ms[0].Stream, "ServiceRequest/") {
+		t.Fatalf("streams %q and %q, want one stream naming the referral", ms[0].Stream, ms[1].Stream)
+	}
+	claimed, err := ph.store.Claim(t.Context(), "w1", 10, time.Minute)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != ms[0].ID {
+		t.Fatalf("claimed %+v (%v), want the older message alone", claimed, err)
+	}
+}

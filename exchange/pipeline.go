@@ -279,6 +279,7 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan) ([]D
 		}
 		_, created, err := tx.Enqueue(ctx, store.Message{
 			Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
+			Stream: referralStream(pl.facts.ServiceRequest, s.partner),
 		})
 		if err != nil {
 			return nil, err
@@ -457,6 +458,12 @@ func (p *Pipeline) withoutStoredTasks(ctx context.Context, b *rpb.Bundle) (*rpb.
 		b.Entry = keep
 	}
 	return b, nil
+}
+
+// referralStream is the outbox stream of what goes to partner about one
+// referral: its versions reach the partner in the order they were made.
+func referralStream(serviceRequest, partner string) string {
+	return serviceRequest + " Organization/" + partner
 }
 
 // decidedID is the id under which the bundle decided on for partner and

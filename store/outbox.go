@@ -17,6 +17,11 @@ import (
 // The worker must drop the message without further effect.
 var ErrLeaseLost = errors.New("outbox lease lost")
 
+// ErrSuperseded is returned (wrapped) by Requeue for a message a newer
+// message of its stream follows: sending it again would deliver an older
+// version after a newer one. Retry the newer one instead.
+var ErrSuperseded = errors.New("a newer message of the same stream follows it")
+
 // MessageState is where an outbox message is in its life.
 type MessageState string
 
@@ -60,6 +65,12 @@ type Message struct {
 	// Kind says what Payload is, such as "transaction".
 	Kind    string
 	Payload []byte
+	// Stream orders delivery: a message is not claimed while an older
+	// message of the same stream is pending or inflight, and a dead or
+	// withheld one is not requeued once a newer one is queued or
+	// delivered, so that a partner never receives an older version of a
+	// referral after a newer one. Empty: no order. It holds ids only.
+	Stream string
 
 	State         MessageState
 	Attempts      int // claims so far
@@ -77,7 +88,11 @@ func (m Message) LogValue() slog.Value {
 	return slog.GroupValue(slog.Int64("id", m.ID), slog.String("partner", m.Partner), slog.String("state", string(m.State)))
 }
 
-const messageColumns = "id, idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, response, created_at, updated_at"
+const messageColumns = "id, idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, response, created_at, updated_at, stream"
+
+// streamFree is the condition, on a candidate row o of the outbox, that no
+// older message of its stream is still to be sent.
+const streamFree = `(o.stream = '' OR NOT EXISTS (SELECT 1 FROM outbox e WHERE e.stream = o.stream AND e.id < o.id AND e.state IN ('pending', 'inflight')))`
 
 // Enqueue adds m to the outbox as pending, due at once (or at
 // m.NextAttemptAt when it is later than now). It returns the message's
@@ -94,10 +109,10 @@ func (tx *Tx) Enqueue(ctx context.Context, m Message) (id int64, created bool, e
 		due = normTime(m.NextAttemptAt)
 	}
 	rs, err := tx.q.query(ctx, rebind(s.dialect, `INSERT INTO outbox
-(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at, stream)
+VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id`), m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now))
+RETURNING id`), m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now), m.Stream)
 	if err != nil {
 		return 0, false, fmt.Errorf("enqueueing message for %s: %w", m.Partner, err)
 	}
@@ -156,9 +171,9 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, lease time.Durat
 	query := `UPDATE outbox SET state = 'inflight', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 WHERE id IN (
 	SELECT id FROM (
-		SELECT id, next_attempt_at AS due FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+		SELECT id, next_attempt_at AS due FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ? AND ` + streamFree + `
 		UNION ALL
-		SELECT id, lease_until AS due FROM outbox WHERE state = 'inflight' AND lease_until <= ?
+		SELECT id, lease_until AS due FROM outbox o WHERE state = 'inflight' AND lease_until <= ? AND ` + streamFree + `
 	) AS d ORDER BY due, id LIMIT ?
 )
 RETURNING ` + messageColumns
@@ -166,8 +181,8 @@ RETURNING ` + messageColumns
 		// PostgreSQL cannot lock through UNION: lock in the outer select.
 		query = `UPDATE outbox SET state = 'inflight', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 WHERE id IN (
-	SELECT id FROM outbox
-	WHERE (state = 'pending' AND next_attempt_at <= ?) OR (state = 'inflight' AND lease_until <= ?)
+	SELECT id FROM outbox o
+	WHERE ((state = 'pending' AND next_attempt_at <= ?) OR (state = 'inflight' AND lease_until <= ?)) AND ` + streamFree + `
 	ORDER BY CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, id
 	LIMIT ?` + lock + `
 )
@@ -303,12 +318,26 @@ func (s *Store) Requeue(ctx context.Context, id int64) error {
 		return fmt.Errorf("requeueing message %d: %w", id, err)
 	}
 	now := s.timeArg(s.clock())
-	rs, err := s.be.writer().query(ctx, rebind(s.dialect, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+	// Not when a newer message of its stream is queued or delivered: it
+	// would send an older version after a newer one.
+	rs, err := s.be.reader().query(ctx, rebind(s.dialect, `SELECT n.id FROM outbox o JOIN outbox n ON n.stream = o.stream AND n.id > o.id
+WHERE o.id = ? AND o.stream <> '' AND n.state IN ('pending', 'inflight', 'delivered') ORDER BY n.id LIMIT 1`), id)
+	if err != nil {
+		return fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	newer, found, err := scanID(rs)
+	if err != nil {
+		return fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	if found {
+		return fmt.Errorf("requeueing message %d: message %d of the same referral and partner is newer and queued or delivered: %w", id, newer, ErrSuperseded)
+	}
+	rs, err = s.be.writer().query(ctx, rebind(s.dialect, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
 WHERE id = ? AND state IN ('dead', 'withheld') RETURNING id`), now, now, id)
 	if err != nil {
 		return fmt.Errorf("requeueing message %d: %w", id, err)
 	}
-	_, found, err := scanID(rs)
+	_, found, err = scanID(rs)
 	if err != nil {
 		return fmt.Errorf("requeueing message %d: %w", id, err)
 	}
@@ -468,7 +497,7 @@ func scanMessages(rs rows) ([]Message, error) {
 			payload, response      []byte
 		)
 		if err := rs.Scan(&m.ID, &m.Key, &m.Partner, &m.Purpose, &m.Kind, &payload, &state, &m.Attempts,
-			&next, &m.LeaseOwner, &lease, &m.LastError, &response, &created, &updated); err != nil {
+			&next, &m.LeaseOwner, &lease, &m.LastError, &response, &created, &updated, &m.Stream); err != nil {
 			return nil, fmt.Errorf("reading row: %w", err)
 		}
 		m.State = MessageState(state)

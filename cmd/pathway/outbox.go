@@ -127,7 +127,15 @@ the send, it is withheld again.`,
 				for _, id := range ids {
 					if err := st.Requeue(cmd.Context(), id); err != nil {
 						failed++
-						fmt.Fprintf(s.err, "message %d: not requeued: no dead or withheld message with this id\n", id)
+						switch {
+						case errors.Is(err, store.ErrSuperseded):
+							// The store's message names the newer one.
+							fmt.Fprintf(s.err, "message %d: not requeued: %v: retry the newer one if it failed\n", id, err)
+						case errors.Is(err, store.ErrNotFound):
+							fmt.Fprintf(s.err, "message %d: not requeued: no dead or withheld message with this id\n", id)
+						default:
+							return err
+						}
 						continue
 					}
 					fmt.Fprintf(s.out, "message %d: pending\n", id)
