@@ -434,7 +434,7 @@ type parsedRecord struct {
 	store.AuditRecord
 	leaf []byte
 	e    Entry
-	err  error // from parseEntry
+	err  error // from parseLeaf
 }
 
 // scanPipelined reads the log with its node hashes in one goroutine,
@@ -476,11 +476,10 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRe
 	go func() {
 		defer close(parsed)
 		lh := newLeafHasher()
-		intern := map[string]string{}
 		for b := range read {
 			for i := range b {
 				b[i].leaf = lh.sum(b[i].Data)
-				b[i].e, b[i].err = parseEntry(b[i].Data, intern)
+				b[i].e, b[i].err = parseLeaf(b[i].Data)
 			}
 			if send(parsed, b) != nil {
 				for range read {
