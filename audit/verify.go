@@ -442,7 +442,6 @@ type parsedRecord struct {
 // record, in order, in the calling one: reading the database, parsing and
 // building the tree overlap.
 func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRecord) error) error {
-	const batchSize = 1024
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	send := func(ch chan<- []parsedRecord, b []parsedRecord) error {
@@ -458,19 +457,13 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRe
 	scanErr := make(chan error, 1)
 	go func() {
 		defer close(read)
-		cur := make([]parsedRecord, 0, batchSize)
-		err := st.ScanAudit(ctx, store.AuditScan{Nodes: true}, func(r store.AuditRecord) error {
-			cur = append(cur, parsedRecord{AuditRecord: r})
-			if len(cur) < batchSize {
-				return nil
+		err := st.ScanAuditBatches(ctx, 0, func(recs []store.AuditRecord) error {
+			b := make([]parsedRecord, len(recs))
+			for i := range recs {
+				b[i].AuditRecord = recs[i]
 			}
-			b := cur
-			cur = make([]parsedRecord, 0, batchSize)
 			return send(read, b)
 		})
-		if err == nil && len(cur) > 0 {
-			err = send(read, cur)
-		}
 		scanErr <- err
 	}()
 	go func() {
