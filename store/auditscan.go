@@ -31,8 +31,9 @@ func (s *Store) ScanAuditBatches(ctx context.Context, from int64, fn func([]Audi
 	}
 	query := rebind(s.dialect, `SELECT seq, entry_id, exchange, kind, recorded_at, data, nodes FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?`)
 	next := from
+	var prev auditBatchSizes // of the last batch, to size the next one
 	for {
-		n, last, err := s.scanAuditPage(ctx, query, next, fn)
+		n, last, err := s.scanAuditPage(ctx, query, next, &prev, fn)
 		if err != nil {
 			return err
 		}
@@ -52,11 +53,24 @@ type auditBatch struct {
 	offs  [][5]int // per record: ends of its entry id, exchange, kind in text; of its data, nodes in bytes
 }
 
-func newAuditBatch() *auditBatch {
+// auditBatchSizes is what the records of a batch took.
+type auditBatchSizes struct{ recs, bytes, text int }
+
+// newAuditBatch returns an empty batch with room for AuditBatchSize
+// records like those of prev, or of typical size.
+func newAuditBatch(prev auditBatchSizes) *auditBatch {
+	nb, nt := AuditBatchSize*640, AuditBatchSize*48
+	if prev.recs > 0 {
+		// The buffers grow by copying, which the records' slices into
+		// them, made at the end, do not mind: ask for a little more than
+		// the previous records took.
+		per := func(n int) int { return (n/prev.recs + 1) * 9 / 8 * AuditBatchSize }
+		nb, nt = per(prev.bytes), per(prev.text)
+	}
 	return &auditBatch{
 		recs:  make([]AuditRecord, 0, AuditBatchSize),
-		bytes: make([]byte, 0, AuditBatchSize*768),
-		text:  make([]byte, 0, AuditBatchSize*48),
+		bytes: make([]byte, 0, nb),
+		text:  make([]byte, 0, nt),
 		offs:  make([][5]int, 0, AuditBatchSize),
 	}
 }
@@ -112,7 +126,7 @@ func (b *auditBatch) records() []AuditRecord {
 
 // scanAuditPage reads one page of records from seq from on and hands them
 // to fn in batches. It returns how many it read and the last one's seq.
-func (s *Store) scanAuditPage(ctx context.Context, query string, from int64, fn func([]AuditRecord) error) (int, int64, error) {
+func (s *Store) scanAuditPage(ctx context.Context, query string, from int64, prev *auditBatchSizes, fn func([]AuditRecord) error) (int, int64, error) {
 	fail := func(err error) (int, int64, error) {
 		return 0, 0, fmt.Errorf("reading audit log from entry %d: %w", from, err)
 	}
@@ -123,7 +137,7 @@ func (s *Store) scanAuditPage(ctx context.Context, query string, from int64, fn 
 	defer rs.Close()
 	var (
 		row  = rowReader(rs)
-		b    = newAuditBatch()
+		b    = newAuditBatch(*prev)
 		n    int
 		last int64
 	)
@@ -137,7 +151,8 @@ func (s *Store) scanAuditPage(ctx context.Context, query string, from int64, fn 
 			if err := fn(b.records()); err != nil {
 				return 0, 0, err
 			}
-			b = newAuditBatch()
+			*prev = auditBatchSizes{len(b.recs), len(b.bytes), len(b.text)}
+			b = newAuditBatch(*prev)
 		}
 	}
 	if err := rs.Err(); err != nil {
