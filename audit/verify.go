@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -309,7 +310,7 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	}
 	matched := map[*Checkpoint]bool{}
 
-	rng := rangeFactory.NewEmptyRange(0)
+	rng := (&compact.RangeFactory{Hash: newNodeHasher().hashChildren}).NewEmptyRange(0)
 	var (
 		next     int64
 		broken   bool // the tree can no longer be compared entry by entry
@@ -334,8 +335,8 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	if err := checkRoot(0); err != nil {
 		return nil, err
 	}
-	process := func(pr parsedRecord) error {
-		r, leaf := pr.AuditRecord, pr.leaf
+	process := func(r *store.AuditRecord, pr *parsedRecord) error {
+		leaf := pr.leaf[:]
 		if r.Seq != next {
 			if !broken {
 				detail := fmt.Sprintf("missing: the log jumps from entry %d to entry %d (%d entries deleted)", next-1, r.Seq, r.Seq-next)
@@ -346,12 +347,13 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 			}
 			broken = true
 		}
-		e, perr := pr.e, pr.err
+		e, perr := &pr.e, pr.err
 		id := ""
 		if perr == nil {
 			id = e.ID
 		}
-		if len(r.Nodes) == 0 || !bytes.Equal(leaf, r.Nodes[0]) {
+		leafStored := len(r.Nodes) > 0 && bytes.Equal(leaf, r.Nodes[0])
+		if !leafStored {
 			v.problem(Problem{Code: ProblemAltered, Seq: r.Seq, EntryID: id, Detail: "its bytes do not hash to the leaf hash stored when it was appended: the entry was changed"})
 		} else if perr != nil {
 			v.problem(Problem{Code: ProblemUnreadable, Seq: r.Seq, Detail: perr.Error()})
@@ -359,18 +361,23 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 		if perr == nil && (r.EntryID != e.ID || r.Exchange != e.Exchange || r.Kind != string(e.Kind) || !r.Time.Equal(e.Time)) {
 			v.problem(Problem{Code: ProblemIndex, Seq: r.Seq, EntryID: id, Detail: "its lookup columns (entry id, exchange, kind, time) disagree with its bytes"})
 		}
-		var computed [][]byte
-		if err := rng.Append(leaf, func(_ compact.NodeID, h []byte) { computed = append(computed, h) }); err != nil {
+		// The nodes the leaf completes, the leaf first, against the stored
+		// ones: the same count, and each equal.
+		computed, nodesOK := 0, true
+		if err := rng.Append(leaf, func(_ compact.NodeID, h []byte) {
+			nodesOK = nodesOK && computed < len(r.Nodes) && bytes.Equal(h, r.Nodes[computed])
+			computed++
+		}); err != nil {
 			return err
 		}
-		if !broken && !nodesEqual(computed, r.Nodes) && bytes.Equal(leaf, r.Nodes[0]) {
-			v.problem(Problem{Code: ProblemNodes, Seq: r.Seq, EntryID: id, Detail: fmt.Sprintf("the stored Merkle node hashes (%d) differ from the tree recomputed from the entries (%d): entries were reordered, removed or rewritten before it", len(r.Nodes), len(computed))})
+		if !broken && (!nodesOK || computed != len(r.Nodes)) && leafStored {
+			v.problem(Problem{Code: ProblemNodes, Seq: r.Seq, EntryID: id, Detail: fmt.Sprintf("the stored Merkle node hashes (%d) differ from the tree recomputed from the entries (%d): entries were reordered, removed or rewritten before it", len(r.Nodes), computed)})
 			broken = true
 		}
 		next = int64(rng.End())
 		v.rep.Entries = rng.End()
 		if perr == nil {
-			v.entryInputs(r.Seq, e)
+			v.entryInputs(r.Seq, *e)
 		}
 		return checkRoot(rng.End())
 	}
@@ -429,79 +436,95 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	return v.rep, nil
 }
 
-// parsedRecord is a record with its leaf hash and its parsed entry.
+// parsedRecord is a record's leaf hash and parsed entry.
 type parsedRecord struct {
-	store.AuditRecord
-	leaf []byte
+	leaf [sha256.Size]byte
 	e    Entry
 	err  error // from parseLeaf
 }
 
+// parsedBatch is a batch of records on its way through scanPipelined.
+type parsedBatch struct {
+	recs   []store.AuditRecord
+	parsed []parsedRecord
+	done   chan struct{} // closed once recs are hashed and parsed
+}
+
 // scanPipelined reads the log with its node hashes in one goroutine,
-// hashes and parses the entries in another, and calls process with every
-// record, in order, in the calling one: reading the database, parsing and
-// building the tree overlap.
-func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRecord) error) error {
+// hashes and parses the entries in a goroutine per processor, and calls
+// process with every record, in order, in the calling one: reading the
+// database, parsing and building the tree overlap, and parsing uses every
+// core the other stages leave.
+func scanPipelined(ctx context.Context, st *store.Store, process func(r *store.AuditRecord, p *parsedRecord) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	send := func(ch chan<- []parsedRecord, b []parsedRecord) error {
-		select {
-		case ch <- b:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	read := make(chan []parsedRecord, 4)
-	parsed := make(chan []parsedRecord, 4)
-	scanErr := make(chan error, 1)
+	const inFlight = 4 // batches read ahead of process
+	var (
+		work    = make(chan *parsedBatch, inFlight)
+		ordered = make(chan *parsedBatch, inFlight)
+		scanErr = make(chan error, 1)
+	)
 	go func() {
-		defer close(read)
+		defer close(ordered)
+		defer close(work)
 		err := st.ScanAuditBatches(ctx, 0, func(recs []store.AuditRecord) error {
-			b := make([]parsedRecord, len(recs))
-			for i := range recs {
-				b[i].AuditRecord = recs[i]
+			b := &parsedBatch{recs: recs, parsed: make([]parsedRecord, len(recs)), done: make(chan struct{})}
+			// ordered first: a batch in work is always awaited in order.
+			for _, ch := range []chan *parsedBatch{ordered, work} {
+				select {
+				case ch <- b:
+				case <-ctx.Done():
+					if ch == work {
+						close(b.done) // awaited, never parsed: process stops first
+					}
+					return ctx.Err()
+				}
 			}
-			return send(read, b)
+			return nil
 		})
 		scanErr <- err
 	}()
-	go func() {
-		defer close(parsed)
-		lh := newLeafHasher()
-		for b := range read {
-			for i := range b {
-				b[i].leaf = lh.sum(b[i].Data)
-				b[i].e, b[i].err = parseLeaf(b[i].Data)
-			}
-			if send(parsed, b) != nil {
-				for range read {
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		go func() {
+			h := sha256.New()
+			for b := range work {
+				if ctx.Err() == nil {
+					for i := range b.recs {
+						data, p := b.recs[i].Data, &b.parsed[i]
+						h.Reset()
+						h.Write([]byte{0})
+						h.Write(data)
+						h.Sum(p.leaf[:0])
+						p.e, p.err = parseLeaf(data)
+					}
 				}
-				return
+				close(b.done)
 			}
+		}()
+	}
+	drain := func() {
+		cancel()
+		for b := range ordered {
+			<-b.done
 		}
-	}()
-	for b := range parsed {
-		for _, r := range b {
-			if err := process(r); err != nil {
-				cancel()
-				for range parsed {
-				}
+	}
+	for b := range ordered {
+		<-b.done
+		if err := ctx.Err(); err != nil {
+			drain()
+			return err
+		}
+		for i := range b.recs {
+			if err := process(&b.recs[i], &b.parsed[i]); err != nil {
+				drain()
 				return err
 			}
-		}
-		if err := ctx.Err(); err != nil {
-			return err
 		}
 	}
 	return <-scanErr
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
-func nodesEqual(a, b [][]byte) bool {
-	return slices.EqualFunc(a, b, func(x, y []byte) bool { return bytes.Equal(x, y) })
-}
 
 // checkpoints reads and opens every stored checkpoint.
 func (v *verifier) checkpoints() ([]storedCheckpoint, error) {
