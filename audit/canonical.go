@@ -85,6 +85,15 @@ func (p *entryParser) expect(c byte) error {
 	return nil
 }
 
+// tokenByte marks the bytes a token may hold: printable ASCII other than
+// space, '"' and '\\'.
+var tokenByte = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // span reads a string of token bytes and returns where its bytes start
 // and end. An empty string is refused: no member of a leaf is ever empty
 // (an empty member is left out).
@@ -94,21 +103,19 @@ func (p *entryParser) span() (int, int, error) {
 	}
 	p.i++
 	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		if c == '"' {
-			if p.i == start {
-				return 0, 0, p.fail("an empty string (an empty member is left out)")
-			}
-			p.i++
-			return start, p.i - 1, nil
-		}
-		if c <= ' ' || c > '~' || c == '\\' {
-			return 0, 0, p.fail("a string holds a byte outside printable ASCII, a space or an escape")
-		}
+	for p.i < len(p.b) && tokenByte[p.b[p.i]] {
 		p.i++
 	}
-	return 0, 0, p.fail("unterminated string")
+	switch {
+	case p.i == len(p.b):
+		return 0, 0, p.fail("unterminated string")
+	case p.b[p.i] != '"':
+		return 0, 0, p.fail("a string holds a byte outside printable ASCII, a space or an escape")
+	case p.i == start:
+		return 0, 0, p.fail("an empty string (an empty member is left out)")
+	}
+	p.i++
+	return start, p.i - 1, nil
 }
 
 // str reads a string of token bytes.
@@ -169,33 +176,49 @@ func (p *entryParser) input() (Input, error) {
 // decodeLowerHex decodes src, 2*len(dst) lowercase hexadecimal digits, into
 // dst. Upper-case digits are refused: leaves write hashes in lowercase.
 func decodeLowerHex(dst, src []byte) bool {
+	src = src[:2*len(dst)]
+	bad := byte(0)
 	for i := range dst {
-		hi, lo := fromLowerHex(src[2*i]), fromLowerHex(src[2*i+1])
-		if hi > 0xf || lo > 0xf {
-			return false
-		}
-		dst[i] = hi<<4 | lo
+		hi, lo := lowerHex[src[2*i]], lowerHex[src[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0xf
 	}
-	return true
+	return bad&0xf0 == 0
 }
 
-func fromLowerHex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
+// lowerHex maps lowercase hexadecimal digits to their value, and every
+// other byte to 0xff.
+var lowerHex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return 0xff
-}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 func (p *entryParser) expectLit(lit string) error {
-	if len(p.b)-p.i < len(lit) || string(p.b[p.i:p.i+len(lit)]) != lit {
+	if !p.hasLit(lit) {
 		return p.fail(fmt.Sprintf("want %s", lit))
 	}
 	p.i += len(lit)
 	return nil
 }
+
+// hasLit reports whether lit comes next.
+func (p *entryParser) hasLit(lit string) bool {
+	return len(p.b)-p.i >= len(lit) && string(p.b[p.i:p.i+len(lit)]) == lit
+}
+
+// keyLits are the members' names as they start a member: "name":.
+var keyLits = func() []string {
+	out := make([]string, len(canonicalKeys))
+	for i, k := range canonicalKeys {
+		out[i] = `"` + k + `":`
+	}
+	return out
+}()
 
 // Member indexes into canonicalKeys.
 const (
@@ -225,22 +248,25 @@ func (p *entryParser) entry() (Entry, error) {
 	}
 	next := 0 // index into canonicalKeys of the next member allowed
 	for {
-		start, end, err := p.span()
-		if err != nil {
-			return e, err
-		}
-		kb := p.b[start:end]
+		// The member is the next allowed one whose name, quoted, and
+		// colon come next: a name ends at its quote, so at most one fits.
 		idx := next
-		for idx < len(canonicalKeys) && string(kb) != canonicalKeys[idx] {
+		for idx < len(keyLits) && !p.hasLit(keyLits[idx]) {
 			idx++
 		}
-		if idx == len(canonicalKeys) {
-			return e, p.fail(fmt.Sprintf("member %q is unknown, repeated or out of order", kb))
+		if idx == len(keyLits) {
+			// Not a member allowed here: say what it is.
+			start, end, err := p.span()
+			if err != nil {
+				return e, err
+			}
+			if err := p.expect(':'); err != nil {
+				return e, err
+			}
+			return e, p.fail(fmt.Sprintf("member %q is unknown, repeated or out of order", p.b[start:end]))
 		}
+		p.i += len(keyLits[idx])
 		next = idx + 1
-		if err := p.expect(':'); err != nil {
-			return e, err
-		}
 		if err := p.member(&e, idx); err != nil {
 			return e, err
 		}

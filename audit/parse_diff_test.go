@@ -262,3 +262,43 @@ func FuzzParseLeaf(f *testing.F) {
 	f.Add([]byte(`{"actor":"Organization/a","endpoint":"","id":"a1","interaction":"read","kind":"access","effect":"permit","observer":"Device/p","time":"2025-05-01T09:30:00.000000Z","v":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) { checkSameVerdict(t, data) })
 }
+
+// BenchmarkParseLeaf compares parseLeaf with the reference parser on the
+// entries of BenchmarkVerify's log (a decision and a disclosure).
+func BenchmarkParseLeaf(b *testing.B) {
+	h := HashBytes([]byte("consent"))
+	at := time.Date(2025, 5, 1, 9, 30, 0, 123456000, time.UTC)
+	bundle := &Input{Ref: "Bundle/b-00000001", Hash: HashBytes([]byte("bundle"))}
+	var leaves [][]byte
+	for _, e := range []Entry{
+		{ID: "d-00000001", Kind: KindDecision, Time: at, Exchange: "x-00000001", Actor: "Organization/clinic-a", Patient: "Patient/p-000001",
+			Purpose: "COC", Effect: EffectPermit, Obligations: []string{"NORDSCLCD"}, Trail: []string{"Consent/c1/_history/1"},
+			Inputs: []Input{{Ref: "Consent/c1/_history/1", Hash: h}}, Bundle: bundle, Observer: "Device/pathway", Site: "pathway.example.org"},
+		{ID: "s-00000001", Kind: KindDisclosure, Time: at, Exchange: "x-00000001", Actor: "Organization/clinic-a", Patient: "Patient/p-000001",
+			Purpose: "COC", Inputs: []Input{{Ref: "Bundle/b-00000001/_history/1", Hash: h}}, Bundle: bundle, Interaction: "transaction",
+			Endpoint: "https://clinic-a.example.org/fhir", Observer: "Device/pathway", Site: "pathway.example.org"},
+	} {
+		leaf, err := e.Canonical()
+		if err != nil {
+			b.Fatal(err)
+		}
+		leaves = append(leaves, leaf)
+	}
+	for _, p := range []struct {
+		name  string
+		parse func([]byte) (Entry, error)
+	}{
+		{"parseLeaf", parseLeaf},
+		{"ParseEntry", ParseEntry},
+		{"reference", func(b []byte) (Entry, error) { return refParseEntry(b, map[string]string{}) }},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := p.parse(leaves[i%len(leaves)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
