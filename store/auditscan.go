@@ -178,9 +178,10 @@ func rowReader(rs rows) func(b *auditBatch) (int64, error) {
 		seq                             int64
 		id, exchange, kind, data, nodes sql.RawBytes
 		ts                              sql.RawBytes
+		dest                            = []any{&seq, &id, &exchange, &kind, &ts, &data, &nodes}
 	)
 	return func(b *auditBatch) (int64, error) {
-		if err := rs.Scan(&seq, &id, &exchange, &kind, &ts, &data, &nodes); err != nil {
+		if err := rs.Scan(dest...); err != nil {
 			return 0, fmt.Errorf("reading row: %w", err)
 		}
 		t, err := sqliteTime(ts)
