@@ -364,7 +364,8 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 		// The nodes the leaf completes, the leaf first, against the stored
 		// ones: the same count, and each equal.
 		computed, nodesOK := 0, true
-		if err := rng.Append(leaf, func(_ compact.NodeID, h []byte) {
+		// The range keeps the hashes it is given: not pr's, reused.
+		if err := rng.Append(bytes.Clone(leaf), func(_ compact.NodeID, h []byte) {
 			nodesOK = nodesOK && computed < len(r.Nodes) && bytes.Equal(h, r.Nodes[computed])
 			computed++
 		}); err != nil {
@@ -463,12 +464,26 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r *store.A
 		work    = make(chan *parsedBatch, inFlight)
 		ordered = make(chan *parsedBatch, inFlight)
 		scanErr = make(chan error, 1)
+		// free holds the parsed records of processed batches for reuse:
+		// nothing keeps them once process has returned (it copies what it
+		// keeps), and parsing overwrites every one.
+		free = make(chan []parsedRecord, 2*inFlight+1)
 	)
 	go func() {
 		defer close(ordered)
 		defer close(work)
 		err := st.ScanAuditBatches(ctx, 0, func(recs []store.AuditRecord) error {
-			b := &parsedBatch{recs: recs, parsed: make([]parsedRecord, len(recs)), done: make(chan struct{})}
+			b := &parsedBatch{recs: recs, done: make(chan struct{})}
+			select {
+			case p := <-free:
+				if cap(p) >= len(recs) {
+					b.parsed = p[:len(recs)]
+				}
+			default:
+			}
+			if b.parsed == nil {
+				b.parsed = make([]parsedRecord, len(recs))
+			}
 			// ordered first: a batch in work is always awaited in order.
 			for _, ch := range []chan *parsedBatch{ordered, work} {
 				select {
@@ -519,6 +534,10 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r *store.A
 				drain()
 				return err
 			}
+		}
+		select {
+		case free <- b.parsed[:cap(b.parsed)]:
+		default:
 		}
 	}
 	return <-scanErr
@@ -575,9 +594,12 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 	if e.Kind == KindDecision {
 		v.rep.Decisions++
 	}
-	resolved := make([]ResolvedInput, 0, len(e.Inputs))
 	ok := true
 	needData := e.Kind == KindDecision && v.o.Rederiver != nil
+	var resolved []ResolvedInput // for the Rederiver
+	if needData {
+		resolved = make([]ResolvedInput, 0, len(e.Inputs))
+	}
 	for _, in := range e.Inputs {
 		if h, seen := v.inputs[in.Ref]; seen && !needData {
 			if h != in.Hash {
@@ -607,9 +629,11 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 				Detail: fmt.Sprintf("input %s no longer hashes to the logged value (logged %x, stored bytes hash to %x): it was altered after the entry was logged", in.Ref, in.Hash[:8], sum[:8])})
 			continue
 		}
-		resolved = append(resolved, ResolvedInput{Input: in, Format: format, Data: data})
+		if needData {
+			resolved = append(resolved, ResolvedInput{Input: in, Format: format, Data: data})
+		}
 	}
-	if e.Kind != KindDecision || !ok || v.o.Rederiver == nil {
+	if !needData || !ok {
 		return
 	}
 	v.rep.Rederived++
@@ -618,7 +642,12 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 		v.problem(Problem{Code: ProblemDecision, Seq: seq, EntryID: e.ID, Detail: "the decision could not be re-derived: " + err.Error()})
 		return
 	}
-	got := Entry{Effect: out.Effect, Obligations: out.Obligations, Trail: out.Trail}.Normalized()
+	// The outcome as Normalized has it: obligations sorted without
+	// repeats (sorted here only when they are not already).
+	got := Entry{Effect: out.Effect, Obligations: out.Obligations, Trail: out.Trail}
+	if !sortedUnique(got.Obligations) {
+		got.Obligations = slices.Compact(slices.Sorted(slices.Values(got.Obligations)))
+	}
 	switch {
 	case got.Effect != e.Effect:
 		v.problem(Problem{Code: ProblemDecision, Seq: seq, EntryID: e.ID, Detail: fmt.Sprintf("logged %s, re-derived %s", e.Effect, got.Effect)})
@@ -627,4 +656,14 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 	case !slices.Equal(got.Trail, e.Trail):
 		v.problem(Problem{Code: ProblemDecision, Seq: seq, EntryID: e.ID, Detail: fmt.Sprintf("logged trail %v, re-derived %v", e.Trail, got.Trail)})
 	}
+}
+
+// sortedUnique reports whether ss is sorted without repeats.
+func sortedUnique(ss []string) bool {
+	for i := 1; i < len(ss); i++ {
+		if ss[i-1] >= ss[i] {
+			return false
+		}
+	}
+	return true
 }
