@@ -539,6 +539,10 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r *store.A
 		case free <- b.parsed[:cap(b.parsed)]:
 		default:
 		}
+		if err := ctx.Err(); err != nil {
+			drain()
+			return err
+		}
 	}
 	return <-scanErr
 }

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -70,4 +71,26 @@ func TestVerifyManyBatches(t *testing.T) {
 		id := fmt.Sprintf("(id %s-%08d)", map[bool]string{true: "d", false: "s"}[seq%2 == 0], seq/2)
 		wantFirst(t, rep, audit.ProblemAltered, int64(seq), 0, id)
 	})
+}
+
+// TestVerifyCancelled: a verification cancelled half way stops with the
+// context's error, wherever its stages are.
+func TestVerifyCancelled(t *testing.T) {
+	db := openDB(t, "sqlite")
+	n := 4*store.AuditBatchSize + 11
+	buildBenchLog(t, db, n)
+	for _, at := range []int64{0, 1500, int64(n) - 1} {
+		ctx, cancel := context.WithCancel(context.Background())
+		rederive := audit.RederiverFunc(func(_ context.Context, d audit.Decision) (audit.Outcome, error) {
+			if d.Seq >= at {
+				cancel()
+			}
+			return audit.Outcome{Effect: d.Entry.Effect, Obligations: d.Entry.Obligations, Trail: d.Entry.Trail}, nil
+		})
+		rep, err := audit.Verify(ctx, db.st, audit.VerifyOptions{Verifier: testVerifier(t), Rederiver: rederive})
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled at entry %d: Verify = %+v, %v; want context.Canceled", at, rep, err)
+		}
+	}
 }
