@@ -23,7 +23,8 @@ const auditBatchPage = 8 * AuditBatchSize
 // at most AuditBatchSize records: what ScanAudit(AuditScan{From: from,
 // Nodes: true}) reads, read for a verifier that reads everything. The
 // records of one batch share a few allocations instead of a dozen each.
-// fn may keep the batch and its records. It stops at the first error fn
+// fn may keep the batch and its records: the store never writes to their
+// memory again (the verifier relies on it). It stops at the first error fn
 // returns and returns it unchanged.
 func (s *Store) ScanAuditBatches(ctx context.Context, from int64, fn func([]AuditRecord) error) error {
 	if err := s.checkOpen(); err != nil {
