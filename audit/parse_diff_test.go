@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -176,24 +177,25 @@ func insertMember(s, k, value string) []byte {
 	return []byte(s)
 }
 
-// checkSameVerdict fails t when parseLeaf, ParseEntry and the reference
-// parser disagree on b.
+// checkSameVerdict fails t when parseLeaf, parseLeafShared, ParseEntry and
+// the reference parser disagree on b.
 func checkSameVerdict(t *testing.T, b []byte) {
 	t.Helper()
 	want, wantErr := refParseEntry(b, map[string]string{})
 	got, gotErr := parseLeaf(b)
 	pub, pubErr := ParseEntry(b)
-	if (wantErr == nil) != (gotErr == nil) || (wantErr == nil) != (pubErr == nil) {
-		t.Fatalf("%q: reference parser: %v; parseLeaf: %v; ParseEntry: %v", b, wantErr, gotErr, pubErr)
+	shared, sharedErr := parseLeafShared(bytes.Clone(b))
+	if (wantErr == nil) != (gotErr == nil) || (wantErr == nil) != (pubErr == nil) || (wantErr == nil) != (sharedErr == nil) {
+		t.Fatalf("%q: reference parser: %v; parseLeaf: %v; ParseEntry: %v; parseLeafShared: %v", b, wantErr, gotErr, pubErr, sharedErr)
 	}
 	if wantErr != nil {
-		if !errors.Is(gotErr, ErrNotCanonical) || !errors.Is(pubErr, ErrNotCanonical) {
-			t.Fatalf("%q: errors %v, %v do not wrap ErrNotCanonical", b, gotErr, pubErr)
+		if !errors.Is(gotErr, ErrNotCanonical) || !errors.Is(pubErr, ErrNotCanonical) || !errors.Is(sharedErr, ErrNotCanonical) {
+			t.Fatalf("%q: errors %v, %v, %v do not wrap ErrNotCanonical", b, gotErr, pubErr, sharedErr)
 		}
 		return
 	}
-	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(pub, want) {
-		t.Fatalf("%q: parseLeaf read %+v, ParseEntry %+v, the reference parser %+v", b, got, pub, want)
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(pub, want) || !reflect.DeepEqual(shared, want) {
+		t.Fatalf("%q: parseLeaf read %+v, ParseEntry %+v, parseLeafShared %+v, the reference parser %+v", b, got, pub, shared, want)
 	}
 }
 
@@ -289,6 +291,7 @@ func BenchmarkParseLeaf(b *testing.B) {
 		parse func([]byte) (Entry, error)
 	}{
 		{"parseLeaf", parseLeaf},
+		{"parseLeafShared", parseLeafShared},
 		{"ParseEntry", ParseEntry},
 		{"reference", func(b []byte) (Entry, error) { return refParseEntry(b, map[string]string{}) }},
 	} {

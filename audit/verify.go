@@ -40,7 +40,10 @@ type Decision struct {
 	// Seq is the entry's leaf index.
 	Seq int64
 	// Entry is the decision as logged (its effect, obligations and trail
-	// are what Outcome is compared with).
+	// are what Outcome is compared with). Its strings share the memory of
+	// a batch of the log as Verify read it: a Rederiver that keeps one
+	// after the call keeps that memory too, unless it keeps a copy
+	// (strings.Clone).
 	Entry Entry
 	// Inputs are Entry.Inputs with their bytes, in the same order; each
 	// one's bytes hash to the logged Hash.
@@ -236,7 +239,7 @@ func (v *verifier) resolve(ref string) (format string, data []byte, err error) {
 			clear(v.data)
 			v.dataBytes = 0
 		}
-		v.data[ref] = ResolvedInput{Format: format, Data: data}
+		v.data[strings.Clone(ref)] = ResolvedInput{Format: format, Data: data}
 		v.dataBytes += len(data)
 	}
 	return format, data, nil
@@ -247,6 +250,7 @@ func (v *verifier) problem(p Problem) {
 		v.rep.Truncated = true
 		return
 	}
+	p.EntryID = strings.Clone(p.EntryID) // not the memory of the log read
 	v.rep.Problems = append(v.rep.Problems, p)
 }
 
@@ -510,7 +514,10 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r *store.A
 						h.Write([]byte{0})
 						h.Write(data)
 						h.Sum(p.leaf[:0])
-						p.e, p.err = parseLeaf(data)
+						// Nothing writes to the records' data (the store
+						// hands it over for good, and Verify only reads
+						// it): the entry may share it.
+						p.e, p.err = parseLeafShared(data)
 					}
 				}
 				close(b.done)
@@ -624,7 +631,7 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 		}
 		sum := sha256.Sum256(data)
 		if _, seen := v.inputs[in.Ref]; !seen {
-			v.inputs[in.Ref] = sum
+			v.inputs[strings.Clone(in.Ref)] = sum
 			v.rep.InputsChecked++
 		}
 		if sum != in.Hash {
