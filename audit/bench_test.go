@@ -12,7 +12,7 @@ import (
 
 // benchEntries returns n entries as the pipeline would write them: per
 // exchange a decision (one consent input, a bundle) and a disclosure.
-func benchEntries(b *testing.B, consent store.Resource, from, n int) []audit.Entry {
+func benchEntries(b testing.TB, consent store.Resource, from, n int) []audit.Entry {
 	out := make([]audit.Entry, 0, n)
 	for i := from; len(out) < n; i++ {
 		d := audit.Entry{
@@ -104,7 +104,7 @@ func benchReferral(i int) []store.Resource {
 
 // buildBenchLog appends n entries in transactions of 1000 and signs a
 // checkpoint of them.
-func buildBenchLog(b *testing.B, db *testDB, n int) {
+func buildBenchLog(b testing.TB, db *testDB, n int) {
 	ctx := context.Background()
 	consent := putConsent(b, db.st, "c1", 1, "permit COC Organization/clinic-a")
 	for from := 0; from < n; from += 1000 {

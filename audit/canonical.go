@@ -10,6 +10,7 @@ import (
 	"hash"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // ErrNotCanonical is returned (wrapped) by ParseEntry for bytes that are not
@@ -19,18 +20,16 @@ var ErrNotCanonical = errors.New("not a canonical audit entry")
 // ParseEntry reads a leaf: it accepts exactly the bytes Entry.Canonical
 // writes for a valid entry, and nothing else (no whitespace, members in
 // order, no unknown members, no trailing bytes, format version 1).
-func ParseEntry(b []byte) (Entry, error) { return parseEntry(b, nil) }
-
-// parseEntry is ParseEntry sharing the strings of repeated values (kinds,
-// partners, purposes, consent versions...) through intern, when not nil.
-func parseEntry(b []byte, intern map[string]string) (Entry, error) {
-	p := entryParser{b: b, intern: intern}
-	e, err := p.entry()
+//
+// It parses and validates the entry (parseLeaf) and then, belt and braces,
+// checks that the entry's canonical form is the given bytes. The verifier
+// skips that last step: parseLeaf alone is already exactly as strict, which
+// FuzzParseLeaf and TestParseLeafDifferential check against the parser as
+// it was before that shortcut.
+func ParseEntry(b []byte) (Entry, error) {
+	e, err := parseLeaf(b)
 	if err != nil {
-		return Entry{}, fmt.Errorf("%w: %v", ErrNotCanonical, err)
-	}
-	if err := e.Validate(); err != nil {
-		return Entry{}, fmt.Errorf("%w: %v", ErrNotCanonical, err)
+		return Entry{}, err
 	}
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
@@ -41,51 +40,52 @@ func parseEntry(b []byte, intern map[string]string) (Entry, error) {
 	return e, nil
 }
 
-// keyIndex maps each member name to its place in canonicalKeys.
-var keyIndex = func() map[string]int {
-	m := make(map[string]int, len(canonicalKeys))
-	for i, k := range canonicalKeys {
-		m[k] = i
+// parseLeaf reads a leaf as ParseEntry does, without writing the entry's
+// canonical form again to compare: the parser only accepts what that form
+// can be. It reads the JSON subset leaves use with members in their order,
+// each string a non-empty run of token bytes and each hash lowercase hex,
+// and the entry it reads must be valid (Entry.Validate). Such an entry is
+// written back byte for byte: every member present is written, as read (a
+// member is only left out when it is empty, and nothing read is empty), in
+// the same order, times in the one layout they were read in, hashes in
+// lowercase hex, and "v" last.
+//
+// Every string of the entry is a substring of one copy of b.
+func parseLeaf(b []byte) (Entry, error) { return parseLeafAs(b, "") }
+
+// parseLeafShared is parseLeaf for bytes that never change: the entry's
+// strings share their memory instead of a copy. The verifier reads every
+// leaf of the log into memory nothing writes to afterwards (the store's
+// batches), so it parses them so.
+func parseLeafShared(b []byte) (Entry, error) {
+	if len(b) == 0 {
+		return parseLeafAs(b, "")
 	}
-	return m
-}()
+	return parseLeafAs(b, unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+// parseLeafAs is parseLeaf with s, if not empty, the string of b.
+func parseLeafAs(b []byte, s string) (Entry, error) {
+	p := entryParser{b: b, s: s}
+	e, err := p.entry()
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrNotCanonical, err)
+	}
+	if err := e.Validate(); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrNotCanonical, err)
+	}
+	return e, nil
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // entryParser reads the JSON subset leaves use: one object of known
-// members, string values without escapes, arrays of strings or of
-// {hash, ref} objects, and the integer 1.
+// members in canonical order, non-empty string values without escapes,
+// arrays of strings or of {hash, ref} objects, and the integer 1.
 type entryParser struct {
-	b      []byte
-	i      int
-	intern map[string]string
-}
-
-// maxInterned bounds the strings an intern table keeps.
-const maxInterned = 4096
-
-// shared returns the string of b, shared through the intern table.
-func (p *entryParser) shared(b []byte) string {
-	if p.intern == nil {
-		return string(b)
-	}
-	if s, ok := p.intern[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(p.intern) < maxInterned {
-		p.intern[s] = s
-	}
-	return s
-}
-
-// sharedStr reads a string of token bytes, shared through the intern table.
-func (p *entryParser) sharedStr() (string, error) {
-	start := p.i + 1
-	if _, err := p.rawStr(); err != nil {
-		return "", err
-	}
-	return p.shared(p.b[start : p.i-1]), nil
+	b []byte
+	s string // b as a string, made on first use: strings are its substrings
+	i int
 }
 
 func (p *entryParser) fail(what string) error {
@@ -100,39 +100,58 @@ func (p *entryParser) expect(c byte) error {
 	return nil
 }
 
-// str reads a string of token bytes.
-func (p *entryParser) str() (string, error) {
-	b, err := p.rawStr()
-	return string(b), err
-}
-
-// rawStr reads a string of token bytes and returns them, without copying.
-func (p *entryParser) rawStr() ([]byte, error) {
-	if err := p.expect('"'); err != nil {
-		return nil, err
+// tokenByte marks the bytes a token may hold: printable ASCII other than
+// space, '"' and '\\'.
+var tokenByte = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = c != '"' && c != '\\'
 	}
+	return t
+}()
+
+// span reads a string of token bytes and returns where its bytes start
+// and end. An empty string is refused: no member of a leaf is ever empty
+// (an empty member is left out).
+func (p *entryParser) span() (int, int, error) {
+	if p.i >= len(p.b) || p.b[p.i] != '"' {
+		return 0, 0, p.fail(`want '"'`)
+	}
+	p.i++
 	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		if c == '"' {
-			p.i++
-			return p.b[start : p.i-1], nil
-		}
-		if c <= ' ' || c > '~' || c == '\\' {
-			return nil, p.fail("a string holds a byte outside printable ASCII, a space or an escape")
-		}
+	for p.i < len(p.b) && tokenByte[p.b[p.i]] {
 		p.i++
 	}
-	return nil, p.fail("unterminated string")
+	switch {
+	case p.i == len(p.b):
+		return 0, 0, p.fail("unterminated string")
+	case p.b[p.i] != '"':
+		return 0, 0, p.fail("a string holds a byte outside printable ASCII, a space or an escape")
+	case p.i == start:
+		return 0, 0, p.fail("an empty string (an empty member is left out)")
+	}
+	p.i++
+	return start, p.i - 1, nil
+}
+
+// str reads a string of token bytes.
+func (p *entryParser) str() (string, error) {
+	start, end, err := p.span()
+	if err != nil {
+		return "", err
+	}
+	if p.s == "" {
+		p.s = string(p.b)
+	}
+	return p.s[start:end], nil
 }
 
 func (p *entryParser) strs() ([]string, error) {
 	if err := p.expect('['); err != nil {
 		return nil, err
 	}
-	var out []string
+	out := make([]string, 0, 1)
 	for {
-		s, err := p.sharedStr()
+		s, err := p.str()
 		if err != nil {
 			return nil, err
 		}
@@ -150,32 +169,92 @@ func (p *entryParser) input() (Input, error) {
 	if err := p.expectLit(`{"hash":`); err != nil {
 		return in, err
 	}
-	h, err := p.rawStr()
+	start, end, err := p.span()
 	if err != nil {
 		return in, err
 	}
-	if len(h) != 64 {
+	if end-start != 2*len(in.Hash) {
 		return in, p.fail("a hash is not 64 hex digits")
 	}
-	if _, err := hex.Decode(in.Hash[:], h); err != nil {
-		return in, p.fail("a hash is not hex")
+	if !decodeLowerHex(in.Hash[:], p.b[start:end]) {
+		return in, p.fail("a hash is not lowercase hex")
 	}
 	if err := p.expectLit(`,"ref":`); err != nil {
 		return in, err
 	}
-	if in.Ref, err = p.sharedStr(); err != nil {
+	if in.Ref, err = p.str(); err != nil {
 		return in, err
 	}
 	return in, p.expect('}')
 }
 
+// decodeLowerHex decodes src, 2*len(dst) lowercase hexadecimal digits, into
+// dst. Upper-case digits are refused: leaves write hashes in lowercase.
+func decodeLowerHex(dst, src []byte) bool {
+	src = src[:2*len(dst)]
+	bad := byte(0)
+	for i := range dst {
+		hi, lo := lowerHex[src[2*i]], lowerHex[src[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0xf
+	}
+	return bad&0xf0 == 0
+}
+
+// lowerHex maps lowercase hexadecimal digits to their value, and every
+// other byte to 0xff.
+var lowerHex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
 func (p *entryParser) expectLit(lit string) error {
-	if !bytes.HasPrefix(p.b[p.i:], []byte(lit)) {
+	if !p.hasLit(lit) {
 		return p.fail(fmt.Sprintf("want %s", lit))
 	}
 	p.i += len(lit)
 	return nil
 }
+
+// hasLit reports whether lit comes next.
+func (p *entryParser) hasLit(lit string) bool {
+	return len(p.b)-p.i >= len(lit) && string(p.b[p.i:p.i+len(lit)]) == lit
+}
+
+// keyLits are the members' names as they start a member: "name":.
+var keyLits = func() []string {
+	out := make([]string, len(canonicalKeys))
+	for i, k := range canonicalKeys {
+		out[i] = `"` + k + `":`
+	}
+	return out
+}()
+
+// Member indexes into canonicalKeys.
+const (
+	keyActor = iota
+	keyBundle
+	keyEffect
+	keyEndpoint
+	keyExchange
+	keyID
+	keyInputs
+	keyInteraction
+	keyKind
+	keyObligations
+	keyObserver
+	keyPatient
+	keyPurpose
+	keySite
+	keyTime
+	keyTrail
+	keyV
+)
 
 func (p *entryParser) entry() (Entry, error) {
 	var e Entry
@@ -184,20 +263,26 @@ func (p *entryParser) entry() (Entry, error) {
 	}
 	next := 0 // index into canonicalKeys of the next member allowed
 	for {
-		kb, err := p.rawStr()
-		if err != nil {
-			return e, err
+		// The member is the next allowed one whose name, quoted, and
+		// colon come next: a name ends at its quote, so at most one fits.
+		idx := next
+		for idx < len(keyLits) && !p.hasLit(keyLits[idx]) {
+			idx++
 		}
-		idx, known := keyIndex[string(kb)]
-		if !known || idx < next {
-			return e, p.fail(fmt.Sprintf("member %q is unknown, repeated or out of order", kb))
+		if idx == len(keyLits) {
+			// Not a member allowed here: say what it is.
+			start, end, err := p.span()
+			if err != nil {
+				return e, err
+			}
+			if err := p.expect(':'); err != nil {
+				return e, err
+			}
+			return e, p.fail(fmt.Sprintf("member %q is unknown, repeated or out of order", p.b[start:end]))
 		}
-		k := canonicalKeys[idx]
+		p.i += len(keyLits[idx])
 		next = idx + 1
-		if err := p.expect(':'); err != nil {
-			return e, err
-		}
-		if err := p.member(&e, k); err != nil {
+		if err := p.member(&e, idx); err != nil {
 			return e, err
 		}
 		if p.i < len(p.b) && p.b[p.i] == ',' {
@@ -217,29 +302,32 @@ func (p *entryParser) entry() (Entry, error) {
 	}
 }
 
-func (p *entryParser) member(e *Entry, k string) error {
-	var err error
+func (p *entryParser) member(e *Entry, k int) error {
+	var (
+		s   string
+		err error
+	)
 	switch k {
-	case "actor":
-		e.Actor, err = p.sharedStr()
-	case "bundle":
+	case keyActor:
+		e.Actor, err = p.str()
+	case keyBundle:
 		var in Input
 		in, err = p.input()
 		e.Bundle = &in
-	case "effect":
-		var s string
-		s, err = p.sharedStr()
+	case keyEffect:
+		s, err = p.str()
 		e.Effect = Effect(s)
-	case "endpoint":
-		e.Endpoint, err = p.sharedStr()
-	case "exchange":
+	case keyEndpoint:
+		e.Endpoint, err = p.str()
+	case keyExchange:
 		e.Exchange, err = p.str()
-	case "id":
+	case keyID:
 		e.ID, err = p.str()
-	case "inputs":
+	case keyInputs:
 		if err = p.expect('['); err != nil {
 			return err
 		}
+		e.Inputs = make([]Input, 0, 1)
 		for {
 			var in Input
 			if in, err = p.input(); err != nil {
@@ -252,34 +340,33 @@ func (p *entryParser) member(e *Entry, k string) error {
 			}
 			return p.expect(']')
 		}
-	case "interaction":
-		e.Interaction, err = p.sharedStr()
-	case "kind":
-		var s string
-		s, err = p.sharedStr()
+	case keyInteraction:
+		e.Interaction, err = p.str()
+	case keyKind:
+		s, err = p.str()
 		e.Kind = Kind(s)
-	case "obligations":
+	case keyObligations:
 		e.Obligations, err = p.strs()
-	case "observer":
-		e.Observer, err = p.sharedStr()
-	case "patient":
+	case keyObserver:
+		e.Observer, err = p.str()
+	case keyPatient:
 		e.Patient, err = p.str()
-	case "purpose":
-		e.Purpose, err = p.sharedStr()
-	case "site":
-		e.Site, err = p.sharedStr()
-	case "time":
-		var s []byte
-		if s, err = p.rawStr(); err != nil {
+	case keyPurpose:
+		e.Purpose, err = p.str()
+	case keySite:
+		e.Site, err = p.str()
+	case keyTime:
+		var start, end int
+		if start, end, err = p.span(); err != nil {
 			return err
 		}
 		var ok bool
-		if e.Time, ok = parseTime(s); !ok {
+		if e.Time, ok = parseTime(p.b[start:end]); !ok {
 			return p.fail("time is not in the layout " + timeLayout)
 		}
-	case "trail":
+	case keyTrail:
 		e.Trail, err = p.strs()
-	case "v":
+	case keyV:
 		if p.i < len(p.b) && p.b[p.i] == '1' && (p.i+1 == len(p.b) || p.b[p.i+1] == '}') {
 			p.i++
 			return nil

@@ -281,17 +281,23 @@ func (e Entry) Validate() error {
 	if e.Kind != KindDecision && (len(e.Obligations) > 0 || len(e.Trail) > 0) {
 		bad("obligations", "only decisions have obligations and a trail")
 	}
+	// The field names of list elements are only formatted for a message.
+	tokenAt := func(format string, i int, s string) {
+		if !validToken(s) {
+			token(fmt.Sprintf(format, i), s, true)
+		}
+	}
 	for i, o := range e.Obligations {
-		token(fmt.Sprintf("obligations[%d]", i), o, true)
+		tokenAt("obligations[%d]", i, o)
 		if i > 0 && e.Obligations[i-1] >= o {
 			bad("obligations", "not sorted without repeats")
 		}
 	}
 	for i, s := range e.Trail {
-		token(fmt.Sprintf("trail[%d]", i), s, true)
+		tokenAt("trail[%d]", i, s)
 	}
 	for i, in := range e.Inputs {
-		token(fmt.Sprintf("inputs[%d].ref", i), in.Ref, true)
+		tokenAt("inputs[%d].ref", i, in.Ref)
 		if i > 0 && e.Inputs[i-1].Ref >= in.Ref {
 			bad("inputs", "not sorted by ref without repeats")
 		}

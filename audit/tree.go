@@ -2,7 +2,9 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -116,4 +118,18 @@ func VerifyInclusionHash(leafHash []byte, index, size uint64, proofHashes [][]by
 // of size1 and size2 leaves with roots root1 and root2.
 func VerifyConsistency(size1, size2 uint64, proofHashes [][]byte, root1, root2 []byte) error {
 	return proof.VerifyConsistency(hasher, size1, size2, proofHashes, root1, root2)
+}
+
+// nodeHasher hashes interior nodes as hasher.HashChildren does,
+// SHA-256(0x01 || left || right), reusing one digest: for one goroutine.
+type nodeHasher struct{ h hash.Hash }
+
+func newNodeHasher() *nodeHasher { return &nodeHasher{h: sha256.New()} }
+
+func (n *nodeHasher) hashChildren(l, r []byte) []byte {
+	n.h.Reset()
+	n.h.Write([]byte{rfc6962.RFC6962NodeHashPrefix})
+	n.h.Write(l)
+	n.h.Write(r)
+	return n.h.Sum(make([]byte, 0, sha256.Size))
 }

@@ -193,3 +193,14 @@ func FuzzParseEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestNodeHasherIsRFC6962(t *testing.T) {
+	nh := newNodeHasher()
+	l, r := LeafHash([]byte("left")), LeafHash([]byte("right"))
+	for range 3 { // the digest is reused
+		if got, want := nh.hashChildren(l, r), hasher.HashChildren(l, r); string(got) != string(want) {
+			t.Fatalf("hashChildren = %x, want %x", got, want)
+		}
+		l, r = r, nh.hashChildren(l, r)
+	}
+}

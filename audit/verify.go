@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,7 +40,10 @@ type Decision struct {
 	// Seq is the entry's leaf index.
 	Seq int64
 	// Entry is the decision as logged (its effect, obligations and trail
-	// are what Outcome is compared with).
+	// are what Outcome is compared with). Its strings share the memory of
+	// a batch of the log as Verify read it: a Rederiver that keeps one
+	// after the call keeps that memory too, unless it keeps a copy
+	// (strings.Clone).
 	Entry Entry
 	// Inputs are Entry.Inputs with their bytes, in the same order; each
 	// one's bytes hash to the logged Hash.
@@ -235,7 +239,7 @@ func (v *verifier) resolve(ref string) (format string, data []byte, err error) {
 			clear(v.data)
 			v.dataBytes = 0
 		}
-		v.data[ref] = ResolvedInput{Format: format, Data: data}
+		v.data[strings.Clone(ref)] = ResolvedInput{Format: format, Data: data}
 		v.dataBytes += len(data)
 	}
 	return format, data, nil
@@ -246,6 +250,7 @@ func (v *verifier) problem(p Problem) {
 		v.rep.Truncated = true
 		return
 	}
+	p.EntryID = strings.Clone(p.EntryID) // not the memory of the log read
 	v.rep.Problems = append(v.rep.Problems, p)
 }
 
@@ -309,7 +314,7 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	}
 	matched := map[*Checkpoint]bool{}
 
-	rng := rangeFactory.NewEmptyRange(0)
+	rng := (&compact.RangeFactory{Hash: newNodeHasher().hashChildren}).NewEmptyRange(0)
 	var (
 		next     int64
 		broken   bool // the tree can no longer be compared entry by entry
@@ -334,8 +339,8 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	if err := checkRoot(0); err != nil {
 		return nil, err
 	}
-	process := func(pr parsedRecord) error {
-		r, leaf := pr.AuditRecord, pr.leaf
+	process := func(r *store.AuditRecord, pr *parsedRecord) error {
+		leaf := pr.leaf[:]
 		if r.Seq != next {
 			if !broken {
 				detail := fmt.Sprintf("missing: the log jumps from entry %d to entry %d (%d entries deleted)", next-1, r.Seq, r.Seq-next)
@@ -346,12 +351,13 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 			}
 			broken = true
 		}
-		e, perr := pr.e, pr.err
+		e, perr := &pr.e, pr.err
 		id := ""
 		if perr == nil {
 			id = e.ID
 		}
-		if len(r.Nodes) == 0 || !bytes.Equal(leaf, r.Nodes[0]) {
+		leafStored := len(r.Nodes) > 0 && bytes.Equal(leaf, r.Nodes[0])
+		if !leafStored {
 			v.problem(Problem{Code: ProblemAltered, Seq: r.Seq, EntryID: id, Detail: "its bytes do not hash to the leaf hash stored when it was appended: the entry was changed"})
 		} else if perr != nil {
 			v.problem(Problem{Code: ProblemUnreadable, Seq: r.Seq, Detail: perr.Error()})
@@ -359,18 +365,24 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 		if perr == nil && (r.EntryID != e.ID || r.Exchange != e.Exchange || r.Kind != string(e.Kind) || !r.Time.Equal(e.Time)) {
 			v.problem(Problem{Code: ProblemIndex, Seq: r.Seq, EntryID: id, Detail: "its lookup columns (entry id, exchange, kind, time) disagree with its bytes"})
 		}
-		var computed [][]byte
-		if err := rng.Append(leaf, func(_ compact.NodeID, h []byte) { computed = append(computed, h) }); err != nil {
+		// The nodes the leaf completes, the leaf first, against the stored
+		// ones: the same count, and each equal.
+		computed, nodesOK := 0, true
+		// The range keeps the hashes it is given: not pr's, reused.
+		if err := rng.Append(bytes.Clone(leaf), func(_ compact.NodeID, h []byte) {
+			nodesOK = nodesOK && computed < len(r.Nodes) && bytes.Equal(h, r.Nodes[computed])
+			computed++
+		}); err != nil {
 			return err
 		}
-		if !broken && !nodesEqual(computed, r.Nodes) && bytes.Equal(leaf, r.Nodes[0]) {
-			v.problem(Problem{Code: ProblemNodes, Seq: r.Seq, EntryID: id, Detail: fmt.Sprintf("the stored Merkle node hashes (%d) differ from the tree recomputed from the entries (%d): entries were reordered, removed or rewritten before it", len(r.Nodes), len(computed))})
+		if !broken && (!nodesOK || computed != len(r.Nodes)) && leafStored {
+			v.problem(Problem{Code: ProblemNodes, Seq: r.Seq, EntryID: id, Detail: fmt.Sprintf("the stored Merkle node hashes (%d) differ from the tree recomputed from the entries (%d): entries were reordered, removed or rewritten before it", len(r.Nodes), computed)})
 			broken = true
 		}
 		next = int64(rng.End())
 		v.rep.Entries = rng.End()
 		if perr == nil {
-			v.entryInputs(r.Seq, e)
+			v.entryInputs(r.Seq, *e)
 		}
 		return checkRoot(rng.End())
 	}
@@ -429,76 +441,113 @@ func Verify(ctx context.Context, st *store.Store, o VerifyOptions) (*Report, err
 	return v.rep, nil
 }
 
-// parsedRecord is a record with its leaf hash and its parsed entry.
+// parsedRecord is a record's leaf hash and parsed entry.
 type parsedRecord struct {
-	store.AuditRecord
-	leaf []byte
+	leaf [sha256.Size]byte
 	e    Entry
-	err  error // from parseEntry
+	err  error // from parseLeaf
+}
+
+// parsedBatch is a batch of records on its way through scanPipelined.
+type parsedBatch struct {
+	recs   []store.AuditRecord
+	parsed []parsedRecord
+	done   chan struct{} // closed once recs are hashed and parsed
 }
 
 // scanPipelined reads the log with its node hashes in one goroutine,
-// hashes and parses the entries in another, and calls process with every
-// record, in order, in the calling one: reading the database, parsing and
-// building the tree overlap.
-func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRecord) error) error {
-	const batchSize = 1024
+// hashes and parses the entries in a goroutine per processor, and calls
+// process with every record, in order, in the calling one: reading the
+// database, parsing and building the tree overlap, and parsing uses every
+// core the other stages leave.
+func scanPipelined(ctx context.Context, st *store.Store, process func(r *store.AuditRecord, p *parsedRecord) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	send := func(ch chan<- []parsedRecord, b []parsedRecord) error {
-		select {
-		case ch <- b:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	read := make(chan []parsedRecord, 4)
-	parsed := make(chan []parsedRecord, 4)
-	scanErr := make(chan error, 1)
+	const inFlight = 4 // batches read ahead of process
+	var (
+		work    = make(chan *parsedBatch, inFlight)
+		ordered = make(chan *parsedBatch, inFlight)
+		scanErr = make(chan error, 1)
+		// free holds the parsed records of processed batches for reuse:
+		// nothing keeps them once process has returned (it copies what it
+		// keeps), and parsing overwrites every one.
+		free = make(chan []parsedRecord, 2*inFlight+1)
+	)
 	go func() {
-		defer close(read)
-		cur := make([]parsedRecord, 0, batchSize)
-		err := st.ScanAudit(ctx, store.AuditScan{Nodes: true}, func(r store.AuditRecord) error {
-			cur = append(cur, parsedRecord{AuditRecord: r})
-			if len(cur) < batchSize {
-				return nil
+		defer close(ordered)
+		defer close(work)
+		err := st.ScanAuditBatches(ctx, 0, func(recs []store.AuditRecord) error {
+			b := &parsedBatch{recs: recs, done: make(chan struct{})}
+			select {
+			case p := <-free:
+				if cap(p) >= len(recs) {
+					b.parsed = p[:len(recs)]
+				}
+			default:
 			}
-			b := cur
-			cur = make([]parsedRecord, 0, batchSize)
-			return send(read, b)
+			if b.parsed == nil {
+				b.parsed = make([]parsedRecord, len(recs))
+			}
+			// ordered first: a batch in work is always awaited in order.
+			for _, ch := range []chan *parsedBatch{ordered, work} {
+				select {
+				case ch <- b:
+				case <-ctx.Done():
+					if ch == work {
+						close(b.done) // awaited, never parsed: process stops first
+					}
+					return ctx.Err()
+				}
+			}
+			return nil
 		})
-		if err == nil && len(cur) > 0 {
-			err = send(read, cur)
-		}
 		scanErr <- err
 	}()
-	go func() {
-		defer close(parsed)
-		lh := newLeafHasher()
-		intern := map[string]string{}
-		for b := range read {
-			for i := range b {
-				b[i].leaf = lh.sum(b[i].Data)
-				b[i].e, b[i].err = parseEntry(b[i].Data, intern)
-			}
-			if send(parsed, b) != nil {
-				for range read {
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		go func() {
+			h := sha256.New()
+			for b := range work {
+				if ctx.Err() == nil {
+					for i := range b.recs {
+						data, p := b.recs[i].Data, &b.parsed[i]
+						h.Reset()
+						h.Write([]byte{0})
+						h.Write(data)
+						h.Sum(p.leaf[:0])
+						// Nothing writes to the records' data (the store
+						// hands it over for good, and Verify only reads
+						// it): the entry may share it.
+						p.e, p.err = parseLeafShared(data)
+					}
 				}
-				return
+				close(b.done)
 			}
+		}()
+	}
+	drain := func() {
+		cancel()
+		for b := range ordered {
+			<-b.done
 		}
-	}()
-	for b := range parsed {
-		for _, r := range b {
-			if err := process(r); err != nil {
-				cancel()
-				for range parsed {
-				}
+	}
+	for b := range ordered {
+		<-b.done
+		if err := ctx.Err(); err != nil {
+			drain()
+			return err
+		}
+		for i := range b.recs {
+			if err := process(&b.recs[i], &b.parsed[i]); err != nil {
+				drain()
 				return err
 			}
 		}
+		select {
+		case free <- b.parsed[:cap(b.parsed)]:
+		default:
+		}
 		if err := ctx.Err(); err != nil {
+			drain()
 			return err
 		}
 	}
@@ -506,10 +555,6 @@ func scanPipelined(ctx context.Context, st *store.Store, process func(r parsedRe
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
-func nodesEqual(a, b [][]byte) bool {
-	return slices.EqualFunc(a, b, func(x, y []byte) bool { return bytes.Equal(x, y) })
-}
 
 // checkpoints reads and opens every stored checkpoint.
 func (v *verifier) checkpoints() ([]storedCheckpoint, error) {
@@ -560,9 +605,12 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 	if e.Kind == KindDecision {
 		v.rep.Decisions++
 	}
-	resolved := make([]ResolvedInput, 0, len(e.Inputs))
 	ok := true
 	needData := e.Kind == KindDecision && v.o.Rederiver != nil
+	var resolved []ResolvedInput // for the Rederiver
+	if needData {
+		resolved = make([]ResolvedInput, 0, len(e.Inputs))
+	}
 	for _, in := range e.Inputs {
 		if h, seen := v.inputs[in.Ref]; seen && !needData {
 			if h != in.Hash {
@@ -583,7 +631,7 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 		}
 		sum := sha256.Sum256(data)
 		if _, seen := v.inputs[in.Ref]; !seen {
-			v.inputs[in.Ref] = sum
+			v.inputs[strings.Clone(in.Ref)] = sum
 			v.rep.InputsChecked++
 		}
 		if sum != in.Hash {
@@ -592,9 +640,11 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 				Detail: fmt.Sprintf("input %s no longer hashes to the logged value (logged %x, stored bytes hash to %x): it was altered after the entry was logged", in.Ref, in.Hash[:8], sum[:8])})
 			continue
 		}
-		resolved = append(resolved, ResolvedInput{Input: in, Format: format, Data: data})
+		if needData {
+			resolved = append(resolved, ResolvedInput{Input: in, Format: format, Data: data})
+		}
 	}
-	if e.Kind != KindDecision || !ok || v.o.Rederiver == nil {
+	if !needData || !ok {
 		return
 	}
 	v.rep.Rederived++
@@ -603,7 +653,12 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 		v.problem(Problem{Code: ProblemDecision, Seq: seq, EntryID: e.ID, Detail: "the decision could not be re-derived: " + err.Error()})
 		return
 	}
-	got := Entry{Effect: out.Effect, Obligations: out.Obligations, Trail: out.Trail}.Normalized()
+	// The outcome as Normalized has it: obligations sorted without
+	// repeats (sorted here only when they are not already).
+	got := Entry{Effect: out.Effect, Obligations: out.Obligations, Trail: out.Trail}
+	if !sortedUnique(got.Obligations) {
+		got.Obligations = slices.Compact(slices.Sorted(slices.Values(got.Obligations)))
+	}
 	switch {
 	case got.Effect != e.Effect:
 		v.problem(Problem{Code: ProblemDecision, Seq: seq, EntryID: e.ID, Detail: fmt.Sprintf("logged %s, re-derived %s", e.Effect, got.Effect)})
@@ -612,4 +667,14 @@ func (v *verifier) entryInputs(seq int64, e Entry) {
 	case !slices.Equal(got.Trail, e.Trail):
 		v.problem(Problem{Code: ProblemDecision, Seq: seq, EntryID: e.ID, Detail: fmt.Sprintf("logged trail %v, re-derived %v", e.Trail, got.Trail)})
 	}
+}
+
+// sortedUnique reports whether ss is sorted without repeats.
+func sortedUnique(ss []string) bool {
+	for i := 1; i < len(ss); i++ {
+		if ss[i-1] >= ss[i] {
+			return false
+		}
+	}
+	return true
 }
