@@ -39,7 +39,7 @@ FUZZ_TARGETS := ./fhir:FuzzParse ./fhir:FuzzMarshalMatchesGoogle ./fhir:FuzzAppe
 	./mappings:FuzzLoad ./mappings:FuzzBuild ./mappings:FuzzJSONFields ./mappings:FuzzFHIRFields \
 	./connectors:FuzzCSV ./connectors:FuzzJSONArray ./connectors:FuzzNDJSON \
 	./connectors:FuzzHL7v2 ./connectors:FuzzHL7Path ./connectors:FuzzHL7Unescape \
-	./policy:FuzzParseConfig ./policy:FuzzDecide ./audit:FuzzProofs ./audit:FuzzParseEntry \
+	./policy:FuzzParseConfig ./policy:FuzzDecide ./policy:FuzzPlannedWalk ./audit:FuzzProofs ./audit:FuzzParseEntry \
 	./server:FuzzJSONPatch
 
 .PHONY: fuzz

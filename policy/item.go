@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"reflect"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -272,18 +275,119 @@ func buildItem(res proto.Message, key string, keys *keyIndex) *item {
 // scan walks a labelled resource once for what needs a walk: the codes and
 // outgoing references (into the item) and the elements with inline labels.
 // Primitive values are searched for inline labels only when the resource
-// says it has some (DS4P PROCESSINLINELABEL).
+// says it has some (DS4P PROCESSINLINELABEL). It walks on the plans
+// (scanPlanned) and falls back to the reflective walk (scanReflect) for a
+// resource they cannot describe; both find the same, in the same order.
 func scan(m protoreflect.Message, it *item, keys *keyIndex) scanned {
+	if sc, ok := scanPlanned(m, it, keys); ok {
+		return sc
+	}
+	return scanReflect(m, it, keys)
+}
+
+// scanPrims reports whether scan looks at primitive values: when the
+// resource is labelled PROCESSINLINELABEL.
+func scanPrims(it *item) bool {
+	for _, l := range it.labels {
+		if l.System == fhir.SystemActCode && l.Code == LabelProcessInline {
+			return true // DS4P: inline labels may sit on any element
+		}
+	}
+	return false
+}
+
+// scanPlanned is scanReflect on the walk plans: the same decisions, case
+// by case, on typed pointers. Elements become elems only when kept (a
+// reference, an element with inline labels).
+func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex) (scanned, bool) {
+	var sc scanned
+	codes, refsOut := it.codes[:0], it.refsOut[:0]
+	prims := scanPrims(it)
+	ok := visit(m, prims, func(_ *visitor, n *node) bool {
+		switch n.plan.class {
+		case classMeta, classNarrative:
+			return false
+		case classCodeableConcept:
+			v := (*dpb.CodeableConcept)(n.ptr)
+			for i, c := range v.GetCoding() {
+				codes = append(codes, c)
+				if len(c.GetExtension()) > 0 {
+					cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), fd: codingField, name: "coding", idx: i, up: n}
+					sc.inlineNode(m, &cn, c.GetExtension())
+				}
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return false
+		case classCoding:
+			v := (*dpb.Coding)(n.ptr)
+			codes = append(codes, v)
+			sc.inlineNode(m, n, v.GetExtension())
+			return false
+		case classReference:
+			v := (*dpb.Reference)(n.ptr)
+			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
+				refsOut = append(refsOut, keys.norm(r))
+				sc.refs = append(sc.refs, n.elem(m))
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return v.GetIdentifier() != nil
+		case classExtension:
+			v := (*dpb.Extension)(n.ptr)
+			if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
+				return false // a label, not data
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return true
+		case classIdentifier:
+			v := (*dpb.Identifier)(n.ptr)
+			for _, c := range v.GetType().GetCoding() {
+				codes = append(codes, c)
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return prims || v.GetAssigner() != nil
+		case classSummary:
+			if !prims {
+				sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+				return false
+			}
+		}
+		sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+		return true
+	})
+	if !ok {
+		return scanned{}, false
+	}
+	it.codes, it.refsOut, it.scanned = codes, refsOut, true
+	return sc, true
+}
+
+var (
+	codingPlan  = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Coding]()) })
+	codingField = (&dpb.CodeableConcept{}).ProtoReflect().Descriptor().Fields().ByName("coding")
+)
+
+// inlineNode is inline for a node of a planned walk: the node becomes an
+// elem only when its extensions hold inline labels.
+func (sc *scanned) inlineNode(root protoreflect.Message, n *node, exts []*dpb.Extension) {
+	ls := inlineOf(exts)
+	if len(ls) == 0 {
+		return
+	}
+	target := n
+	if n.up != nil && n.fd.Name() == "value" && n.up.plan.class == classExtension {
+		target = n.up
+	}
+	sc.labelled = append(sc.labelled, labelledElement{e: target.elem(root), labels: ls})
+}
+
+// scanReflect is scan on the reflective walk (path.go): the reference
+// implementation, used where the plans cannot describe a resource.
+func scanReflect(m protoreflect.Message, it *item, keys *keyIndex) scanned {
 	var sc scanned
 	it.codes = it.codes[:0]
 	it.refsOut = it.refsOut[:0]
 	it.scanned = true
-	prims := false
-	for _, l := range it.labels {
-		if l.System == fhir.SystemActCode && l.Code == LabelProcessInline {
-			prims = true // DS4P: inline labels may sit on any element
-		}
-	}
+	prims := scanPrims(it)
 	walk(m, nil, prims, func(e *elem) bool {
 		switch v := e.msg.Interface().(type) {
 		case *dpb.Meta, *dpb.Narrative:
@@ -345,14 +449,20 @@ func extensionsOf(m protoreflect.Message) []*dpb.Extension {
 
 var referenceName = (&dpb.Reference{}).ProtoReflect().Descriptor().FullName()
 
-// inline records the inline labels among an element's extensions.
-func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
+// inlineOf returns the inline labels among extensions.
+func inlineOf(exts []*dpb.Extension) []Label {
 	var ls []Label
 	for _, x := range exts {
 		if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil {
 			ls = append(ls, labelOf(x.GetValue().GetCoding()))
 		}
 	}
+	return ls
+}
+
+// inline records the inline labels among an element's extensions.
+func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
+	ls := inlineOf(exts)
 	if len(ls) == 0 {
 		return
 	}

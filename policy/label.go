@@ -280,8 +280,41 @@ func pathwayDescendants(code string) []string {
 	return out
 }
 
-// containsCode reports whether a coding of the rule appears in m.
+// containsCode reports whether a coding of the rule appears in m: on the
+// walk plans, or where they cannot describe m, as containsCodeReflect.
 func (r *labelRule) containsCode(m protoreflect.Message) bool {
+	switch v := m.Interface().(type) {
+	case *dpb.Coding:
+		return r.codingMatches(v)
+	case *dpb.CodeableConcept:
+		for _, c := range v.GetCoding() {
+			if r.codingMatches(c) {
+				return true
+			}
+		}
+		return false
+	}
+	found := false
+	if visit(m, false, func(v *visitor, n *node) bool {
+		switch n.plan.class {
+		case classCoding:
+			if r.codingMatches((*dpb.Coding)(n.ptr)) {
+				found, v.stop = true, true
+			}
+			return false
+		case classExtension:
+			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
+		}
+		return true
+	}) {
+		return found
+	}
+	return r.containsCodeReflect(m)
+}
+
+// containsCodeReflect is containsCode on the reflective walk: the
+// reference the planned walk is tested against.
+func (r *labelRule) containsCodeReflect(m protoreflect.Message) bool {
 	switch v := m.Interface().(type) {
 	case *dpb.Coding:
 		return r.codingMatches(v)
@@ -438,10 +471,44 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 	if slices.Contains(securityLabels(w.root), lb) {
 		return nil, false
 	}
+	// Most resources hold no immigration code at all: a planned walk that
+	// finds none settles it without the reflective walk below.
+	if maybe, ok := mayHoldCode(w.root, r); ok && !maybe {
+		return nil, false
+	}
+	tops, whole := immigrationTops(w.root, r)
+	if whole {
+		if addSecurity(w, lb) {
+			return []Applied{{Rule: r.name, Label: lb}}, false
+		}
+		return nil, false
+	}
+	var out []Applied
+	for _, t := range tops {
+		if addInline(w, t, lb) {
+			out = append(out, Applied{Rule: r.name, Element: t.path(), Label: lb})
+			continue
+		}
+		if !slices.Contains(inlineLabels(w.current(t.msg)), lb) {
+			// The element cannot carry an inline label: label the resource.
+			if addSecurity(w, lb) {
+				out = append(out, Applied{Rule: r.name, Label: lb})
+			}
+		}
+	}
+	return out, len(out) > 0
+}
+
+// immigrationTops finds, on the reflective walk, the top-level elements
+// holding a coding of r that no inline label covers yet, and whether the
+// whole resource must be labelled instead (a contained resource holds such
+// a coding, or a top-level element holding one is required).
+func immigrationTops(m protoreflect.Message, r *labelRule) ([]*elem, bool) {
+	lb := r.labels[0]
 	var tops []*elem
 	seen := map[string]bool{}
 	whole := false
-	walk(w.root, nil, false, func(e *elem) bool {
+	walk(m, nil, false, func(e *elem) bool {
 		switch v := e.msg.Interface().(type) {
 		case *dpb.Meta, *dpb.Narrative:
 			return false
@@ -463,7 +530,7 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		}
 		return true
 	})
-	if containedHas(w.root, r) {
+	if containedHas(m, r) {
 		whole = true
 	}
 	for _, t := range tops {
@@ -471,26 +538,34 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 			whole = true
 		}
 	}
-	if whole {
-		if addSecurity(w, lb) {
-			return []Applied{{Rule: r.name, Label: lb}}, false
-		}
-		return nil, false
+	return tops, whole
+}
+
+// mayHoldCode reports, on the walk plans, whether a coding of r may be
+// where labelImmigrationCodes looks (immigrationTops): anywhere but meta,
+// the narrative and inline labels, or in a contained resource. It is
+// conservative: false only when immigrationTops would find nothing.
+// ok is false when the plans cannot describe m.
+func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
+	p, ptr := planFor(m)
+	if p != nil && p.hasContained(ptr) {
+		return true, true
 	}
-	var out []Applied
-	for _, t := range tops {
-		if addInline(w, t, lb) {
-			out = append(out, Applied{Rule: r.name, Element: t.path(), Label: lb})
-			continue
-		}
-		if !slices.Contains(inlineLabels(w.current(t.msg)), lb) {
-			// The element cannot carry an inline label: label the resource.
-			if addSecurity(w, lb) {
-				out = append(out, Applied{Rule: r.name, Label: lb})
+	ok = visit(m, false, func(v *visitor, n *node) bool {
+		switch n.plan.class {
+		case classMeta, classNarrative:
+			return false
+		case classExtension:
+			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
+		case classCoding:
+			if r.codingMatches((*dpb.Coding)(n.ptr)) {
+				maybe, v.stop = true, true
 			}
+			return false
 		}
-	}
-	return out, len(out) > 0
+		return true
+	})
+	return maybe, ok
 }
 
 // labelledAlong reports whether the element or one holding it carries the
