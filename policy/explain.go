@@ -33,7 +33,7 @@ func (ev *evaluator) finish(effect Effect, rs []*resource) Decision {
 				ev.obl = append(ev.obl, o)
 			}
 		}
-		final := securityLabels(r.msg)
+		final := metaLabels(r.w.rootMeta())
 		for _, a := range r.applied {
 			if a.Element != "" && r.elementRemoved(a.Element) {
 				continue

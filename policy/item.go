@@ -6,7 +6,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pathway-fhir/pathway/fhir"
@@ -212,25 +211,58 @@ type labelledElement struct {
 	labels []Label
 }
 
-// buildItem reads the facts of a resource (after labelling) that need no
-// walk: labels, profiles, date, authors.
-func buildItem(res proto.Message, key string, keys *keyIndex) *item {
-	m := res.ProtoReflect()
-	it := &item{key: key, rtype: string(m.Descriptor().Name())}
-	md := m.Descriptor()
-	if fd := md.Fields().ByName("meta"); fd != nil && m.Has(fd) {
-		if meta, ok := m.Get(fd).Message().Interface().(*dpb.Meta); ok {
-			for _, c := range meta.GetSecurity() {
-				it.labels = append(it.labels, labelOf(c))
-			}
-			for _, p := range meta.GetProfile() {
-				it.profiles = append(it.profiles, p.GetValue())
-			}
+// itemFields are the fields of one resource type that buildItem reads,
+// found once per type: the date fields (in dateFields' order), the
+// patient fields and the author fields that are References.
+type itemFields struct {
+	dates, patients, authors []protoreflect.FieldDescriptor
+	authored                 bool
+}
+
+var itemFieldCache sync.Map // protoreflect.MessageDescriptor -> *itemFields
+
+func itemFieldsOf(md protoreflect.MessageDescriptor) *itemFields {
+	if v, ok := itemFieldCache.Load(md); ok {
+		return v.(*itemFields)
+	}
+	f := &itemFields{}
+	for _, name := range dateFields {
+		if fd, _, ok := fieldFor(md, name); ok && !fd.IsList() && fd.Message() != nil {
+			f.dates = append(f.dates, fd)
 		}
 	}
-	for _, name := range dateFields {
-		fd, _, ok := fieldFor(md, name)
-		if !ok || !m.Has(fd) || fd.IsList() || fd.Message() == nil {
+	for _, name := range patientFields {
+		if fd, _, ok := fieldFor(md, name); ok && !fd.IsList() && fd.Message() != nil && fd.Message().FullName() == referenceName {
+			f.patients = append(f.patients, fd)
+		}
+	}
+	for _, name := range authorFields {
+		if fd, _, ok := fieldFor(md, name); ok && fd.Message() != nil && fd.Message().FullName() == referenceName {
+			f.authors = append(f.authors, fd)
+		}
+	}
+	f.authored = len(f.authors) > 0
+	v, _ := itemFieldCache.LoadOrStore(md, f)
+	return v.(*itemFields)
+}
+
+// buildItem reads the facts of a resource (after labelling) that need no
+// walk: labels, profiles, date, authors. meta is the resource's meta.
+func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyIndex) *item {
+	md := m.Descriptor()
+	it := &item{key: key, rtype: string(md.Name())}
+	if sec := meta.GetSecurity(); len(sec) > 0 {
+		it.labels = make([]Label, 0, len(sec)+2) // room for what the scan adds
+		for _, c := range sec {
+			it.labels = append(it.labels, labelOf(c))
+		}
+	}
+	for _, p := range meta.GetProfile() {
+		it.profiles = append(it.profiles, p.GetValue())
+	}
+	f := itemFieldsOf(md)
+	for _, fd := range f.dates {
+		if !m.Has(fd) {
 			continue
 		}
 		if s, ok := dateOf(m.Get(fd).Message()); ok {
@@ -241,22 +273,17 @@ func buildItem(res proto.Message, key string, keys *keyIndex) *item {
 	if it.rtype == "Patient" {
 		it.patient = key
 	}
-	for _, name := range patientFields {
+	for _, fd := range f.patients {
 		if it.patient != "" {
 			break
 		}
-		fd, _, ok := fieldFor(md, name)
-		if !ok || fd.IsList() || fd.Message() == nil || fd.Message().FullName() != referenceName || !m.Has(fd) {
+		if !m.Has(fd) {
 			continue
 		}
 		it.patient = keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference)))
 	}
-	for _, name := range authorFields {
-		fd, _, ok := fieldFor(md, name)
-		if !ok || fd.Message() == nil || fd.Message().FullName() != referenceName {
-			continue
-		}
-		it.authored = true
+	it.authored = f.authored
+	for _, fd := range f.authors {
 		if !m.Has(fd) {
 			continue
 		}

@@ -468,7 +468,7 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		return nil, false
 	}
 	lb := r.labels[0]
-	if slices.Contains(securityLabels(w.root), lb) {
+	if slices.Contains(metaLabels(w.rootMeta()), lb) {
 		return nil, false
 	}
 	// Most resources hold no immigration code at all: a planned walk that
@@ -686,17 +686,23 @@ func metaOf(m protoreflect.Message) *dpb.Meta {
 
 // writableMeta returns the resource's meta for writing, creating it.
 func writableMeta(w *cow) *dpb.Meta {
+	if w.meta != nil && w.rootMeta() == w.meta {
+		return w.meta // made before, and still the resource's
+	}
 	fd := w.root.Descriptor().Fields().ByName("meta")
 	if fd == nil {
 		return nil
 	}
 	meta, _ := w.field(w.root, fd).Interface().(*dpb.Meta)
+	w.meta = meta
 	return meta
 }
 
 // securityLabels returns the resource's meta.security labels.
-func securityLabels(m protoreflect.Message) []Label {
-	meta := metaOf(m)
+func securityLabels(m protoreflect.Message) []Label { return metaLabels(metaOf(m)) }
+
+// labelsOf returns the labels of a meta.security.
+func metaLabels(meta *dpb.Meta) []Label {
 	out := make([]Label, 0, len(meta.GetSecurity()))
 	for _, c := range meta.GetSecurity() {
 		out = append(out, labelOf(c))
@@ -706,7 +712,7 @@ func securityLabels(m protoreflect.Message) []Label {
 
 // addSecurity adds a label to the resource's meta.security, once.
 func addSecurity(w *cow, lb Label) bool {
-	for _, c := range metaOf(w.root).GetSecurity() {
+	for _, c := range w.rootMeta().GetSecurity() {
 		if labelOf(c) == lb {
 			return false
 		}
@@ -722,7 +728,7 @@ func addSecurity(w *cow, lb Label) bool {
 // raiseConfidentiality makes the resource's confidentiality at least code.
 func raiseConfidentiality(w *cow, code string) bool {
 	want := confidentialityRank[code]
-	for i, c := range metaOf(w.root).GetSecurity() {
+	for i, c := range w.rootMeta().GetSecurity() {
 		if c.GetSystem().GetValue() != fhir.SystemConfidentiality {
 			continue
 		}

@@ -33,6 +33,7 @@ package policy
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,10 +101,18 @@ type walkPlan struct {
 	extOff uintptr
 	// containedOff is the offset of the []*anypb.Any field "contained".
 	containedOff uintptr
+	// metaOff is the offset of the *dpb.Meta field "meta" of a resource.
+	metaOff uintptr
+	// slices are the offsets of the struct's slices of pointers (its
+	// repeated fields): what a shallow copy must copy.
+	slices []uintptr
 	// fields are the message-typed fields walk visits, in descriptor
 	// order; a oneof of the message itself (Reference.reference) is one
 	// field at the place of its cases.
 	fields []fieldPlan
+	// complex are the fields a walk without primitives visits: fields
+	// that are not primitives, and oneofs with a case that is not one.
+	complex []fieldPlan
 	// ok is false when the plans cannot describe the type or a type
 	// below it: visit then hands the walk to the reflective walker.
 	ok bool
@@ -192,12 +201,21 @@ func (b *planBuilder) plan(t reflect.Type) *walkPlan {
 	if p, ok := b.made[t]; ok {
 		return p
 	}
-	p := &walkPlan{typ: t, class: classes[t], extOff: noOffset, containedOff: noOffset, ok: true}
+	p := &walkPlan{typ: t, class: classes[t], extOff: noOffset, containedOff: noOffset, metaOff: noOffset, ok: true}
 	b.made[t] = p
-	msg, isMsg := reflect.New(t).Interface().(proto.Message)
-	if !isMsg || t.Kind() != reflect.Struct {
+	if t.Kind() != reflect.Struct {
 		p.ok = false
 		return p
+	}
+	msg, isMsg := reflect.New(t).Interface().(proto.Message)
+	if !isMsg {
+		p.ok = false
+		return p
+	}
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() && f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Pointer {
+			p.slices = append(p.slices, f.Offset)
+		}
 	}
 	p.desc = msg.ProtoReflect().Descriptor()
 	p.layout(b, msg)
@@ -250,6 +268,11 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 		} else {
 			p.ok = false
 			return
+		}
+	}
+	if fd := md.Fields().ByName("meta"); fd != nil {
+		if i, ok := byNumber[fd.Number()]; ok && st.Field(i).Type == reflect.TypeFor[*dpb.Meta]() {
+			p.metaOff = st.Field(i).Offset
 		}
 	}
 	fields := md.Fields()
@@ -306,6 +329,23 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 		p.fields = append(p.fields, fieldPlan{fd: fd, name: fhirName(fd), off: sf.Offset, list: fd.IsList(),
 			prim: isPrimDescriptor(fd.Message()), choice: isChoice(fd.Message()), sub: sub})
 	}
+	for _, f := range p.fields {
+		if f.oneof != nil && f.oneof.allPrim() || f.oneof == nil && f.prim {
+			continue
+		}
+		p.complex = append(p.complex, f)
+	}
+}
+
+// allPrim reports whether every case of a oneof is a primitive or a
+// scalar: a walk without primitives never enters it.
+func (op *oneofPlan) allPrim() bool {
+	for _, cp := range op.byType {
+		if cp.sub != nil && !cp.prim {
+			return false
+		}
+	}
+	return true
 }
 
 var anyName = (&anypb.Any{}).ProtoReflect().Descriptor().FullName()
@@ -465,6 +505,31 @@ func (p *walkPlan) hasContained(ptr unsafe.Pointer) bool {
 	return p.containedOff != noOffset && len(*(*[]unsafe.Pointer)(unsafe.Add(ptr, p.containedOff))) > 0
 }
 
+// meta returns the meta of the resource at ptr; ok is false when the
+// plan does not know where the type keeps it.
+func (p *walkPlan) meta(ptr unsafe.Pointer) (meta *dpb.Meta, ok bool) {
+	if p == nil || p.metaOff == noOffset {
+		return nil, false
+	}
+	return *(**dpb.Meta)(unsafe.Add(ptr, p.metaOff)), true
+}
+
+// copy returns a shallow copy of the struct at ptr: a new struct with new
+// slices, sharing what they point at (a Go struct copy, as shallowCopy
+// makes through reflect).
+func (p *walkPlan) copy(ptr unsafe.Pointer) unsafe.Pointer {
+	dst := reflect.New(p.typ)
+	dst.Elem().Set(reflect.NewAt(p.typ, ptr).Elem())
+	d := dst.UnsafePointer()
+	for _, off := range p.slices {
+		at := (*[]unsafe.Pointer)(unsafe.Add(d, off))
+		if len(*at) > 0 {
+			*at = slices.Clone((*at)[:len(*at):len(*at)])
+		}
+	}
+	return d
+}
+
 // message returns the protoreflect view of the struct at ptr: the same
 // value protoreflect gives for the message (generated messages reflect
 // through their own pointer), so it can key the copy-on-write maps.
@@ -509,8 +574,13 @@ type visitor struct {
 	fn    visitFunc
 	prims bool
 	stop  bool // set by fn to end the walk
+	deep  int  // the deepest stack node used
 	stack [24]node
 }
+
+// visitors are reused: a visitor is two kilobytes, and a Filter walks a
+// dozen times.
+var visitors = sync.Pool{New: func() any { return new(visitor) }}
 
 // visit walks the elements under root (not root itself) as walk does (see the comment at the top). It returns false,
 // without calling fn, when the plans cannot describe the message: the
@@ -520,25 +590,35 @@ func visit(root protoreflect.Message, prims bool, fn visitFunc) bool {
 	if p == nil || !p.ok || p.choice != nil {
 		return false
 	}
-	v := &visitor{fn: fn, prims: prims}
+	v := visitors.Get().(*visitor)
+	v.fn, v.prims, v.stop, v.deep = fn, prims, false, 0
 	v.walk(p, ptr, nil, 0)
+	// Drop what the walk pointed at, so the pool keeps no resource alive.
+	clear(v.stack[:min(v.deep+1, len(v.stack))])
+	v.fn = nil
+	visitors.Put(v)
 	return true
 }
 
 // at returns the node for a depth: the stack's, or a new one deeper down.
 func (v *visitor) at(depth int) *node {
 	if depth < len(v.stack) {
+		v.deep = max(v.deep, depth)
 		return &v.stack[depth]
 	}
 	return &node{}
 }
 
 func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
-	for i := range p.fields {
+	fields := p.complex
+	if v.prims {
+		fields = p.fields
+	}
+	for i := range fields {
 		if v.stop {
 			return
 		}
-		f := &p.fields[i]
+		f := &fields[i]
 		switch {
 		case f.oneof != nil:
 			cp, inner := f.oneof.which(ptr)

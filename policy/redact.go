@@ -257,7 +257,7 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		rs = append(rs, r)
 	}
 	for _, r := range rs {
-		r.item = buildItem(r.msg.Interface(), r.key, keys)
+		r.item = buildItem(r.msg, r.w.rootMeta(), r.key, keys)
 		r.scan = scan(r.msg, r.item, keys)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
@@ -667,7 +667,7 @@ func hollow(m protoreflect.Message) bool {
 // removeSecurity removes a label from meta.security.
 func removeSecurity(w *cow, lb Label) {
 	found := false
-	for _, c := range metaOf(w.root).GetSecurity() {
+	for _, c := range w.rootMeta().GetSecurity() {
 		if labelOf(c) == lb {
 			found = true
 		}
