@@ -113,6 +113,8 @@ type walkPlan struct {
 	// complex are the fields a walk without primitives visits: fields
 	// that are not primitives, and oneofs with a case that is not one.
 	complex []fieldPlan
+	// slots say where each field is kept, by descriptor index.
+	slots []slot
 	// ok is false when the plans cannot describe the type or a type
 	// below it: visit then hands the walk to the reflective walker.
 	ok bool
@@ -128,6 +130,28 @@ type fieldPlan struct {
 	choice bool       // the field's type is a choice wrapper (sub.choice)
 	oneof  *oneofPlan // the field is a oneof of the message itself
 	sub    *walkPlan  // the field's type; nil for a oneof
+}
+
+// slot says where one field of a type is kept in its struct: a message
+// pointer or a slice of them at off (with the plan of their type), or
+// somewhere only protoreflect reads (off is noOffset: a scalar, a oneof).
+type slot struct {
+	off  uintptr
+	list bool
+	sub  *walkPlan
+	name string // FHIR JSON name
+}
+
+// has reports whether field fd of the struct at ptr (the message m) is set.
+func (p *walkPlan) has(m protoreflect.Message, ptr unsafe.Pointer, fd protoreflect.FieldDescriptor) bool {
+	sl := &p.slots[fd.Index()]
+	switch {
+	case sl.off == noOffset:
+		return m.Has(fd)
+	case sl.list:
+		return len(*(*[]unsafe.Pointer)(unsafe.Add(ptr, sl.off))) > 0
+	}
+	return *(*unsafe.Pointer)(unsafe.Add(ptr, sl.off)) != nil
 }
 
 // oneofPlan is a oneof: an interface field holding a one-field wrapper
@@ -276,6 +300,24 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 		}
 	}
 	fields := md.Fields()
+	p.slots = make([]slot, fields.Len())
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		p.slots[i] = slot{off: noOffset, name: fhirName(fd)}
+		idx, ok := byNumber[fd.Number()]
+		if fd.Message() == nil || fd.IsMap() || (fd.ContainingOneof() != nil && !fd.ContainingOneof().IsSynthetic()) || !ok {
+			continue
+		}
+		ft := st.Field(idx).Type
+		if fd.IsList() && ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+		} else if fd.IsList() {
+			continue
+		}
+		if ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
+			p.slots[i] = slot{off: st.Field(idx).Offset, list: fd.IsList(), sub: b.plan(ft.Elem()), name: p.slots[i].name}
+		}
+	}
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
 		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
