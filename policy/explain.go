@@ -9,6 +9,21 @@ import (
 // finish assembles the decision: the trail of what was withheld, the
 // obligations, and the explanation.
 func (ev *evaluator) finish(effect Effect, rs []*resource) Decision {
+	// Room for every step and obligation below, at most, in one go.
+	steps, obls := 0, 0
+	for _, r := range rs {
+		if r.remove != nil {
+			steps, obls = steps+1, obls+1
+			continue
+		}
+		steps += len(r.elems)
+		obls += len(r.elems) + len(r.redactions) + len(r.applied)
+	}
+	if ev.req.Agreement != nil {
+		obls += len(ev.req.Agreement.Refrain)
+	}
+	ev.trail = slices.Grow(ev.trail, steps)
+	ev.obl = slices.Grow(ev.obl, obls)
 	for _, r := range rs {
 		if r.remove != nil {
 			s := *r.remove

@@ -23,13 +23,14 @@ import (
 // elem is one element found in a resource: where it sits (so it can be
 // removed) and the message it is.
 type elem struct {
-	parent protoreflect.Message         // the message holding the field
-	fd     protoreflect.FieldDescriptor // the field in parent
-	idx    int                          // index in a repeated field, -1 for a singular one
-	msg    protoreflect.Message         // the element (for a choice, the chosen datatype)
-	name   string                       // FHIR name ("reasonCode", "value")
-	choice protoreflect.FieldDescriptor // for a choice, the type chosen ("value" + "CodeableConcept")
-	up     *elem                        // the element holding this one; nil under the resource
+	parent   protoreflect.Message         // the message holding the field
+	fd       protoreflect.FieldDescriptor // the field in parent
+	idx      int                          // index in a repeated field, -1 for a singular one
+	msg      protoreflect.Message         // the element (for a choice, the chosen datatype)
+	name     string                       // FHIR name ("reasonCode", "value")
+	choice   protoreflect.FieldDescriptor // for a choice, the type chosen ("value" + "CodeableConcept")
+	up       *elem                        // the element holding this one; nil under the resource
+	pathMemo string                       // path's result, once asked (an elem never changes)
 }
 
 // path returns the element's FHIR path in the resource: "name[1].family".
@@ -37,7 +38,10 @@ func (e *elem) path() string {
 	if e == nil || e.parent == nil {
 		return ""
 	}
-	return string(e.appendPath(nil))
+	if e.pathMemo == "" {
+		e.pathMemo = string(e.appendPath(nil))
+	}
+	return e.pathMemo
 }
 
 func (e *elem) appendPath(b []byte) []byte {
