@@ -6,6 +6,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pathway-fhir/pathway/fhir"
@@ -200,8 +201,49 @@ var authorFields = []string{"author", "recorder", "asserter", "requester", "perf
 
 // scanned is what one pass over a labelled resource finds besides its item.
 type scanned struct {
-	refs     []*elem           // literal references (not to contained resources)
+	refs     []keptRef         // literal references (not to contained resources)
 	labelled []labelledElement // elements with inline labels
+}
+
+// keptRef is a literal reference a scan found: the key of what it refers
+// to (the item's refsOut holds the same) and where it is, made into an
+// elem only when redaction removes it.
+type keptRef struct {
+	key string
+	at  lazyElem
+}
+
+// lazyElem is an element kept by a walk: an elem already (the reflective
+// walk), or a copy of the planned walk's nodes from the resource down,
+// made into an elem when asked.
+type lazyElem struct {
+	e     *elem
+	nodes []node
+	root  protoreflect.Message
+}
+
+// keepNode copies n and the nodes above it out of the walk's stack.
+func keepNode(root protoreflect.Message, n *node) lazyElem {
+	d := 0
+	for x := n; x != nil; x = x.up {
+		d++
+	}
+	nodes := make([]node, d)
+	for x, i := n, d-1; x != nil; x, i = x.up, i-1 {
+		nodes[i] = *x
+		if i > 0 {
+			nodes[i].up = &nodes[i-1]
+		}
+	}
+	return lazyElem{nodes: nodes, root: root}
+}
+
+// get returns the element.
+func (l *lazyElem) get() *elem {
+	if l.e == nil && len(l.nodes) > 0 {
+		l.e = l.nodes[len(l.nodes)-1].elem(l.root)
+	}
+	return l.e
 }
 
 // labelledElement is an element with inline labels; for a label on an
@@ -261,11 +303,13 @@ func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyInde
 		it.profiles = append(it.profiles, p.GetValue())
 	}
 	f := itemFieldsOf(md)
+	fr := newFieldReader(m)
 	for _, fd := range f.dates {
-		if !m.Has(fd) {
+		v, set := fr.value(fd)
+		if !set {
 			continue
 		}
-		if s, ok := dateOf(m.Get(fd).Message()); ok {
+		if s, ok := dateOfValue(v); ok {
 			it.date = &s
 			break
 		}
@@ -277,26 +321,100 @@ func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyInde
 		if it.patient != "" {
 			break
 		}
-		if !m.Has(fd) {
-			continue
+		if v, set := fr.value(fd); set {
+			it.patient = keys.norm(refString(v.(*dpb.Reference)))
 		}
-		it.patient = keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference)))
 	}
 	it.authored = f.authored
 	for _, fd := range f.authors {
-		if !m.Has(fd) {
-			continue
-		}
-		if fd.IsList() {
-			l := m.Get(fd).List()
-			for i := range l.Len() {
-				it.authors = append(it.authors, keys.norm(refString(l.Get(i).Message().Interface().(*dpb.Reference))))
-			}
-		} else {
-			it.authors = append(it.authors, keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference))))
+		for _, v := range fr.values(fd) {
+			it.authors = append(it.authors, keys.norm(refString(v.(*dpb.Reference))))
 		}
 	}
 	return it
+}
+
+// fieldReader reads message fields of a resource: on its walk plan where
+// it has one, else through protoreflect.
+type fieldReader struct {
+	m    protoreflect.Message
+	p    *walkPlan
+	ptr  unsafe.Pointer
+	fast bool
+}
+
+func newFieldReader(m protoreflect.Message) fieldReader {
+	p, ptr := planFor(m)
+	return fieldReader{m: m, p: p, ptr: ptr, fast: p != nil && p.ok && len(p.slots) == m.Descriptor().Fields().Len()}
+}
+
+// slot returns where the plan keeps a message field, nil when only
+// protoreflect reads it.
+func (fr fieldReader) slot(fd protoreflect.FieldDescriptor) *slot {
+	if !fr.fast {
+		return nil
+	}
+	if sl := &fr.p.slots[fd.Index()]; sl.off != noOffset && sl.sub != nil {
+		return sl
+	}
+	return nil
+}
+
+// value returns a singular message field's value (a choice resolved to
+// the chosen type), and whether it is set.
+func (fr fieldReader) value(fd protoreflect.FieldDescriptor) (proto.Message, bool) {
+	if sl := fr.slot(fd); sl != nil && !sl.list {
+		c := *(*unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off))
+		if c == nil {
+			return nil, false
+		}
+		sub := sl.sub
+		if sub.choice != nil {
+			cp, inner := sub.choice.which(c)
+			if cp == nil || cp.sub == nil {
+				return nil, true // set, to nothing readable
+			}
+			sub, c = cp.sub, inner
+		}
+		return reflect.NewAt(sub.typ, c).Interface().(proto.Message), true
+	}
+	if !fr.m.Has(fd) {
+		return nil, false
+	}
+	v := fr.m.Get(fd).Message()
+	if isChoice(v.Descriptor()) {
+		set := choiceSet(v)
+		if set == nil || set.Message() == nil {
+			return nil, true
+		}
+		v = v.Get(set).Message()
+	}
+	return v.Interface(), true
+}
+
+// values returns a message field's values: its elements, or its value.
+func (fr fieldReader) values(fd protoreflect.FieldDescriptor) []proto.Message {
+	if !fd.IsList() {
+		if v, ok := fr.value(fd); ok {
+			return []proto.Message{v}
+		}
+		return nil
+	}
+	var out []proto.Message
+	if sl := fr.slot(fd); sl != nil && sl.list {
+		for _, c := range *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off)) {
+			out = append(out, reflect.NewAt(sl.sub.typ, c).Interface().(proto.Message))
+		}
+		return out
+	}
+	if !fr.m.Has(fd) {
+		return nil
+	}
+	l := fr.m.Get(fd).List()
+	for i := range l.Len() {
+		out = append(out, l.Get(i).Message().Interface())
+	}
+	return out
 }
 
 // scan walks a labelled resource once for what needs a walk: the codes and
@@ -353,8 +471,9 @@ func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex) (scanned, boo
 		case classReference:
 			v := (*dpb.Reference)(n.ptr)
 			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
-				refsOut = append(refsOut, keys.norm(r))
-				sc.refs = append(sc.refs, n.elem(m))
+				key := keys.norm(r)
+				refsOut = append(refsOut, key)
+				sc.refs = append(sc.refs, keptRef{key: key, at: keepNode(m, n)})
 			}
 			sc.inlineNode(m, n, v.GetExtension())
 			return v.GetIdentifier() != nil
@@ -435,8 +554,9 @@ func scanReflect(m protoreflect.Message, it *item, keys *keyIndex) scanned {
 			return false
 		case *dpb.Reference:
 			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
-				it.refsOut = append(it.refsOut, keys.norm(r))
-				sc.refs = append(sc.refs, e.persist())
+				key := keys.norm(r)
+				it.refsOut = append(it.refsOut, key)
+				sc.refs = append(sc.refs, keptRef{key: key, at: lazyElem{e: e.persist()}})
 			}
 			sc.inline(e, v.GetExtension())
 			return v.GetIdentifier() != nil
@@ -511,7 +631,12 @@ func dateOf(m protoreflect.Message) (span, bool) {
 		}
 		m = m.Get(set).Message()
 	}
-	switch v := m.Interface().(type) {
+	return dateOfValue(m.Interface())
+}
+
+// dateOfValue is dateOf for a message that is not a choice; false for nil.
+func dateOfValue(m proto.Message) (span, bool) {
+	switch v := m.(type) {
 	case *dpb.DateTime:
 		return dateTimeSpan(v), true
 	case *dpb.Instant:

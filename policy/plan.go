@@ -142,13 +142,10 @@ type slot struct {
 	name string // FHIR JSON name
 }
 
-// has reports whether field fd of the struct at ptr (the message m) is set.
-func (p *walkPlan) has(m protoreflect.Message, ptr unsafe.Pointer, fd protoreflect.FieldDescriptor) bool {
-	sl := &p.slots[fd.Index()]
-	switch {
-	case sl.off == noOffset:
-		return m.Has(fd)
-	case sl.list:
+// has reports whether the field is set in the struct at ptr, as
+// protoreflect's Has says for a message field (off is not noOffset).
+func (sl *slot) has(ptr unsafe.Pointer) bool {
+	if sl.list {
 		return len(*(*[]unsafe.Pointer)(unsafe.Add(ptr, sl.off))) > 0
 	}
 	return *(*unsafe.Pointer)(unsafe.Add(ptr, sl.off)) != nil

@@ -352,8 +352,8 @@ func diffScans(want, got scanned, wantIt, gotIt *item) string {
 		return fmt.Sprintf("%d refs vs %d", len(want.refs), len(got.refs))
 	}
 	for i := range want.refs {
-		if !sameElem(want.refs[i], got.refs[i]) {
-			return fmt.Sprintf("ref %d: %s vs %s", i, describeElem(want.refs[i]), describeElem(got.refs[i]))
+		if a, b := want.refs[i].at.get(), got.refs[i].at.get(); !sameElem(a, b) || want.refs[i].key != got.refs[i].key {
+			return fmt.Sprintf("ref %d: %s %s vs %s %s", i, want.refs[i].key, describeElem(a), got.refs[i].key, describeElem(b))
 		}
 	}
 	if len(want.labelled) != len(got.labelled) {

@@ -505,9 +505,10 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 	for _, ed := range r.elems {
 		rm.add(ed.e)
 	}
-	for _, e := range r.scan.refs {
-		ref := e.msg.Interface().(*dpb.Reference)
-		if removed[ev.keys.norm(refString(ref))] {
+	for i := range r.scan.refs {
+		kr := &r.scan.refs[i]
+		if removed[kr.key] {
+			e := kr.at.get()
 			rm.add(e)
 			r.redactions = append(r.redactions, redaction{action: Remove, path: e.path(),
 				because: becauseWithheldRef})
@@ -580,16 +581,16 @@ var alwaysKept = map[string]bool{"id": true, "meta": true, "resourceType": true}
 // stay). w is the resource's writer, m its root.
 func keepFields(w *cow, keep []string, rm *remover, r *resource, because string) {
 	m := w.root
-	p, ptr := w.plan, w.ptr
-	fast := p != nil && p.ok && len(p.slots) == m.Descriptor().Fields().Len()
+	fr := newFieldReader(m)
 	for _, fd := range droppable(m.Descriptor(), keep) {
-		if fast && !p.has(m, ptr, fd) || !fast && !m.Has(fd) {
+		sl := fr.slot(fd)
+		if sl != nil && !sl.has(fr.ptr) || sl == nil && !m.Has(fd) {
 			continue
 		}
 		name := fhirName(fd)
-		switch sl := slotOf(p, fd, fast); {
+		switch {
 		case sl != nil && sl.list:
-			for i, c := range *(*[]unsafe.Pointer)(unsafe.Add(ptr, sl.off)) {
+			for i, c := range *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off)) {
 				rm.add(&elem{parent: m, fd: fd, idx: i, msg: sl.sub.message(c), name: name})
 			}
 		case fd.IsList():
@@ -602,18 +603,6 @@ func keepFields(w *cow, keep []string, rm *remover, r *resource, because string)
 		}
 		r.redactions = append(r.redactions, redaction{action: Remove, path: name, because: because})
 	}
-}
-
-// slotOf returns where the plan keeps a field, nil when only
-// protoreflect reads it.
-func slotOf(p *walkPlan, fd protoreflect.FieldDescriptor, fast bool) *slot {
-	if !fast {
-		return nil
-	}
-	if sl := &p.slots[fd.Index()]; sl.off != noOffset && sl.sub != nil {
-		return sl
-	}
-	return nil
 }
 
 // droppableKey names the fields a keep list may drop from a resource type.
