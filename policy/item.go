@@ -457,7 +457,7 @@ func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex) (scanned, boo
 			for i, c := range v.GetCoding() {
 				codes = append(codes, c)
 				if len(c.GetExtension()) > 0 {
-					cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), fd: codingField, name: "coding", idx: i, up: n}
+					cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), field: &codingField, idx: i, up: n}
 					sc.inlineNode(m, &cn, c.GetExtension())
 				}
 			}
@@ -509,7 +509,7 @@ func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex) (scanned, boo
 
 var (
 	codingPlan  = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Coding]()) })
-	codingField = (&dpb.CodeableConcept{}).ProtoReflect().Descriptor().Fields().ByName("coding")
+	codingField = fieldRef{(&dpb.CodeableConcept{}).ProtoReflect().Descriptor().Fields().ByName("coding"), "coding"}
 )
 
 // inlineNode is inline for a node of a planned walk: the node becomes an
@@ -520,7 +520,7 @@ func (sc *scanned) inlineNode(root protoreflect.Message, n *node, exts []*dpb.Ex
 		return
 	}
 	target := n
-	if n.up != nil && n.fd.Name() == "value" && n.up.plan.class == classExtension {
+	if n.up != nil && n.field.fd.Name() == "value" && n.up.plan.class == classExtension {
 		target = n.up
 	}
 	sc.labelled = append(sc.labelled, labelledElement{e: target.elem(root), labels: ls})

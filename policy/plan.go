@@ -122,8 +122,7 @@ type walkPlan struct {
 
 // fieldPlan is one message-typed field (or one oneof) of a type.
 type fieldPlan struct {
-	fd     protoreflect.FieldDescriptor
-	name   string // FHIR JSON name
+	fieldRef
 	off    uintptr
 	list   bool
 	prim   bool       // the field's type is a primitive datatype
@@ -166,10 +165,16 @@ type oneofPlan struct {
 
 // casePlan is one case of a oneof.
 type casePlan struct {
-	fd   protoreflect.FieldDescriptor
-	name string    // FHIR JSON name of the case field
+	fieldRef
 	sub  *walkPlan // the case's type, nil for a scalar case
 	prim bool
+}
+
+// fieldRef names a field an element is in: its descriptor and its FHIR
+// JSON name.
+type fieldRef struct {
+	fd   protoreflect.FieldDescriptor
+	name string
 }
 
 var (
@@ -335,7 +340,7 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 				p.ok = false
 				return
 			}
-			p.fields = append(p.fields, fieldPlan{fd: fd, oneof: op})
+			p.fields = append(p.fields, fieldPlan{fieldRef: fieldRef{fd: fd}, oneof: op})
 			i += n - 1
 			continue
 		}
@@ -365,7 +370,7 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 			return
 		}
 		sub := b.plan(ft.Elem())
-		p.fields = append(p.fields, fieldPlan{fd: fd, name: fhirName(fd), off: sf.Offset, list: fd.IsList(),
+		p.fields = append(p.fields, fieldPlan{fieldRef: fieldRef{fd, fhirName(fd)}, off: sf.Offset, list: fd.IsList(),
 			prim: isPrimDescriptor(fd.Message()), choice: isChoice(fd.Message()), sub: sub})
 	}
 	for _, f := range p.fields {
@@ -424,7 +429,7 @@ func (b *planBuilder) oneof(msg proto.Message, od protoreflect.OneofDescriptor, 
 		if fd == nil {
 			continue // a case of another oneof of the message
 		}
-		cp := &casePlan{fd: fd, name: fhirName(fd)}
+		cp := &casePlan{fieldRef: fieldRef{fd, fhirName(fd)}}
 		if fd.Message() != nil {
 			inner := wt.Elem().Field(0)
 			if inner.Offset != 0 || inner.Type.Kind() != reflect.Pointer || inner.Type.Elem().Kind() != reflect.Struct {
@@ -581,11 +586,10 @@ func (p *walkPlan) message(ptr unsafe.Pointer) protoreflect.Message {
 type node struct {
 	plan   *walkPlan
 	ptr    unsafe.Pointer
-	fd     protoreflect.FieldDescriptor // the field in the holder (for a choice, the value[x] field)
-	name   string                       // the field's FHIR name
-	choice protoreflect.FieldDescriptor // for a choice, the type chosen
-	idx    int                          // index in a list, -1 for a singular field
-	up     *node                        // the element holding this one; nil under the resource
+	field  *fieldRef // the field in the holder (for a choice, the value[x] field)
+	choice *casePlan // for a choice, the type chosen
+	idx    int       // index in a list, -1 for a singular field
+	up     *node     // the element holding this one; nil under the resource
 }
 
 // elem returns the element as the writers see it (protoreflect messages,
@@ -594,7 +598,10 @@ func (n *node) elem(root protoreflect.Message) *elem {
 	if n == nil {
 		return nil
 	}
-	e := &elem{fd: n.fd, idx: n.idx, msg: n.plan.message(n.ptr), name: n.name, choice: n.choice}
+	e := &elem{fd: n.field.fd, idx: n.idx, msg: n.plan.message(n.ptr), name: n.field.name}
+	if n.choice != nil {
+		e.choice = n.choice.fd
+	}
 	e.up = n.up.elem(root)
 	if e.up != nil {
 		e.parent = e.up.msg
@@ -668,7 +675,7 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				continue
 			}
 			n := v.at(depth)
-			*n = node{plan: cp.sub, ptr: inner, fd: cp.fd, name: cp.name, idx: -1, up: up}
+			*n = node{plan: cp.sub, ptr: inner, field: &cp.fieldRef, idx: -1, up: up}
 			if v.fn(v, n) {
 				v.walk(cp.sub, inner, n, depth+1)
 			}
@@ -684,7 +691,7 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 					continue
 				}
 				n := v.at(depth)
-				*n = node{plan: f.sub, ptr: c, fd: f.fd, name: f.name, idx: j, up: up}
+				*n = node{plan: f.sub, ptr: c, field: &f.fieldRef, idx: j, up: up}
 				if v.fn(v, n) {
 					v.walk(f.sub, c, n, depth+1)
 				}
@@ -695,7 +702,7 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				continue
 			}
 			sub := f.sub
-			var choice protoreflect.FieldDescriptor
+			var choice *casePlan
 			if f.choice {
 				cp, inner := sub.choice.which(c)
 				if cp == nil || cp.sub == nil {
@@ -704,12 +711,12 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				if cp.prim && (!v.prims || !cp.sub.hasExt(inner)) {
 					continue
 				}
-				sub, c, choice = cp.sub, inner, cp.fd
+				sub, c, choice = cp.sub, inner, cp
 			} else if f.prim && !sub.hasExt(c) {
 				continue
 			}
 			n := v.at(depth)
-			*n = node{plan: sub, ptr: c, fd: f.fd, name: f.name, choice: choice, idx: -1, up: up}
+			*n = node{plan: sub, ptr: c, field: &f.fieldRef, choice: choice, idx: -1, up: up}
 			if v.fn(v, n) {
 				v.walk(sub, c, n, depth+1)
 			}
