@@ -33,7 +33,6 @@ package policy
 
 import (
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -565,10 +564,22 @@ func (p *walkPlan) copy(ptr unsafe.Pointer) unsafe.Pointer {
 	dst := reflect.New(p.typ)
 	dst.Elem().Set(reflect.NewAt(p.typ, ptr).Elem())
 	d := dst.UnsafePointer()
+	// The new slices share one array, each capped at its length, so that
+	// an append to one of them moves it rather than write into the next.
+	n := 0
+	for _, off := range p.slices {
+		n += len(*(*[]unsafe.Pointer)(unsafe.Add(d, off)))
+	}
+	if n == 0 {
+		return d
+	}
+	all := make([]unsafe.Pointer, 0, n)
 	for _, off := range p.slices {
 		at := (*[]unsafe.Pointer)(unsafe.Add(d, off))
-		if len(*at) > 0 {
-			*at = slices.Clone((*at)[:len(*at):len(*at)])
+		if l := len(*at); l > 0 {
+			start := len(all)
+			all = append(all, *at...)
+			*at = all[start : start+l : start+l]
 		}
 	}
 	return d

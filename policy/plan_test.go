@@ -227,6 +227,47 @@ func compareWalks(t testing.TB, name string, m protoreflect.Message, l *Labeller
 	}
 }
 
+// compareResolve checks resolve on the plans against resolveReflect for
+// every path to an element of the resource (without indexes, a choice by
+// its typed and by its base name) and the paths the test configuration's
+// rules and agreements name.
+func compareResolve(t testing.TB, name string, m protoreflect.Message) {
+	t.Helper()
+	paths := map[string]bool{"": true, "extension": true, "category": true, "reasonCode": true, "code": true,
+		"value": true, "name.family": true, "name.given": true, "birthDate": true, "note.text": true, "nope": true}
+	if m.Descriptor().Name() == "Bundle" {
+		return // its entries are checked one by one
+	}
+	walk(m, nil, true, func(e *elem) bool {
+		p := stripIndexes(e.path())
+		if strings.Count(p, ".") > 3 {
+			return false
+		}
+		paths[p] = true
+		if e.choice != nil {
+			base := e.name
+			if e.up != nil {
+				base = stripIndexes(e.up.path()) + "." + e.name
+			}
+			paths[base] = true
+			paths[base+".extension"] = true
+		}
+		return true
+	})
+	for p := range paths {
+		want, got := resolveReflect(m, p), resolve(m, p)
+		if len(want) != len(got) {
+			t.Errorf("%s: resolve %q: %d elements, the reflective resolve %d", name, p, len(got), len(want))
+			continue
+		}
+		for i := range want {
+			if !sameElem(&want[i], &got[i]) {
+				t.Errorf("%s: resolve %q [%d]: %s, the reflective resolve %s", name, p, i, describeElem(&got[i]), describeElem(&want[i]))
+			}
+		}
+	}
+}
+
 // compareLabelWalks checks the labeller's planned shortcuts against its
 // reflective walks: a resource the planned check finds no immigration
 // code in has none the reflective walk would label, and containsCode on
@@ -399,11 +440,13 @@ func TestPlannedWalkMatchesWalk(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(11, 2026))
 	for _, r := range rs {
 		compareWalks(t, r.name, r.msg.ProtoReflect(), l)
+		compareResolve(t, r.name, r.msg.ProtoReflect())
 		if lm := labelledCopy(l, r.msg); lm != nil {
 			compareWalks(t, r.name+" (labelled)", lm, l)
 		}
 		d := decorate(r.msg, rnd)
 		compareWalks(t, r.name+" (decorated)", d.ProtoReflect(), l)
+		compareResolve(t, r.name+" (decorated)", d.ProtoReflect())
 		if lm := labelledCopy(l, d); lm != nil {
 			compareWalks(t, r.name+" (decorated, labelled)", lm, l)
 		}
@@ -453,6 +496,7 @@ func FuzzPlannedWalk(f *testing.F) {
 			for i, res := range []proto.Message{nr.msg, decorate(nr.msg, rnd)} {
 				name := fmt.Sprintf("%s (decorated %v)", nr.name, i == 1)
 				compareWalks(t, name, res.ProtoReflect(), l)
+				compareResolve(t, name, res.ProtoReflect())
 				if lm := labelledCopy(l, res); lm != nil {
 					compareWalks(t, name+" (labelled)", lm, l)
 				}
