@@ -35,13 +35,45 @@ func (ev *evaluator) finish(effect Effect, rs []*resource) Decision {
 			ev.obl = append(ev.obl, Obligation{Action: Remove, Target: r.key, Because: s.cite()})
 			continue
 		}
-		var removes []Obligation
+		// The targets ("Type/id path") are cut from one string.
+		n := len(r.elems) + len(r.redactions)
+		size := 0
 		for _, ed := range r.elems {
-			ev.trail = append(ev.trail, ed.step)
-			removes = append(removes, Obligation{Action: Remove, Target: r.key + " " + ed.e.path(), Because: ed.step.cite()})
+			size += len(r.key) + 1 + len(ed.e.path())
 		}
 		for _, x := range r.redactions {
-			removes = append(removes, Obligation{Action: x.action, Target: r.key + " " + x.path, Because: x.because})
+			size += len(r.key) + 1 + len(x.path)
+		}
+		var sb strings.Builder
+		sb.Grow(size)
+		ends := make([]int, 0, n)
+		for _, ed := range r.elems {
+			sb.WriteString(r.key)
+			sb.WriteByte(' ')
+			sb.WriteString(ed.e.path())
+			ends = append(ends, sb.Len())
+		}
+		for _, x := range r.redactions {
+			sb.WriteString(r.key)
+			sb.WriteByte(' ')
+			sb.WriteString(x.path)
+			ends = append(ends, sb.Len())
+		}
+		targets := sb.String()
+		target := func(i int) string {
+			start := 0
+			if i > 0 {
+				start = ends[i-1]
+			}
+			return targets[start:ends[i]]
+		}
+		removes := make([]Obligation, 0, n)
+		for i, ed := range r.elems {
+			ev.trail = append(ev.trail, ed.step)
+			removes = append(removes, Obligation{Action: Remove, Target: target(i), Because: ed.step.cite()})
+		}
+		for i, x := range r.redactions {
+			removes = append(removes, Obligation{Action: x.action, Target: target(len(r.elems) + i), Because: x.because})
 		}
 		for i, o := range removes {
 			if !coveredBy(o, removes[:i]) && !coveredBy(o, removes[i+1:]) {
@@ -358,6 +390,9 @@ func plural(n int, t string) string {
 
 // stripIndexes turns "name[0].family" into "name.family".
 func stripIndexes(p string) string {
+	if strings.IndexAny(p, "[]") < 0 {
+		return p
+	}
 	var b strings.Builder
 	depth := 0
 	for _, r := range p {

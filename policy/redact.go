@@ -582,6 +582,7 @@ var alwaysKept = map[string]bool{"id": true, "meta": true, "resourceType": true}
 func keepFields(w *cow, keep []string, rm *remover, r *resource, because string) {
 	m := w.root
 	fr := newFieldReader(m)
+	var es []elem // the elems removed, in one array
 	for _, fd := range droppable(m.Descriptor(), keep) {
 		sl := fr.slot(fd)
 		if sl != nil && !sl.has(fr.ptr) || sl == nil && !m.Has(fd) {
@@ -590,19 +591,34 @@ func keepFields(w *cow, keep []string, rm *remover, r *resource, because string)
 		name := fhirName(fd)
 		switch {
 		case sl != nil && sl.list:
-			for i, c := range *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off)) {
-				rm.add(&elem{parent: m, fd: fd, idx: i, msg: sl.sub.message(c), name: name})
+			items := *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off))
+			if es == nil {
+				es = make([]elem, 0, len(items)+8)
+			}
+			for i, c := range items {
+				es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: i, msg: sl.sub.message(c), name: name})
 			}
 		case fd.IsList():
 			l := m.Get(fd).List()
 			for i := range l.Len() {
-				rm.add(&elem{parent: m, fd: fd, idx: i, msg: l.Get(i).Message(), name: name})
+				es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: i, msg: l.Get(i).Message(), name: name})
 			}
 		default:
-			rm.add(&elem{parent: m, fd: fd, idx: -1, name: name})
+			es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: -1, name: name})
 		}
 		r.redactions = append(r.redactions, redaction{action: Remove, path: name, because: because})
 	}
+}
+
+// appendRemoved adds e to the remover, keeping it in es while es has
+// room (a new array when it has none: the remover holds pointers into it).
+func appendRemoved(es []elem, rm *remover, e elem) []elem {
+	if len(es) == cap(es) {
+		es = make([]elem, 0, max(8, 2*cap(es)))
+	}
+	es = append(es, e)
+	rm.add(&es[len(es)-1])
+	return es
 }
 
 // droppableKey names the fields a keep list may drop from a resource type.
