@@ -2,6 +2,7 @@ package policy
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -446,7 +447,8 @@ func scanPrims(it *item) bool {
 // reference, an element with inline labels).
 func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex) (scanned, bool) {
 	var sc scanned
-	codes, refsOut := it.codes[:0], it.refsOut[:0]
+	// Room for what a referral's resources hold, in one allocation each.
+	codes, refsOut := slices.Grow(it.codes[:0], 8), slices.Grow(it.refsOut[:0], 4)
 	prims := scanPrims(it)
 	ok := visit(m, prims, func(_ *visitor, n *node) bool {
 		switch n.plan.class {
