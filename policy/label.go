@@ -551,7 +551,7 @@ func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
 	if p != nil && p.hasContained(ptr) {
 		return true, true
 	}
-	ok = visit(m, false, func(v *visitor, n *node) bool {
+	ok = visitPlan(p, ptr, false, func(v *visitor, n *node) bool {
 		switch n.plan.class {
 		case classMeta, classNarrative:
 			return false

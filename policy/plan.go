@@ -32,10 +32,12 @@ package policy
 // whole resource.
 
 import (
+	"maps"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"google.golang.org/protobuf/proto"
@@ -177,9 +179,21 @@ type fieldRef struct {
 }
 
 var (
-	walkPlans   sync.Map // reflect.Type (struct) -> *walkPlan, published once complete
+	// walkPlans maps struct types to their plans: a map replaced, never
+	// changed, when plans are added (reads take no lock), so it holds
+	// only complete plans.
+	walkPlans   atomic.Pointer[map[reflect.Type]*walkPlan]
 	walkPlansMu sync.Mutex
 )
+
+// loadPlan returns the published plan of a struct type.
+func loadPlan(t reflect.Type) (*walkPlan, bool) {
+	if m := walkPlans.Load(); m != nil {
+		p, ok := (*m)[t]
+		return p, ok
+	}
+	return nil, false
+}
 
 // planFor returns the plan of a message's type, or nil when the message
 // is not a generated struct.
@@ -194,21 +208,24 @@ func planFor(m protoreflect.Message) (*walkPlan, unsafe.Pointer) {
 // planOfType returns the plan of a struct type, making it (and the plans
 // of every type below it) on first use.
 func planOfType(t reflect.Type) *walkPlan {
-	if p, ok := walkPlans.Load(t); ok {
-		return p.(*walkPlan)
+	if p, ok := loadPlan(t); ok {
+		return p
 	}
 	walkPlansMu.Lock()
 	defer walkPlansMu.Unlock()
-	if p, ok := walkPlans.Load(t); ok {
-		return p.(*walkPlan)
+	if p, ok := loadPlan(t); ok {
+		return p
 	}
 	b := planBuilder{made: map[reflect.Type]*walkPlan{}}
 	p := b.plan(t)
 	b.settle()
 	// Publish only complete plans: readers never see one being built.
-	for t, p := range b.made {
-		walkPlans.Store(t, p)
+	next := map[reflect.Type]*walkPlan{}
+	if old := walkPlans.Load(); old != nil {
+		maps.Copy(next, *old)
 	}
+	maps.Copy(next, b.made)
+	walkPlans.Store(&next)
 	return p
 }
 
@@ -220,8 +237,8 @@ type planBuilder struct {
 // plan returns the plan of struct type t, made once per builder (types
 // refer to themselves: Extension holds Extensions).
 func (b *planBuilder) plan(t reflect.Type) *walkPlan {
-	if p, ok := walkPlans.Load(t); ok {
-		return p.(*walkPlan)
+	if p, ok := loadPlan(t); ok {
+		return p
 	}
 	if p, ok := b.made[t]; ok {
 		return p
@@ -644,6 +661,11 @@ var visitors = sync.Pool{New: func() any { return new(visitor) }}
 // caller then walks with walk.
 func visit(root protoreflect.Message, prims bool, fn visitFunc) bool {
 	p, ptr := planFor(root)
+	return visitPlan(p, ptr, prims, fn)
+}
+
+// visitPlan is visit for a message whose plan and struct the caller has.
+func visitPlan(p *walkPlan, ptr unsafe.Pointer, prims bool, fn visitFunc) bool {
 	if p == nil || !p.ok || p.choice != nil {
 		return false
 	}
