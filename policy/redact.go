@@ -162,8 +162,12 @@ func matches(b *rpb.Bundle) int {
 }
 
 // wrapLike puts a resource into a new ContainedResource, in the same
-// slot the original holds its resource.
+// slot the original holds its resource (res is a copy of that resource,
+// so fhir.Wrap finds the same slot by its type).
 func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.ContainedResource {
+	if cr, err := fhir.Wrap(res.Interface()); err == nil {
+		return cr
+	}
 	om := orig.ProtoReflect()
 	fd := om.WhichOneof(om.Descriptor().Oneofs().ByName("oneof_resource"))
 	cr := &fhir.ContainedResource{}
