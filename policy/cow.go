@@ -27,6 +27,10 @@ type cow struct {
 	plan *walkPlan
 	ptr  unsafe.Pointer
 	meta *dpb.Meta
+	// primLabels: an inline label was put on a primitive value, or one
+	// covering an immigration code may sit on one, so the scan must look
+	// at primitive values whatever meta.security says.
+	primLabels bool
 }
 
 func newCOW(m protoreflect.Message) *cow {

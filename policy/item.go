@@ -424,11 +424,13 @@ func (fr fieldReader) values(fd protoreflect.FieldDescriptor) []proto.Message {
 // says it has some (DS4P PROCESSINLINELABEL). It walks on the plans
 // (scanPlanned) and falls back to the reflective walk (scanReflect) for a
 // resource they cannot describe; both find the same, in the same order.
-func scan(m protoreflect.Message, it *item, keys *keyIndex) scanned {
-	if sc, ok := scanPlanned(m, it, keys); ok {
+// With prims it looks at primitive values whatever the labels say (the
+// labeller put inline labels on some).
+func scan(m protoreflect.Message, it *item, keys *keyIndex, prims bool) scanned {
+	if sc, ok := scanPlanned(m, it, keys, prims); ok {
 		return sc
 	}
-	return scanReflect(m, it, keys)
+	return scanReflect(m, it, keys, prims)
 }
 
 // scanPrims reports whether scan looks at primitive values: when the
@@ -445,11 +447,11 @@ func scanPrims(it *item) bool {
 // scanPlanned is scanReflect on the walk plans: the same decisions, case
 // by case, on typed pointers. Elements become elems only when kept (a
 // reference, an element with inline labels).
-func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex) (scanned, bool) {
+func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (scanned, bool) {
 	var sc scanned
 	// Room for what a referral's resources hold, in one allocation each.
 	codes, refsOut := slices.Grow(it.codes[:0], 8), slices.Grow(it.refsOut[:0], 4)
-	prims := scanPrims(it)
+	prims = prims || scanPrims(it)
 	ok := visit(m, prims, func(_ *visitor, n *node) bool {
 		switch n.plan.class {
 		case classMeta, classNarrative:
@@ -530,12 +532,12 @@ func (sc *scanned) inlineNode(root protoreflect.Message, n *node, exts []*dpb.Ex
 
 // scanReflect is scan on the reflective walk (path.go): the reference
 // implementation, used where the plans cannot describe a resource.
-func scanReflect(m protoreflect.Message, it *item, keys *keyIndex) scanned {
+func scanReflect(m protoreflect.Message, it *item, keys *keyIndex, prims bool) scanned {
 	var sc scanned
 	it.codes = it.codes[:0]
 	it.refsOut = it.refsOut[:0]
 	it.scanned = true
-	prims := scanPrims(it)
+	prims = prims || scanPrims(it)
 	walk(m, nil, prims, func(e *elem) bool {
 		switch v := e.msg.Interface().(type) {
 		case *dpb.Meta, *dpb.Narrative:

@@ -280,9 +280,14 @@ func pathwayDescendants(code string) []string {
 	return out
 }
 
-// containsCode reports whether a coding of the rule appears in m: on the
-// walk plans, or where they cannot describe m, as containsCodeReflect.
-func (r *labelRule) containsCode(m protoreflect.Message) bool {
+// containsCode reports whether a coding of the rule appears in m, not
+// counting primitive values' extensions (containsCodeIn).
+func (r *labelRule) containsCode(m protoreflect.Message) bool { return r.containsCodeIn(m, false) }
+
+// containsCodeIn reports whether a coding of the rule appears in m,
+// primitive values' extensions included with prims: on the walk plans,
+// or where they cannot describe m, as containsCodeReflect.
+func (r *labelRule) containsCodeIn(m protoreflect.Message, prims bool) bool {
 	switch v := m.Interface().(type) {
 	case *dpb.Coding:
 		return r.codingMatches(v)
@@ -295,7 +300,7 @@ func (r *labelRule) containsCode(m protoreflect.Message) bool {
 		return false
 	}
 	found := false
-	if visit(m, false, func(v *visitor, n *node) bool {
+	if visit(m, prims, func(v *visitor, n *node) bool {
 		switch n.plan.class {
 		case classCoding:
 			if r.codingMatches((*dpb.Coding)(n.ptr)) {
@@ -309,12 +314,12 @@ func (r *labelRule) containsCode(m protoreflect.Message) bool {
 	}) {
 		return found
 	}
-	return r.containsCodeReflect(m)
+	return r.containsCodeReflect(m, prims)
 }
 
-// containsCodeReflect is containsCode on the reflective walk: the
+// containsCodeReflect is containsCodeIn on the reflective walk: the
 // reference the planned walk is tested against.
-func (r *labelRule) containsCodeReflect(m protoreflect.Message) bool {
+func (r *labelRule) containsCodeReflect(m protoreflect.Message, prims bool) bool {
 	switch v := m.Interface().(type) {
 	case *dpb.Coding:
 		return r.codingMatches(v)
@@ -327,7 +332,7 @@ func (r *labelRule) containsCodeReflect(m protoreflect.Message) bool {
 		return false
 	}
 	found := false
-	walk(m, nil, false, func(e *elem) bool {
+	walk(m, nil, prims, func(e *elem) bool {
 		if found {
 			return false
 		}
@@ -476,7 +481,12 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 	if maybe, ok := mayHoldCode(w.root, r); ok && !maybe {
 		return nil, false
 	}
-	tops, whole := immigrationTops(w.root, r)
+	tops, whole, underPrim := immigrationTops(w.root, r)
+	if underPrim {
+		// The labels that cover these codes sit on (or in) primitive
+		// values: the scan must look there.
+		w.primLabels = true
+	}
 	if whole {
 		if addSecurity(w, lb) {
 			return []Applied{{Rule: r.name, Label: lb}}, false
@@ -500,22 +510,27 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 }
 
 // immigrationTops finds, on the reflective walk, the top-level elements
-// holding a coding of r that no inline label covers yet, and whether the
-// whole resource must be labelled instead (a contained resource holds such
-// a coding, or a top-level element holding one is required).
-func immigrationTops(m protoreflect.Message, r *labelRule) ([]*elem, bool) {
+// holding a coding of r that no inline label covers yet (in primitive
+// values' extensions too), and whether the whole resource must be
+// labelled instead (a contained resource holds such a coding, or a
+// top-level element holding one is required).
+func immigrationTops(m protoreflect.Message, r *labelRule) (tops []*elem, whole, underPrim bool) {
 	lb := r.labels[0]
-	var tops []*elem
 	seen := map[string]bool{}
-	whole := false
-	walk(m, nil, false, func(e *elem) bool {
+	walk(m, nil, true, func(e *elem) bool {
 		switch v := e.msg.Interface().(type) {
 		case *dpb.Meta, *dpb.Narrative:
 			return false
 		case *dpb.Extension:
 			return v.GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
 		case *dpb.Coding:
-			if !r.codingMatches(v) || labelledAlong(e, lb) {
+			if !r.codingMatches(v) {
+				return false
+			}
+			for x := e; x != nil; x = x.up {
+				underPrim = underPrim || isPrimDescriptor(x.msg.Descriptor())
+			}
+			if labelledAlong(e, lb) {
 				return false
 			}
 			top := e
@@ -538,12 +553,13 @@ func immigrationTops(m protoreflect.Message, r *labelRule) ([]*elem, bool) {
 			whole = true
 		}
 	}
-	return tops, whole
+	return tops, whole, underPrim
 }
 
 // mayHoldCode reports, on the walk plans, whether a coding of r may be
 // where labelImmigrationCodes looks (immigrationTops): anywhere but meta,
-// the narrative and inline labels, or in a contained resource. It is
+// the narrative and inline labels (primitive values' extensions
+// included), or in a contained resource. It is
 // conservative: false only when immigrationTops would find nothing.
 // ok is false when the plans cannot describe m.
 func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
@@ -551,7 +567,7 @@ func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
 	if p != nil && p.hasContained(ptr) {
 		return true, true
 	}
-	ok = visitPlan(p, ptr, false, func(v *visitor, n *node) bool {
+	ok = visitPlan(p, ptr, true, func(v *visitor, n *node) bool {
 		switch n.plan.class {
 		case classMeta, classNarrative:
 			return false
@@ -601,7 +617,7 @@ func containedHas(m protoreflect.Message, r *labelRule) bool {
 		if err := a.UnmarshalTo(cr); err != nil {
 			return true // unreadable: fail safe
 		}
-		if res := fhir.Unwrap(cr); res != nil && r.containsCode(res.ProtoReflect()) {
+		if res := fhir.Unwrap(cr); res != nil && r.containsCodeIn(res.ProtoReflect(), true) {
 			return true
 		}
 	}
@@ -631,6 +647,9 @@ func addInline(w *cow, e *elem, lb Label) bool {
 	fd := host.Descriptor().Fields().ByName("extension")
 	if fd == nil {
 		return false
+	}
+	if isPrimDescriptor(host.Descriptor()) {
+		w.primLabels = true
 	}
 	host = w.msg(he)
 	ext := &dpb.Extension{

@@ -213,8 +213,8 @@ func compareWalks(t testing.TB, name string, m protoreflect.Message, l *Labeller
 			it.labels = []Label{{fhir.SystemActCode, LabelProcessInline}}
 		}
 		wantIt := &item{labels: it.labels}
-		want := scanReflect(m, wantIt, nil)
-		got, ok := scanPlanned(m, it, nil)
+		want := scanReflect(m, wantIt, nil, false)
+		got, ok := scanPlanned(m, it, nil, false)
 		if !ok {
 			t.Fatalf("%s: no plan", name)
 		}
@@ -279,7 +279,7 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 		return
 	}
 	if maybe, ok := mayHoldCode(m, r); ok && !maybe {
-		if tops, whole := immigrationTops(m, r); len(tops) > 0 || whole {
+		if tops, whole, _ := immigrationTops(m, r); len(tops) > 0 || whole {
 			t.Errorf("%s: the planned walk finds no immigration code, the reflective walk finds %d (whole resource %v)", name, len(tops), whole)
 		}
 	}
@@ -292,9 +292,11 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 			continue
 		}
 		check := func(e *elem) {
-			want := rule.containsCodeReflect(e.msg)
-			if got := rule.containsCode(e.msg); got != want {
-				t.Errorf("%s %s: rule %s: containsCode %v, the reflective walk says %v", name, e.path(), rule.name, got, want)
+			for _, prims := range []bool{false, true} {
+				want := rule.containsCodeReflect(e.msg, prims)
+				if got := rule.containsCodeIn(e.msg, prims); got != want {
+					t.Errorf("%s %s: rule %s: containsCodeIn(prims %v) %v, the reflective walk says %v", name, e.path(), rule.name, prims, got, want)
+				}
 			}
 		}
 		// The resource and its elements two levels down: what rules name.

@@ -264,7 +264,7 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 	}
 	for _, r := range rs {
 		r.item = buildItem(r.msg, r.w.rootMeta(), r.key, keys)
-		r.scan = scan(r.msg, r.item, keys)
+		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
 			if addSecurity(r.w, lb) {
