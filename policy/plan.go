@@ -1,35 +1,50 @@
 package policy
 
-// Walk plans: what the labeller's and the scanner's walks need to know
-// about each google/fhir message type, worked out once per type from its
-// descriptor and its generated Go struct.
+// Walk plans: what the labeller, the scanner and the redactor need to
+// know about each google/fhir message type, worked out once per type from
+// its descriptor and its generated Go struct, and cached (walkPlans).
 //
-// Why: walk (path.go) visits elements through protoreflect. Each step
-// there builds protoreflect values (a reflect.NewAt and a type-cache
-// lookup per field read, another per Interface call), which on a referral
-// Bundle was most of the cost of labelling and scanning it. A plan holds
-// instead, per message-typed field, its offset in the struct, whether it
-// is a list, a choice (value[x]) or a oneof, and the plan of its type; a
-// planned walk (visit) reads pointers and slice headers directly and
-// knows each element's kind (Coding, CodeableConcept, Reference,
-// Extension...) without a type switch through protoreflect. Elements are
-// turned into the protoreflect-based elem the writers use (node.elem)
-// only when a walk keeps one: a reference, an inline label, a match.
+// Why: walk and resolve (path.go) go through protoreflect. Every Has, Get,
+// Range or Interface there builds a reflect value of the message (a
+// reflect.NewAt and a type-cache lookup), so on a referral Bundle
+// reflection was most of the cost of labelling, scanning and redacting
+// it. A plan holds instead, per field, where the struct keeps it (its
+// offset; whether it is a pointer, a list, a choice (value[x]) or a
+// oneof) and the plan of its type, and per type its kind for the walks
+// (Coding, CodeableConcept, Reference, Extension, Identifier, Meta,
+// Narrative, the datatypes scan passes over, primitive, choice). With it:
 //
-// A planned walk visits exactly the elements walk visits, in the same
-// order: the message-typed fields of each element in descriptor order,
-// not google.protobuf.Any (contained resources) and not maps; primitive
+//   - visit walks a resource reading pointers and slice headers (scan,
+//     containsCode, and mayHoldCode, which settles that a resource holds
+//     no immigration code before the reflective labelling walk is run);
+//     nodes become the protoreflect-based elems the writers use only when
+//     a walk keeps one (a reference redaction removes, an inline label);
+//   - resolve reads rule and agreement paths, fieldReader the fields
+//     buildItem and keepFields need;
+//   - copy-on-write copies a struct and its slices, and reads meta, in
+//     place.
+//
+// What the plans do not skip: a planned walk visits exactly the elements
+// walk visits, in the same order: the message-typed fields of each
+// element in descriptor order, not google.protobuf.Any (contained
+// resources, which the callers read themselves) and not maps; primitive
 // values only when asked (prims) and then only when they have extensions;
-// a choice as the chosen type. The differential tests (plan_test.go)
-// check this against walk on every resource of the test data and the
-// public corpus, and FuzzPlannedWalk on arbitrary resources.
+// a choice as the chosen type. The only subtrees left out are those walk
+// leaves out, and those the caller's function declines, as with walk.
+// The differential tests (plan_test.go) check visit, scan, containsCode,
+// mayHoldCode and resolve against the reflective versions on every
+// resource of the test data (and of the shared corpus under make corpus),
+// on copies of them with codes, references and inline labels added in
+// odd places (primitive values, Periods, references' ids), on generated
+// referral Bundles, and in FuzzPlannedWalk.
 //
 // Conservative by construction: a type whose generated code has a shape
 // the plans do not expect (an "extension" field that is not
-// []*Extension, a oneof whose cases are not contiguous fields, a
-// wrapper that is not a single pointer) gets a plan with ok false, and
-// every caller of visit then uses the reflective walk instead, for the
-// whole resource.
+// []*Extension, a oneof whose cases are not contiguous fields, a wrapper
+// that is not a single pointer, a repeated choice) gets a plan with ok
+// false, so does every type above it, and every caller then uses the
+// reflective code instead, for the whole resource. A oneof case the plan
+// did not record when it was made is looked up through reflect.
 
 import (
 	"maps"
