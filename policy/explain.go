@@ -390,7 +390,7 @@ func plural(n int, t string) string {
 
 // stripIndexes turns "name[0].family" into "name.family".
 func stripIndexes(p string) string {
-	if strings.IndexAny(p, "[]") < 0 {
+	if !strings.ContainsAny(p, "[]") {
 		return p
 	}
 	var b strings.Builder

@@ -490,9 +490,7 @@ func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (
 			return true
 		case classIdentifier:
 			v := (*dpb.Identifier)(n.ptr)
-			for _, c := range v.GetType().GetCoding() {
-				codes = append(codes, c)
-			}
+			codes = append(codes, v.GetType().GetCoding()...)
 			sc.inlineNode(m, n, v.GetExtension())
 			return prims || v.GetAssigner() != nil
 		case classSummary:
@@ -571,9 +569,7 @@ func scanReflect(m protoreflect.Message, it *item, keys *keyIndex, prims bool) s
 			sc.inline(e, v.GetExtension())
 			return true
 		case *dpb.Identifier:
-			for _, c := range v.GetType().GetCoding() {
-				it.codes = append(it.codes, c)
-			}
+			it.codes = append(it.codes, v.GetType().GetCoding()...)
 			sc.inline(e, v.GetExtension())
 			return prims || v.GetAssigner() != nil
 		case *dpb.HumanName, *dpb.ContactPoint, *dpb.Address, *dpb.Period, *dpb.Quantity, *dpb.Attachment:
@@ -626,19 +622,7 @@ func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
 	sc.labelled = append(sc.labelled, labelledElement{e: target.persist(), labels: ls})
 }
 
-// dateOf reads a dateTime, date, instant or Period (or a choice holding one).
-func dateOf(m protoreflect.Message) (span, bool) {
-	if isChoice(m.Descriptor()) {
-		set := choiceSet(m)
-		if set == nil || set.Message() == nil {
-			return span{}, false
-		}
-		m = m.Get(set).Message()
-	}
-	return dateOfValue(m.Interface())
-}
-
-// dateOfValue is dateOf for a message that is not a choice; false for nil.
+// dateOfValue reads a dateTime, date, instant or Period; false for anything else and nil.
 func dateOfValue(m proto.Message) (span, bool) {
 	switch v := m.(type) {
 	case *dpb.DateTime:

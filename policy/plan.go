@@ -154,7 +154,6 @@ type slot struct {
 	off  uintptr
 	list bool
 	sub  *walkPlan
-	name string // FHIR JSON name
 }
 
 // has reports whether the field is set in the struct at ptr, as
@@ -336,7 +335,7 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 	p.slots = make([]slot, fields.Len())
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		p.slots[i] = slot{off: noOffset, name: fhirName(fd)}
+		p.slots[i] = slot{off: noOffset}
 		idx, ok := byNumber[fd.Number()]
 		if fd.Message() == nil || fd.IsMap() || (fd.ContainingOneof() != nil && !fd.ContainingOneof().IsSynthetic()) || !ok {
 			continue
@@ -348,7 +347,7 @@ func (p *walkPlan) layout(b *planBuilder, msg proto.Message) {
 			continue
 		}
 		if ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
-			p.slots[i] = slot{off: st.Field(idx).Offset, list: fd.IsList(), sub: b.plan(ft.Elem()), name: p.slots[i].name}
+			p.slots[i] = slot{off: st.Field(idx).Offset, list: fd.IsList(), sub: b.plan(ft.Elem())}
 		}
 	}
 	for i := 0; i < fields.Len(); i++ {
