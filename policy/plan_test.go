@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -17,6 +18,7 @@ import (
 	"github.com/pathway-fhir/pathway/fhir"
 
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
 
 // The planned walks (plan.go) must find exactly what the reflective walk
@@ -505,4 +507,56 @@ func FuzzPlannedWalk(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFilterConcurrent: the plans, the visitor pool and the shared label
+// codings serve concurrent Filters of one Bundle, each giving what a
+// lone Filter gives and leaving the input as it was (run with -race).
+// The outputs are marshalled after the Filters: marshalling writes the
+// size caches of messages the outputs share with the input, which the
+// struct copies of copy-on-write read.
+func TestFilterConcurrent(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testBundle(t, "referral-5.json")
+	before, _ := proto.Marshal(in)
+	partners := []string{"clinic-b", "community-c"}
+	type result struct {
+		out *rpb.Bundle
+		d   Decision
+	}
+	results := make([][]result, 8)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 20 {
+				out, d := e.Filter(filterRequest(cfg, partners[(i+j)%2], "COC"), in)
+				results[i] = append(results[i], result{out, d})
+			}
+		}()
+	}
+	wg.Wait()
+	want := map[string][]byte{}
+	wantD := map[string]string{}
+	for _, p := range partners {
+		out, d := e.Filter(filterRequest(cfg, p, "COC"), in)
+		want[p], _ = proto.Marshal(out)
+		wantD[p] = fmt.Sprint(d)
+	}
+	for i, rs := range results {
+		for j, r := range rs {
+			p := partners[(i+j)%2]
+			if got, _ := proto.Marshal(r.out); !bytes.Equal(got, want[p]) || fmt.Sprint(r.d) != wantD[p] {
+				t.Errorf("a concurrent Filter for %s gave another result than a lone one", p)
+			}
+		}
+	}
+	if after, _ := proto.Marshal(in); !bytes.Equal(before, after) {
+		t.Error("the input Bundle changed")
+	}
 }
