@@ -153,9 +153,9 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 	var out []string
 	switch effect {
 	case Permit:
-		out = append(out, fmt.Sprintf("%s may receive this for %s.", p, pw))
+		out = append(out, p+" may receive this for "+pw+".")
 	case Deny:
-		out = append(out, fmt.Sprintf("%s may not receive this for %s.", p, pw))
+		out = append(out, p+" may not receive this for "+pw+".")
 	case NoConsent:
 		out = append(out, fmt.Sprintf("%s may not receive this for %s: no active consent of the patient covers it, and the network's base policy is opt-in, so nothing is shared.", p, pw))
 	}
@@ -173,7 +173,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			}
 			out = append(out, fmt.Sprintf("Its data-sharing agreement %s covers %s: a purpose outside the agreement is refused, whatever the consent says.", s.Ref, covers))
 		case s.Source == SourceAgreement && s.Effect == Permit:
-			allows = append(allows, fmt.Sprintf("the data-sharing agreement %s covers %s", s.Ref, ev.req.Purpose))
+			allows = append(allows, "the data-sharing agreement "+s.Ref+" covers "+ev.req.Purpose)
 		case s.Source == SourceConsent && s.Effect == Deny:
 			note := ""
 			if s.Note != "" {
@@ -187,7 +187,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			out = append(out, fmt.Sprintf("The patient's consent %s refuses it (%s%s).", s.Ref, s.Path, note))
 		case s.Source == SourceConsent && s.Effect == Permit:
 			generalPermit = true
-			allows = append(allows, fmt.Sprintf("the patient's consent %s allows it (%s)", s.Ref, s.Path))
+			allows = append(allows, "the patient's consent "+s.Ref+" allows it ("+s.Path+")")
 		case s.Source == SourceConsent && s.Effect == "" && s.Path != "":
 			out = append(out, fmt.Sprintf("The consent %s does not apply: %s.", s.Ref, s.Note))
 		case s.Source == SourceConsent && s.Effect == "":
@@ -209,7 +209,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			var c string
 			switch s.Source {
 			case SourceConsent:
-				c = fmt.Sprintf("the patient's consent %s (%s) allows", s.Ref, s.Path)
+				c = "the patient's consent " + s.Ref + " (" + s.Path + ") allows"
 			case SourceBasePolicy:
 				c = "the network's base policy (opt-out) allows"
 			default:
