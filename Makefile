@@ -39,7 +39,7 @@ FUZZ_TARGETS := ./fhir:FuzzParse ./fhir:FuzzMarshalMatchesGoogle ./fhir:FuzzAppe
 	./mappings:FuzzLoad ./mappings:FuzzBuild ./mappings:FuzzJSONFields ./mappings:FuzzFHIRFields \
 	./connectors:FuzzCSV ./connectors:FuzzJSONArray ./connectors:FuzzNDJSON \
 	./connectors:FuzzHL7v2 ./connectors:FuzzHL7Path ./connectors:FuzzHL7Unescape \
-	./policy:FuzzParseConfig ./policy:FuzzDecide ./audit:FuzzProofs ./audit:FuzzParseEntry \
+	./policy:FuzzParseConfig ./policy:FuzzDecide ./policy:FuzzPlannedWalk ./audit:FuzzProofs ./audit:FuzzParseEntry \
 	./server:FuzzJSONPatch
 
 .PHONY: fuzz
@@ -50,11 +50,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s): codec, mappings,
 	done
 
 .PHONY: corpus
-corpus: ## Parse, validate and round-trip every resource and primitive case in ../shared/corpus (when present).
+corpus: ## Parse, validate and round-trip every resource and primitive case in ../shared/corpus (when present); compare policy's planned walks with its reflective ones on it.
 	@if [ -d "$(CORPUS)" ]; then \
 		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./fhir -count=1 -run '^(TestCorpusExamples|TestPrimitiveValidity|TestGoogleFHIRParserCornerCases)$$' -v \
 			| grep -E '^(--- |FAIL|ok|\s+corpus_test.go)' | grep -v -- '--- PASS: TestGoogleFHIRParserCornerCases/' ; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
-		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./connectors -count=1 -run '^TestHL7v2Corpus$$' -v | grep -E '^(--- |FAIL|ok)'; exit $${PIPESTATUS[0]}; \
+		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./connectors -count=1 -run '^TestHL7v2Corpus$$' -v | grep -E '^(--- |FAIL|ok)'; test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+		PATHWAY_CORPUS="$$(cd $(CORPUS) && pwd)" $(GO) test ./policy -count=1 -run '^TestPlannedWalkMatchesWalk$$' -v | grep -E '^(--- |FAIL|ok)|plan_test.go'; exit $${PIPESTATUS[0]}; \
 	else \
 		echo "corpus: $(CORPUS) not found, skipping (the copy in testdata/ is checked by make test)"; \
 	fi

@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pathway-fhir/pathway/fhir"
 
@@ -123,16 +125,34 @@ func (l Label) Coding() *dpb.Coding {
 	return fhir.Coding(l.System, l.Code, labelDisplay(l))
 }
 
-var sharedCodings sync.Map // Label -> *dpb.Coding
+var (
+	// sharedCodings maps labels to their shared Codings: a map replaced,
+	// never changed, when one is added (reads take no lock).
+	sharedCodings   atomic.Pointer[map[Label]*dpb.Coding]
+	sharedCodingsMu sync.Mutex
+)
 
 // sharedCoding returns one Coding per label for the resources Pathway
 // writes: they are read-only, so one message serves them all.
 func (l Label) sharedCoding() *dpb.Coding {
-	if c, ok := sharedCodings.Load(l); ok {
-		return c.(*dpb.Coding)
+	if m := sharedCodings.Load(); m != nil {
+		if c, ok := (*m)[l]; ok {
+			return c
+		}
 	}
-	c, _ := sharedCodings.LoadOrStore(l, l.Coding())
-	return c.(*dpb.Coding)
+	sharedCodingsMu.Lock()
+	defer sharedCodingsMu.Unlock()
+	next := map[Label]*dpb.Coding{}
+	if m := sharedCodings.Load(); m != nil {
+		if c, ok := (*m)[l]; ok {
+			return c
+		}
+		maps.Copy(next, *m)
+	}
+	c := l.Coding()
+	next[l] = c
+	sharedCodings.Store(&next)
+	return c
 }
 
 // ParseLabel reads a label as configuration writes it: a bare v3-ActCode

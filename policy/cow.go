@@ -3,6 +3,7 @@ package policy
 import (
 	"reflect"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -20,22 +21,52 @@ type cow struct {
 	root    protoreflect.Message
 	copies  map[protoreflect.Message]protoreflect.Message // original or copy -> copy
 	inPlace bool
+	// plan and ptr are root's walk plan and struct, for the fast paths
+	// to meta (nil plan: protoreflect only); meta is the writable meta
+	// once made.
+	plan *walkPlan
+	ptr  unsafe.Pointer
+	meta *dpb.Meta
+	// primLabels: an inline label was put on a primitive value, or one
+	// covering an immigration code may sit on one, so the scan must look
+	// at primitive values whatever meta.security says.
+	primLabels bool
 }
 
 func newCOW(m protoreflect.Message) *cow {
-	w := &cow{copies: map[protoreflect.Message]protoreflect.Message{}}
-	w.root = shallowCopy(m)
+	w := &cow{copies: make(map[protoreflect.Message]protoreflect.Message, 8)}
+	if p, ptr := planFor(m); p != nil {
+		w.plan, w.ptr = p, p.copy(ptr)
+		w.root = p.message(w.ptr)
+	} else {
+		w.root = shallowCopy(m)
+	}
 	w.copies[m] = w.root
 	w.copies[w.root] = w.root
 	return w
 }
 
-func inPlace(m protoreflect.Message) *cow { return &cow{root: m, inPlace: true} }
+func inPlace(m protoreflect.Message) *cow {
+	w := &cow{root: m, inPlace: true}
+	w.plan, w.ptr = planFor(m)
+	return w
+}
+
+// rootMeta returns the resource's meta for reading, or nil.
+func (w *cow) rootMeta() *dpb.Meta {
+	if meta, ok := w.plan.meta(w.ptr); ok {
+		return meta
+	}
+	return metaOf(w.root)
+}
 
 // shallowCopy copies a message one level down: a new struct with new
 // slices, sharing the elements (a Go struct copy; protoreflect would cost
 // a reflective get per field).
 func shallowCopy(m protoreflect.Message) protoreflect.Message {
+	if p, ptr := planFor(m); p != nil {
+		return p.message(p.copy(ptr))
+	}
 	src := reflect.ValueOf(m.Interface())
 	if src.Kind() != reflect.Pointer || src.Elem().Kind() != reflect.Struct {
 		return slowCopy(m)

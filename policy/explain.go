@@ -9,6 +9,21 @@ import (
 // finish assembles the decision: the trail of what was withheld, the
 // obligations, and the explanation.
 func (ev *evaluator) finish(effect Effect, rs []*resource) Decision {
+	// Room for every step and obligation below, at most, in one go.
+	steps, obls := 0, 0
+	for _, r := range rs {
+		if r.remove != nil {
+			steps, obls = steps+1, obls+1
+			continue
+		}
+		steps += len(r.elems)
+		obls += len(r.elems) + len(r.redactions) + len(r.applied)
+	}
+	if ev.req.Agreement != nil {
+		obls += len(ev.req.Agreement.Refrain)
+	}
+	ev.trail = slices.Grow(ev.trail, steps)
+	ev.obl = slices.Grow(ev.obl, obls)
 	for _, r := range rs {
 		if r.remove != nil {
 			s := *r.remove
@@ -20,20 +35,52 @@ func (ev *evaluator) finish(effect Effect, rs []*resource) Decision {
 			ev.obl = append(ev.obl, Obligation{Action: Remove, Target: r.key, Because: s.cite()})
 			continue
 		}
-		var removes []Obligation
+		// The targets ("Type/id path") are cut from one string.
+		n := len(r.elems) + len(r.redactions)
+		size := 0
 		for _, ed := range r.elems {
-			ev.trail = append(ev.trail, ed.step)
-			removes = append(removes, Obligation{Action: Remove, Target: r.key + " " + ed.e.path(), Because: ed.step.cite()})
+			size += len(r.key) + 1 + len(ed.e.path())
 		}
 		for _, x := range r.redactions {
-			removes = append(removes, Obligation{Action: x.action, Target: r.key + " " + x.path, Because: x.because})
+			size += len(r.key) + 1 + len(x.path)
+		}
+		var sb strings.Builder
+		sb.Grow(size)
+		ends := make([]int, 0, n)
+		for _, ed := range r.elems {
+			sb.WriteString(r.key)
+			sb.WriteByte(' ')
+			sb.WriteString(ed.e.path())
+			ends = append(ends, sb.Len())
+		}
+		for _, x := range r.redactions {
+			sb.WriteString(r.key)
+			sb.WriteByte(' ')
+			sb.WriteString(x.path)
+			ends = append(ends, sb.Len())
+		}
+		targets := sb.String()
+		target := func(i int) string {
+			start := 0
+			if i > 0 {
+				start = ends[i-1]
+			}
+			return targets[start:ends[i]]
+		}
+		removes := make([]Obligation, 0, n)
+		for i, ed := range r.elems {
+			ev.trail = append(ev.trail, ed.step)
+			removes = append(removes, Obligation{Action: Remove, Target: target(i), Because: ed.step.cite()})
+		}
+		for i, x := range r.redactions {
+			removes = append(removes, Obligation{Action: x.action, Target: target(len(r.elems) + i), Because: x.because})
 		}
 		for i, o := range removes {
 			if !coveredBy(o, removes[:i]) && !coveredBy(o, removes[i+1:]) {
 				ev.obl = append(ev.obl, o)
 			}
 		}
-		final := securityLabels(r.msg)
+		final := metaLabels(r.w.rootMeta())
 		for _, a := range r.applied {
 			if a.Element != "" && r.elementRemoved(a.Element) {
 				continue
@@ -106,9 +153,9 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 	var out []string
 	switch effect {
 	case Permit:
-		out = append(out, fmt.Sprintf("%s may receive this for %s.", p, pw))
+		out = append(out, p+" may receive this for "+pw+".")
 	case Deny:
-		out = append(out, fmt.Sprintf("%s may not receive this for %s.", p, pw))
+		out = append(out, p+" may not receive this for "+pw+".")
 	case NoConsent:
 		out = append(out, fmt.Sprintf("%s may not receive this for %s: no active consent of the patient covers it, and the network's base policy is opt-in, so nothing is shared.", p, pw))
 	}
@@ -126,7 +173,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			}
 			out = append(out, fmt.Sprintf("Its data-sharing agreement %s covers %s: a purpose outside the agreement is refused, whatever the consent says.", s.Ref, covers))
 		case s.Source == SourceAgreement && s.Effect == Permit:
-			allows = append(allows, fmt.Sprintf("the data-sharing agreement %s covers %s", s.Ref, ev.req.Purpose))
+			allows = append(allows, "the data-sharing agreement "+s.Ref+" covers "+ev.req.Purpose)
 		case s.Source == SourceConsent && s.Effect == Deny:
 			note := ""
 			if s.Note != "" {
@@ -140,7 +187,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			out = append(out, fmt.Sprintf("The patient's consent %s refuses it (%s%s).", s.Ref, s.Path, note))
 		case s.Source == SourceConsent && s.Effect == Permit:
 			generalPermit = true
-			allows = append(allows, fmt.Sprintf("the patient's consent %s allows it (%s)", s.Ref, s.Path))
+			allows = append(allows, "the patient's consent "+s.Ref+" allows it ("+s.Path+")")
 		case s.Source == SourceConsent && s.Effect == "" && s.Path != "":
 			out = append(out, fmt.Sprintf("The consent %s does not apply: %s.", s.Ref, s.Note))
 		case s.Source == SourceConsent && s.Effect == "":
@@ -162,7 +209,7 @@ func (ev *evaluator) explain(effect Effect, rs []*resource) string {
 			var c string
 			switch s.Source {
 			case SourceConsent:
-				c = fmt.Sprintf("the patient's consent %s (%s) allows", s.Ref, s.Path)
+				c = "the patient's consent " + s.Ref + " (" + s.Path + ") allows"
 			case SourceBasePolicy:
 				c = "the network's base policy (opt-out) allows"
 			default:
@@ -343,6 +390,9 @@ func plural(n int, t string) string {
 
 // stripIndexes turns "name[0].family" into "name.family".
 func stripIndexes(p string) string {
+	if !strings.ContainsAny(p, "[]") {
+		return p
+	}
 	var b strings.Builder
 	depth := 0
 	for _, r := range p {

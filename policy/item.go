@@ -1,7 +1,11 @@
 package policy
 
 import (
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -198,8 +202,49 @@ var authorFields = []string{"author", "recorder", "asserter", "requester", "perf
 
 // scanned is what one pass over a labelled resource finds besides its item.
 type scanned struct {
-	refs     []*elem           // literal references (not to contained resources)
+	refs     []keptRef         // literal references (not to contained resources)
 	labelled []labelledElement // elements with inline labels
+}
+
+// keptRef is a literal reference a scan found: the key of what it refers
+// to (the item's refsOut holds the same) and where it is, made into an
+// elem only when redaction removes it.
+type keptRef struct {
+	key string
+	at  lazyElem
+}
+
+// lazyElem is an element kept by a walk: an elem already (the reflective
+// walk), or a copy of the planned walk's nodes from the resource down,
+// made into an elem when asked.
+type lazyElem struct {
+	e     *elem
+	nodes []node
+	root  protoreflect.Message
+}
+
+// keepNode copies n and the nodes above it out of the walk's stack.
+func keepNode(root protoreflect.Message, n *node) lazyElem {
+	d := 0
+	for x := n; x != nil; x = x.up {
+		d++
+	}
+	nodes := make([]node, d)
+	for x, i := n, d-1; x != nil; x, i = x.up, i-1 {
+		nodes[i] = *x
+		if i > 0 {
+			nodes[i].up = &nodes[i-1]
+		}
+	}
+	return lazyElem{nodes: nodes, root: root}
+}
+
+// get returns the element.
+func (l *lazyElem) get() *elem {
+	if l.e == nil && len(l.nodes) > 0 {
+		l.e = l.nodes[len(l.nodes)-1].elem(l.root)
+	}
+	return l.e
 }
 
 // labelledElement is an element with inline labels; for a label on an
@@ -209,28 +254,63 @@ type labelledElement struct {
 	labels []Label
 }
 
-// buildItem reads the facts of a resource (after labelling) that need no
-// walk: labels, profiles, date, authors.
-func buildItem(res proto.Message, key string, keys *keyIndex) *item {
-	m := res.ProtoReflect()
-	it := &item{key: key, rtype: string(m.Descriptor().Name())}
-	md := m.Descriptor()
-	if fd := md.Fields().ByName("meta"); fd != nil && m.Has(fd) {
-		if meta, ok := m.Get(fd).Message().Interface().(*dpb.Meta); ok {
-			for _, c := range meta.GetSecurity() {
-				it.labels = append(it.labels, labelOf(c))
-			}
-			for _, p := range meta.GetProfile() {
-				it.profiles = append(it.profiles, p.GetValue())
-			}
+// itemFields are the fields of one resource type that buildItem reads,
+// found once per type: the date fields (in dateFields' order), the
+// patient fields and the author fields that are References.
+type itemFields struct {
+	dates, patients, authors []protoreflect.FieldDescriptor
+	authored                 bool
+}
+
+var itemFieldCache sync.Map // protoreflect.MessageDescriptor -> *itemFields
+
+func itemFieldsOf(md protoreflect.MessageDescriptor) *itemFields {
+	if v, ok := itemFieldCache.Load(md); ok {
+		return v.(*itemFields)
+	}
+	f := &itemFields{}
+	for _, name := range dateFields {
+		if fd, _, ok := fieldFor(md, name); ok && !fd.IsList() && fd.Message() != nil {
+			f.dates = append(f.dates, fd)
 		}
 	}
-	for _, name := range dateFields {
-		fd, _, ok := fieldFor(md, name)
-		if !ok || !m.Has(fd) || fd.IsList() || fd.Message() == nil {
+	for _, name := range patientFields {
+		if fd, _, ok := fieldFor(md, name); ok && !fd.IsList() && fd.Message() != nil && fd.Message().FullName() == referenceName {
+			f.patients = append(f.patients, fd)
+		}
+	}
+	for _, name := range authorFields {
+		if fd, _, ok := fieldFor(md, name); ok && fd.Message() != nil && fd.Message().FullName() == referenceName {
+			f.authors = append(f.authors, fd)
+		}
+	}
+	f.authored = len(f.authors) > 0
+	v, _ := itemFieldCache.LoadOrStore(md, f)
+	return v.(*itemFields)
+}
+
+// buildItem reads the facts of a resource (after labelling) that need no
+// walk: labels, profiles, date, authors. meta is the resource's meta.
+func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyIndex) *item {
+	md := m.Descriptor()
+	it := &item{key: key, rtype: string(md.Name())}
+	if sec := meta.GetSecurity(); len(sec) > 0 {
+		it.labels = make([]Label, 0, len(sec)+2) // room for what the scan adds
+		for _, c := range sec {
+			it.labels = append(it.labels, labelOf(c))
+		}
+	}
+	for _, p := range meta.GetProfile() {
+		it.profiles = append(it.profiles, p.GetValue())
+	}
+	f := itemFieldsOf(md)
+	fr := newFieldReader(m)
+	for _, fd := range f.dates {
+		v, set := fr.value(fd)
+		if !set {
 			continue
 		}
-		if s, ok := dateOf(m.Get(fd).Message()); ok {
+		if s, ok := dateOfValue(v); ok {
 			it.date = &s
 			break
 		}
@@ -238,52 +318,224 @@ func buildItem(res proto.Message, key string, keys *keyIndex) *item {
 	if it.rtype == "Patient" {
 		it.patient = key
 	}
-	for _, name := range patientFields {
+	for _, fd := range f.patients {
 		if it.patient != "" {
 			break
 		}
-		fd, _, ok := fieldFor(md, name)
-		if !ok || fd.IsList() || fd.Message() == nil || fd.Message().FullName() != referenceName || !m.Has(fd) {
-			continue
+		if v, set := fr.value(fd); set {
+			it.patient = keys.norm(refString(v.(*dpb.Reference)))
 		}
-		it.patient = keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference)))
 	}
-	for _, name := range authorFields {
-		fd, _, ok := fieldFor(md, name)
-		if !ok || fd.Message() == nil || fd.Message().FullName() != referenceName {
-			continue
-		}
-		it.authored = true
-		if !m.Has(fd) {
-			continue
-		}
-		if fd.IsList() {
-			l := m.Get(fd).List()
-			for i := range l.Len() {
-				it.authors = append(it.authors, keys.norm(refString(l.Get(i).Message().Interface().(*dpb.Reference))))
-			}
-		} else {
-			it.authors = append(it.authors, keys.norm(refString(m.Get(fd).Message().Interface().(*dpb.Reference))))
+	it.authored = f.authored
+	for _, fd := range f.authors {
+		for _, v := range fr.values(fd) {
+			it.authors = append(it.authors, keys.norm(refString(v.(*dpb.Reference))))
 		}
 	}
 	return it
 }
 
+// fieldReader reads message fields of a resource: on its walk plan where
+// it has one, else through protoreflect.
+type fieldReader struct {
+	m    protoreflect.Message
+	p    *walkPlan
+	ptr  unsafe.Pointer
+	fast bool
+}
+
+func newFieldReader(m protoreflect.Message) fieldReader {
+	p, ptr := planFor(m)
+	return fieldReader{m: m, p: p, ptr: ptr, fast: p != nil && p.ok && len(p.slots) == m.Descriptor().Fields().Len()}
+}
+
+// slot returns where the plan keeps a message field, nil when only
+// protoreflect reads it.
+func (fr fieldReader) slot(fd protoreflect.FieldDescriptor) *slot {
+	if !fr.fast {
+		return nil
+	}
+	if sl := &fr.p.slots[fd.Index()]; sl.off != noOffset && sl.sub != nil {
+		return sl
+	}
+	return nil
+}
+
+// value returns a singular message field's value (a choice resolved to
+// the chosen type), and whether it is set.
+func (fr fieldReader) value(fd protoreflect.FieldDescriptor) (proto.Message, bool) {
+	if sl := fr.slot(fd); sl != nil && !sl.list {
+		c := *(*unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off))
+		if c == nil {
+			return nil, false
+		}
+		sub := sl.sub
+		if sub.choice != nil {
+			cp, inner := sub.choice.which(c)
+			if cp == nil || cp.sub == nil {
+				return nil, true // set, to nothing readable
+			}
+			sub, c = cp.sub, inner
+		}
+		return reflect.NewAt(sub.typ, c).Interface().(proto.Message), true
+	}
+	if !fr.m.Has(fd) {
+		return nil, false
+	}
+	v := fr.m.Get(fd).Message()
+	if isChoice(v.Descriptor()) {
+		set := choiceSet(v)
+		if set == nil || set.Message() == nil {
+			return nil, true
+		}
+		v = v.Get(set).Message()
+	}
+	return v.Interface(), true
+}
+
+// values returns a message field's values: its elements, or its value.
+func (fr fieldReader) values(fd protoreflect.FieldDescriptor) []proto.Message {
+	if !fd.IsList() {
+		if v, ok := fr.value(fd); ok {
+			return []proto.Message{v}
+		}
+		return nil
+	}
+	var out []proto.Message
+	if sl := fr.slot(fd); sl != nil && sl.list {
+		for _, c := range *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off)) {
+			out = append(out, reflect.NewAt(sl.sub.typ, c).Interface().(proto.Message))
+		}
+		return out
+	}
+	if !fr.m.Has(fd) {
+		return nil
+	}
+	l := fr.m.Get(fd).List()
+	for i := range l.Len() {
+		out = append(out, l.Get(i).Message().Interface())
+	}
+	return out
+}
+
 // scan walks a labelled resource once for what needs a walk: the codes and
 // outgoing references (into the item) and the elements with inline labels.
 // Primitive values are searched for inline labels only when the resource
-// says it has some (DS4P PROCESSINLINELABEL).
-func scan(m protoreflect.Message, it *item, keys *keyIndex) scanned {
+// says it has some (DS4P PROCESSINLINELABEL). It walks on the plans
+// (scanPlanned) and falls back to the reflective walk (scanReflect) for a
+// resource they cannot describe; both find the same, in the same order.
+// With prims it looks at primitive values whatever the labels say (the
+// labeller put inline labels on some).
+func scan(m protoreflect.Message, it *item, keys *keyIndex, prims bool) scanned {
+	if sc, ok := scanPlanned(m, it, keys, prims); ok {
+		return sc
+	}
+	return scanReflect(m, it, keys, prims)
+}
+
+// scanPrims reports whether scan looks at primitive values: when the
+// resource is labelled PROCESSINLINELABEL.
+func scanPrims(it *item) bool {
+	for _, l := range it.labels {
+		if l.System == fhir.SystemActCode && l.Code == LabelProcessInline {
+			return true // DS4P: inline labels may sit on any element
+		}
+	}
+	return false
+}
+
+// scanPlanned is scanReflect on the walk plans: the same decisions, case
+// by case, on typed pointers. Elements become elems only when kept (a
+// reference, an element with inline labels).
+func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (scanned, bool) {
+	var sc scanned
+	// Room for what a referral's resources hold, in one allocation each.
+	codes, refsOut := slices.Grow(it.codes[:0], 8), slices.Grow(it.refsOut[:0], 4)
+	prims = prims || scanPrims(it)
+	ok := visit(m, prims, func(_ *visitor, n *node) bool {
+		switch n.plan.class {
+		case classMeta, classNarrative:
+			return false
+		case classCodeableConcept:
+			v := (*dpb.CodeableConcept)(n.ptr)
+			for i, c := range v.GetCoding() {
+				codes = append(codes, c)
+				if len(c.GetExtension()) > 0 {
+					cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), field: &codingField, idx: i, up: n}
+					sc.inlineNode(m, &cn, c.GetExtension())
+				}
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return false
+		case classCoding:
+			v := (*dpb.Coding)(n.ptr)
+			codes = append(codes, v)
+			sc.inlineNode(m, n, v.GetExtension())
+			return false
+		case classReference:
+			v := (*dpb.Reference)(n.ptr)
+			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
+				key := keys.norm(r)
+				refsOut = append(refsOut, key)
+				sc.refs = append(sc.refs, keptRef{key: key, at: keepNode(m, n)})
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return v.GetIdentifier() != nil
+		case classExtension:
+			v := (*dpb.Extension)(n.ptr)
+			if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
+				return false // a label, not data
+			}
+			sc.inlineNode(m, n, v.GetExtension())
+			return true
+		case classIdentifier:
+			v := (*dpb.Identifier)(n.ptr)
+			codes = append(codes, v.GetType().GetCoding()...)
+			sc.inlineNode(m, n, v.GetExtension())
+			return prims || v.GetAssigner() != nil
+		case classSummary:
+			if !prims {
+				sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+				return false
+			}
+		}
+		sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+		return true
+	})
+	if !ok {
+		return scanned{}, false
+	}
+	it.codes, it.refsOut, it.scanned = codes, refsOut, true
+	return sc, true
+}
+
+var (
+	codingPlan  = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Coding]()) })
+	codingField = fieldRef{(&dpb.CodeableConcept{}).ProtoReflect().Descriptor().Fields().ByName("coding"), "coding"}
+)
+
+// inlineNode is inline for a node of a planned walk: the node becomes an
+// elem only when its extensions hold inline labels.
+func (sc *scanned) inlineNode(root protoreflect.Message, n *node, exts []*dpb.Extension) {
+	ls := inlineOf(exts)
+	if len(ls) == 0 {
+		return
+	}
+	target := n
+	if n.up != nil && n.field.fd.Name() == "value" && n.up.plan.class == classExtension {
+		target = n.up
+	}
+	sc.labelled = append(sc.labelled, labelledElement{e: target.elem(root), labels: ls})
+}
+
+// scanReflect is scan on the reflective walk (path.go): the reference
+// implementation, used where the plans cannot describe a resource.
+func scanReflect(m protoreflect.Message, it *item, keys *keyIndex, prims bool) scanned {
 	var sc scanned
 	it.codes = it.codes[:0]
 	it.refsOut = it.refsOut[:0]
 	it.scanned = true
-	prims := false
-	for _, l := range it.labels {
-		if l.System == fhir.SystemActCode && l.Code == LabelProcessInline {
-			prims = true // DS4P: inline labels may sit on any element
-		}
-	}
+	prims = prims || scanPrims(it)
 	walk(m, nil, prims, func(e *elem) bool {
 		switch v := e.msg.Interface().(type) {
 		case *dpb.Meta, *dpb.Narrative:
@@ -304,8 +556,9 @@ func scan(m protoreflect.Message, it *item, keys *keyIndex) scanned {
 			return false
 		case *dpb.Reference:
 			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
-				it.refsOut = append(it.refsOut, keys.norm(r))
-				sc.refs = append(sc.refs, e.persist())
+				key := keys.norm(r)
+				it.refsOut = append(it.refsOut, key)
+				sc.refs = append(sc.refs, keptRef{key: key, at: lazyElem{e: e.persist()}})
 			}
 			sc.inline(e, v.GetExtension())
 			return v.GetIdentifier() != nil
@@ -316,9 +569,7 @@ func scan(m protoreflect.Message, it *item, keys *keyIndex) scanned {
 			sc.inline(e, v.GetExtension())
 			return true
 		case *dpb.Identifier:
-			for _, c := range v.GetType().GetCoding() {
-				it.codes = append(it.codes, c)
-			}
+			it.codes = append(it.codes, v.GetType().GetCoding()...)
 			sc.inline(e, v.GetExtension())
 			return prims || v.GetAssigner() != nil
 		case *dpb.HumanName, *dpb.ContactPoint, *dpb.Address, *dpb.Period, *dpb.Quantity, *dpb.Attachment:
@@ -345,14 +596,20 @@ func extensionsOf(m protoreflect.Message) []*dpb.Extension {
 
 var referenceName = (&dpb.Reference{}).ProtoReflect().Descriptor().FullName()
 
-// inline records the inline labels among an element's extensions.
-func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
+// inlineOf returns the inline labels among extensions.
+func inlineOf(exts []*dpb.Extension) []Label {
 	var ls []Label
 	for _, x := range exts {
 		if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil {
 			ls = append(ls, labelOf(x.GetValue().GetCoding()))
 		}
 	}
+	return ls
+}
+
+// inline records the inline labels among an element's extensions.
+func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
+	ls := inlineOf(exts)
 	if len(ls) == 0 {
 		return
 	}
@@ -365,16 +622,9 @@ func (sc *scanned) inline(e *elem, exts []*dpb.Extension) {
 	sc.labelled = append(sc.labelled, labelledElement{e: target.persist(), labels: ls})
 }
 
-// dateOf reads a dateTime, date, instant or Period (or a choice holding one).
-func dateOf(m protoreflect.Message) (span, bool) {
-	if isChoice(m.Descriptor()) {
-		set := choiceSet(m)
-		if set == nil || set.Message() == nil {
-			return span{}, false
-		}
-		m = m.Get(set).Message()
-	}
-	switch v := m.Interface().(type) {
+// dateOfValue reads a dateTime, date, instant or Period; false for anything else and nil.
+func dateOfValue(m proto.Message) (span, bool) {
+	switch v := m.(type) {
 	case *dpb.DateTime:
 		return dateTimeSpan(v), true
 	case *dpb.Instant:

@@ -280,8 +280,14 @@ func pathwayDescendants(code string) []string {
 	return out
 }
 
-// containsCode reports whether a coding of the rule appears in m.
-func (r *labelRule) containsCode(m protoreflect.Message) bool {
+// containsCode reports whether a coding of the rule appears in m, not
+// counting primitive values' extensions (containsCodeIn).
+func (r *labelRule) containsCode(m protoreflect.Message) bool { return r.containsCodeIn(m, false) }
+
+// containsCodeIn reports whether a coding of the rule appears in m,
+// primitive values' extensions included with prims: on the walk plans,
+// or where they cannot describe m, as containsCodeReflect.
+func (r *labelRule) containsCodeIn(m protoreflect.Message, prims bool) bool {
 	switch v := m.Interface().(type) {
 	case *dpb.Coding:
 		return r.codingMatches(v)
@@ -294,7 +300,39 @@ func (r *labelRule) containsCode(m protoreflect.Message) bool {
 		return false
 	}
 	found := false
-	walk(m, nil, false, func(e *elem) bool {
+	if visit(m, prims, func(v *visitor, n *node) bool {
+		switch n.plan.class {
+		case classCoding:
+			if r.codingMatches((*dpb.Coding)(n.ptr)) {
+				found, v.stop = true, true
+			}
+			return false
+		case classExtension:
+			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
+		}
+		return true
+	}) {
+		return found
+	}
+	return r.containsCodeReflect(m, prims)
+}
+
+// containsCodeReflect is containsCodeIn on the reflective walk: the
+// reference the planned walk is tested against.
+func (r *labelRule) containsCodeReflect(m protoreflect.Message, prims bool) bool {
+	switch v := m.Interface().(type) {
+	case *dpb.Coding:
+		return r.codingMatches(v)
+	case *dpb.CodeableConcept:
+		for _, c := range v.GetCoding() {
+			if r.codingMatches(c) {
+				return true
+			}
+		}
+		return false
+	}
+	found := false
+	walk(m, nil, prims, func(e *elem) bool {
 		if found {
 			return false
 		}
@@ -435,41 +473,19 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		return nil, false
 	}
 	lb := r.labels[0]
-	if slices.Contains(securityLabels(w.root), lb) {
+	if slices.Contains(metaLabels(w.rootMeta()), lb) {
 		return nil, false
 	}
-	var tops []*elem
-	seen := map[string]bool{}
-	whole := false
-	walk(w.root, nil, false, func(e *elem) bool {
-		switch v := e.msg.Interface().(type) {
-		case *dpb.Meta, *dpb.Narrative:
-			return false
-		case *dpb.Extension:
-			return v.GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
-		case *dpb.Coding:
-			if !r.codingMatches(v) || labelledAlong(e, lb) {
-				return false
-			}
-			top := e
-			for top.up != nil {
-				top = top.up
-			}
-			if p := top.path(); !seen[p] {
-				seen[p] = true
-				tops = append(tops, top.persist())
-			}
-			return false
-		}
-		return true
-	})
-	if containedHas(w.root, r) {
-		whole = true
+	// Most resources hold no immigration code at all: a planned walk that
+	// finds none settles it without the reflective walk below.
+	if maybe, ok := mayHoldCode(w.root, r); ok && !maybe {
+		return nil, false
 	}
-	for _, t := range tops {
-		if required(t.fd) {
-			whole = true
-		}
+	tops, whole, underPrim := immigrationTops(w.root, r)
+	if underPrim {
+		// The labels that cover these codes sit on (or in) primitive
+		// values: the scan must look there.
+		w.primLabels = true
 	}
 	if whole {
 		if addSecurity(w, lb) {
@@ -491,6 +507,81 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		}
 	}
 	return out, len(out) > 0
+}
+
+// immigrationTops finds, on the reflective walk, the top-level elements
+// holding a coding of r that no inline label covers yet (in primitive
+// values' extensions too), and whether the whole resource must be
+// labelled instead (a contained resource holds such a coding, or a
+// top-level element holding one is required).
+func immigrationTops(m protoreflect.Message, r *labelRule) (tops []*elem, whole, underPrim bool) {
+	lb := r.labels[0]
+	seen := map[string]bool{}
+	walk(m, nil, true, func(e *elem) bool {
+		switch v := e.msg.Interface().(type) {
+		case *dpb.Meta, *dpb.Narrative:
+			return false
+		case *dpb.Extension:
+			return v.GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
+		case *dpb.Coding:
+			if !r.codingMatches(v) {
+				return false
+			}
+			for x := e; x != nil; x = x.up {
+				underPrim = underPrim || isPrimDescriptor(x.msg.Descriptor())
+			}
+			if labelledAlong(e, lb) {
+				return false
+			}
+			top := e
+			for top.up != nil {
+				top = top.up
+			}
+			if p := top.path(); !seen[p] {
+				seen[p] = true
+				tops = append(tops, top.persist())
+			}
+			return false
+		}
+		return true
+	})
+	if containedHas(m, r) {
+		whole = true
+	}
+	for _, t := range tops {
+		if required(t.fd) {
+			whole = true
+		}
+	}
+	return tops, whole, underPrim
+}
+
+// mayHoldCode reports, on the walk plans, whether a coding of r may be
+// where labelImmigrationCodes looks (immigrationTops): anywhere but meta,
+// the narrative and inline labels (primitive values' extensions
+// included), or in a contained resource. It is
+// conservative: false only when immigrationTops would find nothing.
+// ok is false when the plans cannot describe m.
+func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
+	p, ptr := planFor(m)
+	if p != nil && p.hasContained(ptr) {
+		return true, true
+	}
+	ok = visitPlan(p, ptr, true, func(v *visitor, n *node) bool {
+		switch n.plan.class {
+		case classMeta, classNarrative:
+			return false
+		case classExtension:
+			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
+		case classCoding:
+			if r.codingMatches((*dpb.Coding)(n.ptr)) {
+				maybe, v.stop = true, true
+			}
+			return false
+		}
+		return true
+	})
+	return maybe, ok
 }
 
 // labelledAlong reports whether the element or one holding it carries the
@@ -526,7 +617,7 @@ func containedHas(m protoreflect.Message, r *labelRule) bool {
 		if err := a.UnmarshalTo(cr); err != nil {
 			return true // unreadable: fail safe
 		}
-		if res := fhir.Unwrap(cr); res != nil && r.containsCode(res.ProtoReflect()) {
+		if res := fhir.Unwrap(cr); res != nil && r.containsCodeIn(res.ProtoReflect(), true) {
 			return true
 		}
 	}
@@ -556,6 +647,9 @@ func addInline(w *cow, e *elem, lb Label) bool {
 	fd := host.Descriptor().Fields().ByName("extension")
 	if fd == nil {
 		return false
+	}
+	if isPrimDescriptor(host.Descriptor()) {
+		w.primLabels = true
 	}
 	host = w.msg(he)
 	ext := &dpb.Extension{
@@ -611,17 +705,23 @@ func metaOf(m protoreflect.Message) *dpb.Meta {
 
 // writableMeta returns the resource's meta for writing, creating it.
 func writableMeta(w *cow) *dpb.Meta {
+	if w.meta != nil && w.rootMeta() == w.meta {
+		return w.meta // made before, and still the resource's
+	}
 	fd := w.root.Descriptor().Fields().ByName("meta")
 	if fd == nil {
 		return nil
 	}
 	meta, _ := w.field(w.root, fd).Interface().(*dpb.Meta)
+	w.meta = meta
 	return meta
 }
 
 // securityLabels returns the resource's meta.security labels.
-func securityLabels(m protoreflect.Message) []Label {
-	meta := metaOf(m)
+func securityLabels(m protoreflect.Message) []Label { return metaLabels(metaOf(m)) }
+
+// labelsOf returns the labels of a meta.security.
+func metaLabels(meta *dpb.Meta) []Label {
 	out := make([]Label, 0, len(meta.GetSecurity()))
 	for _, c := range meta.GetSecurity() {
 		out = append(out, labelOf(c))
@@ -631,7 +731,7 @@ func securityLabels(m protoreflect.Message) []Label {
 
 // addSecurity adds a label to the resource's meta.security, once.
 func addSecurity(w *cow, lb Label) bool {
-	for _, c := range metaOf(w.root).GetSecurity() {
+	for _, c := range w.rootMeta().GetSecurity() {
 		if labelOf(c) == lb {
 			return false
 		}
@@ -647,7 +747,7 @@ func addSecurity(w *cow, lb Label) bool {
 // raiseConfidentiality makes the resource's confidentiality at least code.
 func raiseConfidentiality(w *cow, code string) bool {
 	want := confidentialityRank[code]
-	for i, c := range metaOf(w.root).GetSecurity() {
+	for i, c := range w.rootMeta().GetSecurity() {
 		if c.GetSystem().GetValue() != fhir.SystemConfidentiality {
 			continue
 		}

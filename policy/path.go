@@ -2,10 +2,12 @@ package policy
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,13 +25,14 @@ import (
 // elem is one element found in a resource: where it sits (so it can be
 // removed) and the message it is.
 type elem struct {
-	parent protoreflect.Message         // the message holding the field
-	fd     protoreflect.FieldDescriptor // the field in parent
-	idx    int                          // index in a repeated field, -1 for a singular one
-	msg    protoreflect.Message         // the element (for a choice, the chosen datatype)
-	name   string                       // FHIR name ("reasonCode", "value")
-	choice protoreflect.FieldDescriptor // for a choice, the type chosen ("value" + "CodeableConcept")
-	up     *elem                        // the element holding this one; nil under the resource
+	parent   protoreflect.Message         // the message holding the field
+	fd       protoreflect.FieldDescriptor // the field in parent
+	idx      int                          // index in a repeated field, -1 for a singular one
+	msg      protoreflect.Message         // the element (for a choice, the chosen datatype)
+	name     string                       // FHIR name ("reasonCode", "value")
+	choice   protoreflect.FieldDescriptor // for a choice, the type chosen ("value" + "CodeableConcept")
+	up       *elem                        // the element holding this one; nil under the resource
+	pathMemo string                       // path's result, once asked (an elem never changes)
 }
 
 // path returns the element's FHIR path in the resource: "name[1].family".
@@ -37,7 +40,10 @@ func (e *elem) path() string {
 	if e == nil || e.parent == nil {
 		return ""
 	}
-	return string(e.appendPath(nil))
+	if e.pathMemo == "" {
+		e.pathMemo = string(e.appendPath(nil))
+	}
+	return e.pathMemo
 }
 
 func (e *elem) appendPath(b []byte) []byte {
@@ -250,7 +256,46 @@ func checkPath(resourceType, path string) (string, bool) {
 }
 
 // resolve returns the elements at the dotted path in m (m itself for "").
+// It reads the fields on the walk plans where they describe them, else
+// through protoreflect (appendChildren); both give the same elems.
 func resolve(m protoreflect.Message, path string) []elem {
+	cur := []elem{{msg: m, idx: -1}}
+	if path == "" {
+		return cur
+	}
+	p, ptr := planFor(m)
+	if p == nil || !p.ok {
+		p = nil
+	}
+	// at are cur's plans and structs while every step so far was planned.
+	at := []planned{{p, ptr}}
+	for seg := range strings.SplitSeq(path, ".") {
+		var next []elem
+		var nextAt []planned
+		for i := range cur {
+			if at != nil && at[i].p != nil {
+				if out, outAt, ok := appendPlanned(next, nextAt, &cur[i], at[i], seg); ok {
+					next, nextAt = out, outAt
+					continue
+				}
+			}
+			n := len(next)
+			next = appendChildren(next, &cur[i], seg)
+			for range len(next) - n {
+				nextAt = append(nextAt, planned{})
+			}
+		}
+		cur, at = next, nextAt
+		if len(cur) == 0 {
+			break
+		}
+	}
+	return cur
+}
+
+// resolveReflect is resolve through protoreflect alone: the reference the
+// planned steps are tested against.
+func resolveReflect(m protoreflect.Message, path string) []elem {
 	cur := []elem{{msg: m, idx: -1}}
 	if path == "" {
 		return cur
@@ -266,6 +311,68 @@ func resolve(m protoreflect.Message, path string) []elem {
 		}
 	}
 	return cur
+}
+
+// planned is the plan and struct of an elem's message.
+type planned struct {
+	p   *walkPlan
+	ptr unsafe.Pointer
+}
+
+// appendPlanned is appendChildren on the plans; ok is false when they do
+// not describe the field (a oneof case, a scalar), which appendChildren
+// then reads.
+func appendPlanned(out []elem, outAt []planned, e *elem, at planned, seg string) ([]elem, []planned, bool) {
+	md := e.msg.Descriptor()
+	fd, choice, found := fieldFor(md, seg)
+	if !found || fd.Message() == nil {
+		return out, outAt, true // nothing there, as appendChildren finds
+	}
+	if len(at.p.slots) != md.Fields().Len() {
+		return out, outAt, false
+	}
+	sl := &at.p.slots[fd.Index()]
+	if sl.off == noOffset || sl.sub == nil || !sl.sub.ok || (sl.list && sl.sub.choice != nil) {
+		return out, outAt, false
+	}
+	up := e
+	if e.parent == nil {
+		up = nil
+	}
+	name := fhirName(fd)
+	if sl.list {
+		items := *(*[]unsafe.Pointer)(unsafe.Add(at.ptr, sl.off))
+		if slices.Contains(items, nil) {
+			return out, outAt, false
+		}
+		for i, c := range items {
+			out = append(out, elem{parent: e.msg, fd: fd, idx: i, msg: sl.sub.message(c), up: up, name: name})
+			outAt = append(outAt, planned{okPlan(sl.sub), c})
+		}
+		return out, outAt, true
+	}
+	c := *(*unsafe.Pointer)(unsafe.Add(at.ptr, sl.off))
+	if c == nil {
+		return out, outAt, true
+	}
+	if sl.sub.choice != nil {
+		cp, inner := sl.sub.choice.which(c)
+		if cp == nil || (choice != nil && cp.fd != choice) || cp.sub == nil {
+			return out, outAt, true
+		}
+		out = append(out, elem{parent: e.msg, fd: fd, idx: -1, msg: cp.sub.message(inner), up: up, name: name, choice: cp.fd})
+		return out, append(outAt, planned{okPlan(cp.sub), inner}), true
+	}
+	out = append(out, elem{parent: e.msg, fd: fd, idx: -1, msg: sl.sub.message(c), up: up, name: name})
+	return out, append(outAt, planned{okPlan(sl.sub), c}), true
+}
+
+// okPlan returns p, or nil when it cannot be trusted.
+func okPlan(p *walkPlan) *walkPlan {
+	if p == nil || !p.ok {
+		return nil
+	}
+	return p
 }
 
 // appendChildren appends the elements named seg under e.

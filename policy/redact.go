@@ -3,7 +3,9 @@ package policy
 import (
 	"slices"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -160,8 +162,12 @@ func matches(b *rpb.Bundle) int {
 }
 
 // wrapLike puts a resource into a new ContainedResource, in the same
-// slot the original holds its resource.
+// slot the original holds its resource (res is a copy of that resource,
+// so fhir.Wrap finds the same slot by its type).
 func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.ContainedResource {
+	if cr, err := fhir.Wrap(res.Interface()); err == nil {
+		return cr
+	}
 	om := orig.ProtoReflect()
 	fd := om.WhichOneof(om.Descriptor().Oneofs().ByName("oneof_resource"))
 	cr := &fhir.ContainedResource{}
@@ -257,8 +263,8 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		rs = append(rs, r)
 	}
 	for _, r := range rs {
-		r.item = buildItem(r.msg.Interface(), r.key, keys)
-		r.scan = scan(r.msg, r.item, keys)
+		r.item = buildItem(r.msg, r.w.rootMeta(), r.key, keys)
+		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
 			if addSecurity(r.w, lb) {
@@ -415,12 +421,14 @@ func (rm *remover) apply(w *cow) {
 }
 
 func removeBatch(w *cow, batch []*elem) {
-	type key struct {
-		p  protoreflect.Message
-		fd protoreflect.FieldDescriptor
+	// The list elements to remove, by the list holding them, in the
+	// order the lists are first met.
+	type group struct {
+		p    protoreflect.Message
+		fd   protoreflect.FieldDescriptor
+		msgs []protoreflect.Message
 	}
-	lists := map[key]map[protoreflect.Message]bool{}
-	var order []key
+	var groups []group
 	for _, e := range batch {
 		p := w.holder(e)
 		if !e.fd.IsList() {
@@ -433,36 +441,36 @@ func removeBatch(w *cow, batch []*elem) {
 			p.Clear(e.fd)
 			continue
 		}
-		k := key{p, e.fd}
-		if lists[k] == nil {
-			lists[k] = map[protoreflect.Message]bool{}
-			order = append(order, k)
+		gi := slices.IndexFunc(groups, func(g group) bool { return g.p == p && g.fd == e.fd })
+		if gi < 0 {
+			groups = append(groups, group{p: p, fd: e.fd})
+			gi = len(groups) - 1
 		}
-		lists[k][w.current(e.msg)] = true
+		groups[gi].msgs = append(groups[gi].msgs, w.current(e.msg))
 	}
-	for _, k := range order {
-		if !k.p.Has(k.fd) {
+	for _, g := range groups {
+		if !g.p.Has(g.fd) {
 			continue
 		}
-		old := k.p.Get(k.fd).List()
+		old := g.p.Get(g.fd).List()
 		var keep []protoreflect.Value
 		for i := range old.Len() {
-			if v := old.Get(i); !lists[k][v.Message()] {
+			if v := old.Get(i); !slices.Contains(g.msgs, v.Message()) {
 				keep = append(keep, v)
 			}
 		}
 		// A new list: the old one may share its array with the input.
-		k.p.Clear(k.fd)
-		l := k.p.Mutable(k.fd).List()
-		for _, v := range keep {
-			l.Append(v)
+		g.p.Clear(g.fd)
+		if len(keep) > 0 {
+			l := g.p.Mutable(g.fd).List()
+			for _, v := range keep {
+				l.Append(v)
+			}
+			continue
 		}
-		if l.Len() == 0 {
-			k.p.Clear(k.fd)
-			if required(k.fd) {
-				if v, ok := absent(k.p, k.fd); ok {
-					k.p.Mutable(k.fd).List().Append(v)
-				}
+		if required(g.fd) {
+			if v, ok := absent(g.p, g.fd); ok {
+				g.p.Mutable(g.fd).List().Append(v)
 			}
 		}
 	}
@@ -501,9 +509,10 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 	for _, ed := range r.elems {
 		rm.add(ed.e)
 	}
-	for _, e := range r.scan.refs {
-		ref := e.msg.Interface().(*dpb.Reference)
-		if removed[ev.keys.norm(refString(ref))] {
+	for i := range r.scan.refs {
+		kr := &r.scan.refs[i]
+		if removed[kr.key] {
+			e := kr.at.get()
 			rm.add(e)
 			r.redactions = append(r.redactions, redaction{action: Remove, path: e.path(),
 				because: becauseWithheldRef})
@@ -517,7 +526,7 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 			}
 			clause := ev.agreementRef() + " elements[" + itoa(i) + "]"
 			if len(er.Keep) > 0 {
-				keepFields(m, er.Keep, &rm, r, clause+".keep")
+				keepFields(w, er.Keep, &rm, r, clause+".keep")
 			}
 			for _, p := range er.Remove {
 				es := resolve(m, p)
@@ -572,33 +581,82 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 // alwaysKept are the elements minimum-necessary rules never remove.
 var alwaysKept = map[string]bool{"id": true, "meta": true, "resourceType": true}
 
-// keepFields removes the top-level elements not in keep (required ones stay).
-func keepFields(m protoreflect.Message, keep []string, rm *remover, r *resource, because string) {
+// keepFields removes the top-level elements not in keep (required ones
+// stay). w is the resource's writer, m its root.
+func keepFields(w *cow, keep []string, rm *remover, r *resource, because string) {
+	m := w.root
+	fr := newFieldReader(m)
+	var es []elem // the elems removed, in one array
+	for _, fd := range droppable(m.Descriptor(), keep) {
+		sl := fr.slot(fd)
+		if sl != nil && !sl.has(fr.ptr) || sl == nil && !m.Has(fd) {
+			continue
+		}
+		name := fhirName(fd)
+		switch {
+		case sl != nil && sl.list:
+			items := *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off))
+			if es == nil {
+				es = make([]elem, 0, len(items)+8)
+			}
+			for i, c := range items {
+				es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: i, msg: sl.sub.message(c), name: name})
+			}
+		case fd.IsList():
+			l := m.Get(fd).List()
+			for i := range l.Len() {
+				es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: i, msg: l.Get(i).Message(), name: name})
+			}
+		default:
+			es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: -1, name: name})
+		}
+		r.redactions = append(r.redactions, redaction{action: Remove, path: name, because: because})
+	}
+}
+
+// appendRemoved adds e to the remover, keeping it in es while es has
+// room (a new array when it has none: the remover holds pointers into it).
+func appendRemoved(es []elem, rm *remover, e elem) []elem {
+	if len(es) == cap(es) {
+		es = make([]elem, 0, max(8, 2*cap(es)))
+	}
+	es = append(es, e)
+	rm.add(&es[len(es)-1])
+	return es
+}
+
+// droppableKey names the fields a keep list may drop from a resource type.
+type droppableKey struct {
+	md   protoreflect.MessageDescriptor
+	keep string
+}
+
+var droppableCache sync.Map // droppableKey -> []protoreflect.FieldDescriptor
+
+// droppable returns, in field order, the fields of a resource type that a
+// keep list drops when they are set: those not kept, not always kept and
+// not required.
+func droppable(md protoreflect.MessageDescriptor, keep []string) []protoreflect.FieldDescriptor {
+	key := droppableKey{md, strings.Join(keep, "\x00")}
+	if v, ok := droppableCache.Load(key); ok {
+		return v.([]protoreflect.FieldDescriptor)
+	}
 	kept := map[protoreflect.FieldDescriptor]bool{}
 	for _, k := range keep {
-		if fd, _, ok := fieldFor(m.Descriptor(), k); ok {
+		if fd, _, ok := fieldFor(md, k); ok {
 			kept[fd] = true
 		}
 	}
 	var drop []protoreflect.FieldDescriptor
-	fields := m.Descriptor().Fields() // in field order: Range's order is undefined
+	fields := md.Fields() // in field order: Range's order is undefined
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		if m.Has(fd) && !kept[fd] && !alwaysKept[fhirName(fd)] && !required(fd) {
+		if !kept[fd] && !alwaysKept[fhirName(fd)] && !required(fd) {
 			drop = append(drop, fd)
 		}
 	}
-	for _, fd := range drop {
-		if fd.IsList() {
-			l := m.Get(fd).List()
-			for i := range l.Len() {
-				rm.add(&elem{parent: m, fd: fd, idx: i, msg: l.Get(i).Message(), name: fhirName(fd)})
-			}
-		} else {
-			rm.add(&elem{parent: m, fd: fd, idx: -1, name: fhirName(fd)})
-		}
-		r.redactions = append(r.redactions, redaction{action: Remove, path: fhirName(fd), because: because})
-	}
+	v, _ := droppableCache.LoadOrStore(key, drop)
+	return v.([]protoreflect.FieldDescriptor)
 }
 
 // maskElem masks an element's value in place and marks it MASKED; it
@@ -667,7 +725,7 @@ func hollow(m protoreflect.Message) bool {
 // removeSecurity removes a label from meta.security.
 func removeSecurity(w *cow, lb Label) {
 	found := false
-	for _, c := range metaOf(w.root).GetSecurity() {
+	for _, c := range w.rootMeta().GetSecurity() {
 		if labelOf(c) == lb {
 			found = true
 		}
