@@ -171,3 +171,59 @@ ON CONFLICT (partner, resource, last_updated) DO NOTHING`),
 	}
 	return nil
 }
+
+// LockHeads returns the heads of the resources of one type with the given
+// ids, as Heads does, in one query per 200 ids, and on PostgreSQL locks
+// their rows until the transaction ends (SQLite's transaction holds the
+// database's write lock already): what is checked stays so until the
+// transaction writes.
+func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) (map[string]Head, error) {
+	s := tx.s
+	if !validTypeName(resourceType) {
+		return nil, errors.New("heads: type is not a FHIR resource type name")
+	}
+	tail := ""
+	if s.dialect == DialectPostgres {
+		tail = " FOR UPDATE"
+	}
+	out := make(map[string]Head, len(ids))
+	vals := slices.Compact(slices.Sorted(slices.Values(ids)))
+	for len(vals) > 0 {
+		n := min(len(vals), manyChunk)
+		chunk := vals[:n]
+		vals = vals[n:]
+		var sb strings.Builder
+		sb.WriteString(`SELECT id, source, status, version, hash FROM resources WHERE resource_type = ? AND id IN (`)
+		args := make([]any, 0, n+1)
+		args = append(args, resourceType)
+		for i, v := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("?")
+			args = append(args, v)
+		}
+		sb.WriteString(")" + tail)
+		rs, err := tx.q.query(ctx, rebind(s.dialect, sb.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+		for rs.Next() {
+			var id string
+			var h Head
+			var hash []byte
+			if err := rs.Scan(&id, &h.Source, &h.Status, &h.Version, &hash); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("heads: %w", err)
+			}
+			copy(h.Hash[:], hash)
+			out[id] = h
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+	}
+	return out, nil
+}

@@ -67,6 +67,24 @@ func testGetMany(t *testing.T, newURL NewURL) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// LockHeads reports what Heads does, by id.
+	err = s.WithTx(ctx, func(tx *store.Tx) error {
+		locked, err := tx.LockHeads(ctx, "Task", []string{"t-001", "t-007", "t-missing"})
+		if err != nil {
+			return err
+		}
+		heads, err := tx.Heads(ctx, []string{"Task/t-001", "Task/t-007"})
+		if err != nil {
+			return err
+		}
+		if len(locked) != 2 || locked["t-001"] != heads["Task/t-001"] || locked["t-007"] != heads["Task/t-007"] {
+			t.Errorf("LockHeads = %+v, Heads = %+v", locked, heads)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.GetMany(ctx, "not a type", ids); err == nil {
 		t.Error("GetMany accepted an invalid type")
 	}
