@@ -138,7 +138,9 @@ func BenchmarkDeliverBaseline(b *testing.B) {
 // change's flow-back decision, as pathway sync does. Run with
 // -benchtime 10000x for the 10,000 updates.
 func BenchmarkSyncTaskUpdates(b *testing.B) {
-	for name, newURL := range map[string]func(testing.TB) string{"sqlite": sqliteURL, "postgres": storetest.PostgresURL} {
+	stores := map[string]func(testing.TB) string{"sqlite": sqliteURL, "postgres": storetest.PostgresURL}
+	for _, name := range []string{"sqlite", "postgres"} {
+		newURL := stores[name]
 		if name == "postgres" && !storetest.PostgresAvailable() {
 			b.Log(storetest.PostgresEnv + " not set: PostgreSQL not measured")
 			continue
