@@ -385,6 +385,12 @@ func TestSyncTaskRefusedInThePage(t *testing.T) {
 				if !r.LastUpdated.Equal(ts.clinic.taskClock) || len(r.Reasons) == 0 {
 					t.Errorf("reject %+v, want the partner's lastUpdated and the reasons", r)
 				}
+				if reasons := strings.Join(r.Reasons, " "); strings.Contains(reasons, "accepted-ish") {
+					t.Errorf("a kept reason quotes the partner's value: %q", r.Reasons)
+				}
+				if r.Resource == "Task/"+ids[1] && !strings.Contains(strings.Join(r.Reasons, " "), "Task.status") {
+					t.Errorf("the invalid Task's reasons do not name the element: %q", r.Reasons)
+				}
 			}
 			// The watermark is past them: they are not refused again until
 			// the partner changes them.
