@@ -605,3 +605,31 @@ func TestSyncTaskChangesAreAudited(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncTaskSearchHonoursRetryAfter: the Task search waits as the
+// partner asks, as the pull does, and a partner asking for longer than a
+// cycle waits ends the cycle with the wait to keep.
+func TestSyncTaskSearchHonoursRetryAfter(t *testing.T) {
+	ts := newTaskSync(t, sqliteURL(t), 4)
+	ts.accept(0, 4)
+	ts.clinic.taskFail = map[int]clinicFault{1: {status: 429, retry: "7"}, 3: {status: 503, retry: "2"}}
+	s := ts.syncer(t)
+	rep, err := ts.poll(t, s)
+	if err != nil || rep.TasksUpdated != 4 {
+		t.Fatalf("poll = %+v, %v; want the 4 taken after the waits", rep, err)
+	}
+	if !slices.Equal(ts.sleeps, []time.Duration{7 * time.Second, 2 * time.Second}) {
+		t.Errorf("waits = %v, want 7s and 2s as Retry-After said", ts.sleeps)
+	}
+	ts.set(map[string]string{ts.ids[0]: taskJSON(ts.ids[0], "in-progress", "", "first session on Monday")})
+	ts.clinic.taskFail = map[int]clinicFault{ts.clinic.taskReqs + 1: {status: 429, retry: "3600"}}
+	rep, err = ts.poll(t, s)
+	var se *SyncError
+	if !errors.As(err, &se) || se.Status != 429 || rep.Wait != time.Hour || rep.TasksUpdated != 0 {
+		t.Errorf("poll = %+v, %v; want a 429 error and a wait of 1h", rep, err)
+	}
+	// A 429 is not a refused search: the next cycle searches again.
+	if rep, err = ts.poll(t, s); err != nil || rep.TaskPolling != TaskPollingSearch || rep.TasksUpdated != 1 {
+		t.Errorf("next poll = %+v, %v; want the search, and the change taken", rep, err)
+	}
+}
