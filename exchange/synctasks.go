@@ -121,6 +121,10 @@ func (s *Syncer) holdsOpenTasks(ctx context.Context) (bool, error) {
 // (_lastUpdated=ge, skipping the ids already taken at that instant, as
 // Pull does). refused reports that the partner answered the first request
 // with 400: its server does not take the search.
+//
+// Pages are pipelined: while one page's transaction is written, the next
+// page is read and decided (reads only); transactions are written one
+// after the other, in page order, and none is begun after one failed.
 func (s *Syncer) searchTasks(ctx context.Context, rep *SyncReport) (refused bool, err error) {
 	st := s.Pipeline.Store
 	key := store.TaskSyncPartner(s.Partner)
@@ -129,6 +133,46 @@ func (s *Syncer) searchTasks(ctx context.Context, rep *SyncReport) (refused bool
 		return false, err
 	}
 	rep.TaskWatermark = state.Watermark
+	// The page being written, if any: its batch and, when it is done,
+	// its error.
+	var (
+		writing *taskBatch
+		written chan error
+		wmAfter time.Time
+	)
+	wait := func() error {
+		if writing == nil {
+			return nil
+		}
+		err := <-written
+		if err == nil {
+			s.reportTasks(rep, writing)
+			rep.TaskWatermark = wmAfter
+		}
+		writing = nil
+		return err
+	}
+	refused, err = s.searchPages(ctx, rep, state, func(b *taskBatch, wm time.Time) error {
+		if err := wait(); err != nil {
+			return err
+		}
+		writing, written, wmAfter = b, make(chan error, 1), wm
+		go func() { written <- s.commitTasks(ctx, b) }()
+		return nil
+	})
+	if werr := wait(); err == nil {
+		err = werr
+	}
+	return refused, err
+}
+
+// searchPages reads the search's pages and decides each, then hands it to
+// write with the watermark it leaves (the write advances the stored one
+// in the page's transaction). state is the stored watermark at the start,
+// moved forward page by page as the store would.
+func (s *Syncer) searchPages(ctx context.Context, rep *SyncReport, state store.SyncState, write func(*taskBatch, time.Time) error) (refused bool, err error) {
+	key := store.TaskSyncPartner(s.Partner)
+	state.AtWatermark = slices.Clone(state.AtWatermark)
 	q := url.Values{}
 	if !state.Watermark.IsZero() {
 		q.Set("_lastUpdated", "ge"+state.Watermark.UTC().Format(time.RFC3339Nano))
@@ -177,19 +221,31 @@ func (s *Syncer) searchTasks(ctx context.Context, rep *SyncReport) (refused bool
 			}
 			items = append(items, it)
 		}
-		advance := func(ctx context.Context, tx *store.Tx) error {
-			if pageMax.IsZero() || pageMax.Before(state.Watermark) {
-				return nil
-			}
-			return tx.AdvanceSync(ctx, key, pageMax, atMax)
-		}
-		if err := s.applyTasks(ctx, items, rep, advance); err != nil {
+		b, err := s.prepareTasks(ctx, items)
+		if err != nil {
 			return false, err
 		}
-		if ns, err := st.SyncState(ctx, key); err == nil {
-			state = ns
+		// The watermark after the page, as AdvanceSync moves it: only
+		// forward; at the same instant, the ids add up.
+		if !pageMax.IsZero() && !pageMax.Before(state.Watermark) {
+			b.inTx = func(ctx context.Context, tx *store.Tx) error { return tx.AdvanceSync(ctx, key, pageMax, atMax) }
+			if pageMax.Equal(state.Watermark) {
+				for _, id := range atMax {
+					if !slices.Contains(state.AtWatermark, id) {
+						state.AtWatermark = append(state.AtWatermark, id)
+					}
+				}
+			} else {
+				state.Watermark, state.AtWatermark = pageMax, slices.Clone(atMax)
+			}
 		}
-		rep.TaskWatermark = state.Watermark
+		if len(b.changes) > 0 || b.inTx != nil || b.polled > 0 {
+			if err := write(b, state.Watermark); err != nil {
+				return false, err
+			}
+		}
+		// As the pull does: the page is taken, then a next link to
+		// another server stops the cycle.
 		if pg.next != "" {
 			if err := s.sameServer(pg.next, "/Task"); err != nil {
 				return false, err
@@ -349,6 +405,35 @@ func (s *Syncer) applyTasks(ctx context.Context, items []taskItem, rep *SyncRepo
 	if len(items) == 0 && inTx == nil {
 		return nil
 	}
+	b, err := s.prepareTasks(ctx, items)
+	if err != nil {
+		return err
+	}
+	b.inTx = inTx
+	if err := s.commitTasks(ctx, b); err != nil {
+		return err
+	}
+	s.reportTasks(rep, b)
+	return nil
+}
+
+// taskBatch is one page of Tasks decided (prepareTasks), then written
+// (commitTasks).
+type taskBatch struct {
+	// polled counts the page's Tasks that are the partner's open Tasks.
+	polled  int
+	changes []*taskChange
+	pv      *pageViews
+	// inTx, when set, writes more in the page's transaction (its
+	// watermark).
+	inTx func(context.Context, *store.Tx) error
+	// sent holds the keys of the messages the transaction added.
+	sent map[string]bool
+}
+
+// prepareTasks decides what a page of Tasks read from the partner
+// changes, writing nothing: only reads of the store.
+func (s *Syncer) prepareTasks(ctx context.Context, items []taskItem) (*taskBatch, error) {
 	st := s.Pipeline.Store
 	owner := "Organization/" + s.Partner
 	ids := make([]string, len(items))
@@ -357,7 +442,7 @@ func (s *Syncer) applyTasks(ctx context.Context, items []taskItem, rep *SyncRepo
 	}
 	stored, err := st.GetMany(ctx, "Task", ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Only open Tasks Pathway holds, owned by this partner, are taken: a
 	// partner's server answering with others' Tasks changes nothing.
@@ -379,7 +464,7 @@ func (s *Syncer) applyTasks(ctx context.Context, items []taskItem, rep *SyncRepo
 	}
 	pv, err := s.Pipeline.loadPageViews(ctx, patients)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Each Task is decided on its own (parsed, checked, filtered for the
 	// referrer): on as many cores as there are, in page order.
@@ -400,20 +485,28 @@ func (s *Syncer) applyTasks(ctx context.Context, items []taskItem, rep *SyncRepo
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	changes := make([]*taskChange, 0, len(todo))
+	b := &taskBatch{polled: len(todo), pv: pv, changes: make([]*taskChange, 0, len(todo))}
 	for i, c := range decided {
 		if errs[i] != nil {
-			return errs[i]
+			return nil, errs[i]
 		}
 		if c != nil {
-			changes = append(changes, c)
+			b.changes = append(b.changes, c)
 		}
 	}
+	return b, nil
+}
+
+// commitTasks writes a page decided by prepareTasks in one transaction.
+func (s *Syncer) commitTasks(ctx context.Context, b *taskBatch) error {
+	st := s.Pipeline.Store
+	owner := "Organization/" + s.Partner
+	changes, pv, inTx := b.changes, b.pv, b.inTx
 	var logged bool
 	var sent map[string]bool
-	err = st.WithTx(ctx, func(tx *store.Tx) error {
+	err := st.WithTx(ctx, func(tx *store.Tx) error {
 		logged = false
 		keys := make([]string, 0, len(changes))
 		for _, c := range changes {
@@ -510,8 +603,15 @@ func (s *Syncer) applyTasks(ctx context.Context, items []taskItem, rep *SyncRepo
 	if logged && s.Pipeline.Audit.Notify != nil {
 		s.Pipeline.Audit.Notify()
 	}
-	rep.TasksPolled += len(todo)
-	for _, c := range changes {
+	b.sent = sent
+	return nil
+}
+
+// reportTasks counts a page written by commitTasks in the report, and
+// tells Progress of each change and refusal.
+func (s *Syncer) reportTasks(rep *SyncReport, b *taskBatch) {
+	rep.TasksPolled += b.polled
+	for _, c := range b.changes {
 		switch {
 		case c.refusal != "":
 			rep.TasksRefused++
@@ -519,13 +619,12 @@ func (s *Syncer) applyTasks(ctx context.Context, items []taskItem, rep *SyncRepo
 			s.progress("%s from %s: change refused: %s", c.stored.Ref(), s.Partner, c.refusal)
 		case c.next != nil:
 			rep.TasksUpdated++
-			if c.fb.Message != nil && sent[c.fb.Message.Key] {
+			if c.fb.Message != nil && b.sent[c.fb.Message.Key] {
 				rep.TasksSentBack++
 			}
 			s.progress("%s from %s: %s -> %s", c.stored.Ref(), s.Partner, c.from, c.to)
 		}
 	}
-	return nil
 }
 
 // logDecisions logs the flow-back decisions of a page in its transaction:
