@@ -290,11 +290,7 @@ func TestSyncTaskPageIsAllOrNothing(t *testing.T) {
 			// The store fails at the end of page 2's transaction.
 			ts.clinic.taskCut = map[int]bool{}
 			errBoom := errors.New("the database went away")
-			pages := 0
-			s.beforeCommit = func(tx *store.Tx) error {
-				pages++
-				return errBoom
-			}
+			s.beforeCommit = func(tx *store.Tx) error { return errBoom }
 			rep, err = ts.poll(t, s)
 			if !errors.Is(err, errBoom) || rep.TasksUpdated != 0 || rep.TasksRefused != 0 || len(rep.Refusals) != 0 {
 				t.Fatalf("failed transaction: %+v, %v; want the error and nothing counted", rep, err)
