@@ -287,13 +287,20 @@ func TestSyncTaskPageIsAllOrNothing(t *testing.T) {
 				t.Errorf("audit entries = %v, want page 1's 3 decisions", k)
 			}
 
-			// The store fails at the end of page 2's transaction.
+			// The store fails at the end of page 2's transaction (page 1
+			// is the three taken already, skipped at the watermark).
 			ts.clinic.taskCut = map[int]bool{}
 			errBoom := errors.New("the database went away")
-			s.beforeCommit = func(tx *store.Tx) error { return errBoom }
+			commits := 0
+			s.beforeCommit = func(tx *store.Tx) error {
+				if commits++; commits == 2 {
+					return errBoom
+				}
+				return nil
+			}
 			rep, err = ts.poll(t, s)
-			if !errors.Is(err, errBoom) || rep.TasksUpdated != 0 || rep.TasksRefused != 0 || len(rep.Refusals) != 0 {
-				t.Fatalf("failed transaction: %+v, %v; want the error and nothing counted", rep, err)
+			if !errors.Is(err, errBoom) || rep.TasksUpdated != 0 || rep.TasksRefused != 0 || len(rep.Refusals) != 0 || commits != 2 {
+				t.Fatalf("failed transaction: %+v, %v after %d transactions; want the error at the second, nothing counted and no third", rep, err, commits)
 			}
 			if n := taken(); n != 3 {
 				t.Errorf("%d Tasks stored as accepted after the failed page, want 3", n)
