@@ -173,7 +173,7 @@ func benchSyncTaskUpdates(b *testing.B, url string, mode TaskPolling, audited bo
 		id := fhir.NewID("bench", strconv.Itoa(i))
 		rows = append(rows, store.Resource{Type: "Task", ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(taskJSON(id, "requested", "")),
 			Patient: "Patient/" + ptID, Status: "requested", Owner: "Organization/community-garden", Requester: "Organization/clinic-riverside"})
-		clinic.tasks[id] = taskJSON(id, "accepted", "", "first session on Monday")
+		clinic.setTask(id, taskJSON(id, "accepted", "", "first session on Monday"))
 	}
 	for i := 0; i < len(rows); i += 500 {
 		if err := h.store.PutBatch(ctx, rows[i:min(i+500, len(rows))]); err != nil {

@@ -30,7 +30,7 @@ type clinicServer struct {
 	mu       sync.Mutex
 	srs      []map[string]any // sorted by meta.lastUpdated
 	patients map[string]map[string]any
-	tasks    map[string]string // id -> Task JSON
+	tasks    map[string]string // id -> Task JSON, changed by setTask
 	// fail answers the n-th search request (from 1) with a status, and
 	// Retry-After when retry is set.
 	fail    map[int]clinicFault
@@ -51,8 +51,10 @@ type clinicServer struct {
 	taskReqs     int
 	taskQueries  []string
 	taskReads    int
-	// taskOrder is the ids sorted by lastUpdated, then id.
+	// taskOrder is the ids sorted by lastUpdated, then id; changed lists
+	// the ids set since the last Task request.
 	taskOrder []string
+	changed   []string
 }
 
 type clinicTask struct {
@@ -207,19 +209,22 @@ func (c *clinicServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(b)
 }
 
+// setTask changes (or adds) a Task at the clinic; it gets its new
+// lastUpdated at the next Task request.
+func (c *clinicServer) setTask(id, body string) {
+	c.tasks[id] = body
+	c.changed = append(c.changed, id)
+}
+
 // refreshTasks gives the Tasks changed since the last Task request their
 // new lastUpdated: one instant for all of them.
 func (c *clinicServer) refreshTasks() {
-	changed := false
-	for id, body := range c.tasks {
-		ct := c.taskState[id]
-		if ct != nil && ct.body == body {
-			continue
-		}
-		if !changed {
-			changed = true
-			c.taskClock = c.taskClock.Add(time.Second)
-		}
+	if len(c.changed) == 0 {
+		return
+	}
+	c.taskClock = c.taskClock.Add(time.Second)
+	for _, id := range c.changed {
+		body := c.tasks[id]
 		var m map[string]any
 		if err := json.Unmarshal([]byte(body), &m); err != nil {
 			c.t.Errorf("Task %s: %v", id, err)
@@ -230,24 +235,17 @@ func (c *clinicServer) refreshTasks() {
 		owner, _ := m["owner"].(map[string]any)["reference"].(string)
 		c.taskState[id] = &clinicTask{body: body, rendered: rendered, owner: owner, updated: c.taskClock}
 	}
+	c.changed = c.changed[:0]
+	c.taskOrder = c.taskOrder[:0]
 	for id := range c.taskState {
-		if _, ok := c.tasks[id]; !ok {
-			delete(c.taskState, id)
-			changed = true
-		}
+		c.taskOrder = append(c.taskOrder, id)
 	}
-	if changed || c.taskOrder == nil {
-		c.taskOrder = c.taskOrder[:0]
-		for id := range c.taskState {
-			c.taskOrder = append(c.taskOrder, id)
+	slices.SortFunc(c.taskOrder, func(a, b string) int {
+		if d := c.taskState[a].updated.Compare(c.taskState[b].updated); d != 0 {
+			return d
 		}
-		slices.SortFunc(c.taskOrder, func(a, b string) int {
-			if d := c.taskState[a].updated.Compare(c.taskState[b].updated); d != 0 {
-				return d
-			}
-			return strings.Compare(a, b)
-		})
-	}
+		return strings.Compare(a, b)
+	})
 }
 
 // serveTask reads a Task by id, or searches them by owner and
@@ -679,10 +677,10 @@ func testPollsPartnerHostedTasks(t *testing.T, newURL func(t *testing.T) string,
 	// state machine does not allow (requested -> completed), one
 	// unchanged; t-absent is not there (yet); t-done is closed and
 	// not polled.
-	clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "accepted", "", "first session on Monday")
-	clinic.tasks[tid("t-forbidden")] = taskJSON(tid("t-forbidden"), "completed", "")
-	clinic.tasks[tid("t-same")] = taskJSON(tid("t-same"), "requested", "")
-	clinic.tasks[tid("t-done")] = taskJSON(tid("t-done"), "in-progress", "")
+	clinic.setTask(tid("t-accept"), taskJSON(tid("t-accept"), "accepted", "", "first session on Monday"))
+	clinic.setTask(tid("t-forbidden"), taskJSON(tid("t-forbidden"), "completed", ""))
+	clinic.setTask(tid("t-same"), taskJSON(tid("t-same"), "requested", ""))
+	clinic.setTask(tid("t-done"), taskJSON(tid("t-done"), "in-progress", ""))
 
 	s := h.syncer(t, "community-garden", srv.URL+"/fhir")
 	s.TaskPolling = mode
@@ -732,7 +730,7 @@ func testPollsPartnerHostedTasks(t *testing.T, newURL func(t *testing.T) string,
 		t.Errorf("second poll = %+v, want no update", rep)
 	}
 	// On hold without a reason is refused; with one it is taken.
-	clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "on-hold", "", "first session on Monday")
+	clinic.setTask(tid("t-accept"), taskJSON(tid("t-accept"), "on-hold", "", "first session on Monday"))
 	rep = SyncReport{}
 	// Read: t-forbidden is read and refused again; searched: only
 	// t-accept changed since.
@@ -740,7 +738,7 @@ func testPollsPartnerHostedTasks(t *testing.T, newURL func(t *testing.T) string,
 	if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksRefused != refusals || !strings.Contains(strings.Join(rep.Refusals, " "), "statusReason.text") {
 		t.Errorf("on-hold without a reason: %+v, %v", rep, err)
 	}
-	clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "on-hold", "client travelling", "first session on Monday")
+	clinic.setTask(tid("t-accept"), taskJSON(tid("t-accept"), "on-hold", "client travelling", "first session on Monday"))
 	rep = SyncReport{}
 	if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksUpdated != 1 || rep.TasksSentBack != 1 {
 		t.Errorf("on-hold with a reason: %+v, %v", rep, err)

@@ -325,12 +325,15 @@ type taskHeader struct {
 	} `json:"meta"`
 }
 
+// parseInstant reads a meta.lastUpdated to the microsecond, as the store
+// keeps the watermark: a partner's nanoseconds would otherwise never equal
+// the stored watermark, and its Tasks at that instant would be taken again.
 func parseInstant(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}
 	}
-	return t.UTC()
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 type taskPage struct {

@@ -60,7 +60,7 @@ func (ts *taskSync) set(tasks map[string]string) {
 	ts.clinic.mu.Lock()
 	defer ts.clinic.mu.Unlock()
 	for id, body := range tasks {
-		ts.clinic.tasks[id] = body
+		ts.clinic.setTask(id, body)
 	}
 	ts.clinic.refreshTasks()
 }
@@ -634,5 +634,21 @@ func TestSyncTaskSearchHonoursRetryAfter(t *testing.T) {
 	// A 429 is not a refused search: the next cycle searches again.
 	if rep, err = ts.poll(t, s); err != nil || rep.TaskPolling != TaskPollingSearch || rep.TasksUpdated != 1 {
 		t.Errorf("next poll = %+v, %v; want the search, and the change taken", rep, err)
+	}
+}
+
+// TestSyncTaskWatermarkOfNanoseconds: a partner whose lastUpdated has
+// nanoseconds (the store keeps microseconds) has its Tasks at the
+// watermark skipped all the same: a refused one is not refused again.
+func TestSyncTaskWatermarkOfNanoseconds(t *testing.T) {
+	ts := newTaskSync(t, sqliteURL(t), 2)
+	ts.clinic.taskClock = ts.clinic.taskClock.Add(123456789 * time.Nanosecond)
+	ts.set(map[string]string{ts.ids[0]: taskJSON(ts.ids[0], "completed", ""), ts.ids[1]: taskJSON(ts.ids[1], "accepted", "")})
+	s := ts.syncer(t)
+	if rep, err := ts.poll(t, s); err != nil || rep.TasksRefused != 1 || rep.TasksUpdated != 1 {
+		t.Fatalf("poll = %+v, %v", rep, err)
+	}
+	if rep, err := ts.poll(t, s); err != nil || rep.TasksPolled != 0 || rep.TasksRefused != 0 {
+		t.Errorf("second poll = %+v, %v; want the Tasks at the watermark skipped", rep, err)
 	}
 }
