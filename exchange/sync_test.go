@@ -55,6 +55,7 @@ type clinicServer struct {
 	// the ids set since the last Task request.
 	taskOrder []string
 	changed   []string
+	matches   map[string][]string
 }
 
 type clinicTask struct {
@@ -236,6 +237,7 @@ func (c *clinicServer) refreshTasks() {
 		c.taskState[id] = &clinicTask{body: body, rendered: rendered, owner: owner, updated: c.taskClock}
 	}
 	c.changed = c.changed[:0]
+	clear(c.matches)
 	c.taskOrder = c.taskOrder[:0]
 	for id := range c.taskState {
 		c.taskOrder = append(c.taskOrder, id)
@@ -310,15 +312,24 @@ func (c *clinicServer) taskSearch(r *http.Request, base string) []byte {
 		}
 	}
 	owner := q.Get("owner")
-	var match []string
-	for _, id := range c.taskOrder {
-		ct := c.taskState[id]
-		if owner != "" && ct.owner != owner {
-			continue
+	// The matches of one search, kept for its next pages until a Task
+	// changes (the benchmark pages through thousands).
+	mkey := fmt.Sprint(owner, strict, since)
+	match, ok := c.matches[mkey]
+	if !ok {
+		for _, id := range c.taskOrder {
+			ct := c.taskState[id]
+			if owner != "" && ct.owner != owner {
+				continue
+			}
+			if since.IsZero() || ct.updated.After(since) || !strict && ct.updated.Equal(since) {
+				match = append(match, id)
+			}
 		}
-		if since.IsZero() || ct.updated.After(since) || !strict && ct.updated.Equal(since) {
-			match = append(match, id)
+		if c.matches == nil {
+			c.matches = map[string][]string{}
 		}
+		c.matches[mkey] = match
 	}
 	count, _ := strconv.Atoi(q.Get("_count"))
 	if count <= 0 {
