@@ -438,6 +438,21 @@ type taskBatch struct {
 // changes, writing nothing: only reads of the store.
 func (s *Syncer) prepareTasks(ctx context.Context, items []taskItem) (*taskBatch, error) {
 	st := s.Pipeline.Store
+	// A Task twice on a page (a server's paging gone wrong) is taken once,
+	// as its later copy.
+	last := make(map[string]int, len(items))
+	for i, it := range items {
+		last[it.id] = i
+	}
+	if len(last) < len(items) {
+		kept := make([]taskItem, 0, len(last))
+		for i, it := range items {
+			if last[it.id] == i {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
 	owner := "Organization/" + s.Partner
 	ids := make([]string, len(items))
 	for i, it := range items {

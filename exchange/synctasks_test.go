@@ -652,3 +652,23 @@ func TestSyncTaskWatermarkOfNanoseconds(t *testing.T) {
 		t.Errorf("second poll = %+v, %v; want the Tasks at the watermark skipped", rep, err)
 	}
 }
+
+// TestSyncTaskTwiceOnAPage: a server that lists a Task twice on one page
+// has it taken once, as its later copy (here a move the state machine
+// refuses), and the page goes through.
+func TestSyncTaskTwiceOnAPage(t *testing.T) {
+	ts := newTaskSync(t, sqliteURL(t), 2)
+	id := ts.ids[0]
+	page := fmt.Sprintf(`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":%s},{"resource":%s},{"resource":%s}]}`,
+		taskJSON(id, "accepted", ""), taskJSON(ts.ids[1], "accepted", ""), taskJSON(id, "in-progress", ""))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(page)) }))
+	defer srv.Close()
+	s := ts.syncHarness.syncer(t, "community-garden", srv.URL+"/fhir")
+	var rep SyncReport
+	if err := s.PollTasks(t.Context(), &rep); err != nil || rep.TasksPolled != 2 || rep.TasksUpdated != 1 || rep.TasksRefused != 1 {
+		t.Fatalf("PollTasks = %+v, %v; want the twice-listed Task judged once, by its later copy", rep, err)
+	}
+	if got := ts.versions(t); !slices.Equal(got, []string{"requested v1", "accepted v2"}) {
+		t.Errorf("stored = %q", got)
+	}
+}
