@@ -172,7 +172,11 @@ func (s *Syncer) searchTasks(ctx context.Context, rep *SyncReport) (refused bool
 // moved forward page by page as the store would.
 func (s *Syncer) searchPages(ctx context.Context, rep *SyncReport, state store.SyncState, write func(*taskBatch, time.Time) error) (refused bool, err error) {
 	key := store.TaskSyncPartner(s.Partner)
-	state.AtWatermark = slices.Clone(state.AtWatermark)
+	// The ids at the watermark, as a set: thousands can share an instant.
+	atWM := make(map[string]bool, len(state.AtWatermark))
+	for _, id := range state.AtWatermark {
+		atWM[id] = true
+	}
 	q := url.Values{}
 	if !state.Watermark.IsZero() {
 		q.Set("_lastUpdated", "ge"+state.Watermark.UTC().Format(time.RFC3339Nano))
@@ -212,7 +216,7 @@ func (s *Syncer) searchPages(ctx context.Context, rep *SyncReport, state store.S
 				case lu.Equal(pageMax):
 					atMax = append(atMax, it.ref())
 				}
-				if lu.Equal(state.Watermark) && slices.Contains(state.AtWatermark, it.ref()) {
+				if lu.Equal(state.Watermark) && atWM[it.ref()] {
 					continue // taken before, at the watermark
 				}
 				if !state.Watermark.IsZero() && lu.Before(state.Watermark) {
@@ -229,14 +233,12 @@ func (s *Syncer) searchPages(ctx context.Context, rep *SyncReport, state store.S
 		// forward; at the same instant, the ids add up.
 		if !pageMax.IsZero() && !pageMax.Before(state.Watermark) {
 			b.inTx = func(ctx context.Context, tx *store.Tx) error { return tx.AdvanceSync(ctx, key, pageMax, atMax) }
-			if pageMax.Equal(state.Watermark) {
-				for _, id := range atMax {
-					if !slices.Contains(state.AtWatermark, id) {
-						state.AtWatermark = append(state.AtWatermark, id)
-					}
-				}
-			} else {
-				state.Watermark, state.AtWatermark = pageMax, slices.Clone(atMax)
+			if !pageMax.Equal(state.Watermark) {
+				state.Watermark = pageMax
+				clear(atWM)
+			}
+			for _, id := range atMax {
+				atWM[id] = true
 			}
 		}
 		if len(b.changes) > 0 || b.inTx != nil || b.polled > 0 {

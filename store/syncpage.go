@@ -135,8 +135,15 @@ func (tx *Tx) AdvanceSync(ctx context.Context, partner string, watermark time.Ti
 	if watermark.Equal(cur.Watermark) {
 		all = slices.Clone(cur.AtWatermark)
 	}
+	// A set: thousands of ids can share one instant (a batch the
+	// partner wrote at once).
+	have := make(map[string]bool, len(all)+len(ids))
+	for _, id := range all {
+		have[id] = true
+	}
 	for _, id := range ids {
-		if !slices.Contains(all, id) {
+		if !have[id] {
+			have[id] = true
 			all = append(all, id)
 		}
 	}
