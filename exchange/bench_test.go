@@ -7,11 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
 	"github.com/pathway-fhir/pathway/store/storetest"
 )
@@ -124,4 +127,87 @@ func BenchmarkDeliverBaseline(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bundles/s")
 		})
 	}
+}
+
+// BenchmarkSyncTaskUpdates is pathway sync taking Task changes from a
+// partner that hosts its Tasks, on each store: one op is one Task read
+// from the partner, found accepted with a note, checked against the state
+// machine, stored as a new version and queued back to the referrer
+// (filtered for it), through the HTTP client on loopback. search reads
+// the Tasks a page (DefaultTaskCount) at a time and takes each page in one
+// transaction; read is the fallback, a GET per Task; +audit logs each
+// change's flow-back decision, as pathway sync does. Run with
+// -benchtime 10000x for the issue's 10,000 updates.
+func BenchmarkSyncTaskUpdates(b *testing.B) {
+	stores := map[string]func(testing.TB) string{"sqlite": sqliteURL, "postgres": storetest.PostgresURL}
+	for _, name := range []string{"sqlite", "postgres"} {
+		newURL := stores[name]
+		if name == "postgres" && !storetest.PostgresAvailable() {
+			b.Log(storetest.PostgresEnv + " not set: PostgreSQL not measured")
+			continue
+		}
+		for _, c := range []struct {
+			label   string
+			mode    TaskPolling
+			audited bool
+		}{{"search", TaskPollingSearch, false}, {"search+audit", TaskPollingSearch, true}, {"read", TaskPollingRead, false}} {
+			b.Run(name+"/"+c.label, func(b *testing.B) { benchSyncTaskUpdates(b, newURL(b), c.mode, c.audited) })
+		}
+	}
+}
+
+func benchSyncTaskUpdates(b *testing.B, url string, mode TaskPolling, audited bool) {
+	h := newSyncHarness(b, url)
+	if audited {
+		h.pipe.Audit = &Auditor{Config: h.cfg.Raw}
+	}
+	ctx := b.Context()
+	_, srv := newClinic(b, nil, nil)
+	clinic := srv.Config.Handler.(*clinicServer)
+	h.cfg.Partners["clinic-riverside"].Endpoint = "http://127.0.0.1:1/fhir"
+	if _, err := h.store.Put(ctx, store.Resource{Type: "Patient", ID: ptID, Source: "clinic-riverside", Format: FormatJSON,
+		Data: []byte(`{"resourceType":"Patient","id":"` + ptID + `","name":[{"family":"Example"}]}`), Patient: "Patient/" + ptID}); err != nil {
+		b.Fatal(err)
+	}
+	rows := make([]store.Resource, 0, b.N)
+	for i := range b.N {
+		id := fhir.NewID("bench", strconv.Itoa(i))
+		rows = append(rows, store.Resource{Type: "Task", ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(taskJSON(id, "requested", "")),
+			Patient: "Patient/" + ptID, Status: "requested", Owner: "Organization/community-garden", Requester: "Organization/clinic-riverside"})
+		clinic.setTask(id, taskJSON(id, "accepted", "", "first session on Monday"))
+	}
+	for i := 0; i < len(rows); i += 500 {
+		if err := h.store.PutBatch(ctx, rows[i:min(i+500, len(rows))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rows = nil // stored: not kept live through the measurement
+	clinic.mu.Lock()
+	clinic.refreshTasks() // the partner's changes, made before the sync
+	clinic.mu.Unlock()
+	s := h.syncer(b, "community-garden", srv.URL+"/fhir")
+	s.TaskPolling = mode
+	var rep SyncReport
+	cpu0 := processCPU()
+	b.ResetTimer()
+	if err := s.PollTasks(ctx, &rep); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	// CPU time is steadier than wall time on a shared machine; it counts
+	// the clinic server's share too (the same process).
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+	if rep.TasksUpdated != b.N || rep.TasksSentBack != b.N {
+		b.Fatalf("updated %d and sent back %d of %d Tasks: %+v", rep.TasksUpdated, rep.TasksSentBack, b.N, rep)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

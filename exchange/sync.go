@@ -13,10 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
-	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
+	"github.com/go-resty/resty/v2"
 
 	"github.com/pathway-fhir/pathway/connectors"
 	"github.com/pathway-fhir/pathway/fhir"
@@ -52,6 +49,14 @@ type Syncer struct {
 	Categories []string
 	// Count is the page size asked for (_count); 0: 50.
 	Count int
+	// TaskPolling is how the Tasks the partner hosts are read: a search
+	// from a stored watermark, falling back to a GET per Task when the
+	// partner's server refuses the search with 400 (TaskPollingAuto, the
+	// default), or always one or the other.
+	TaskPolling TaskPolling
+	// TaskCount is the Task page size asked for, and the Tasks taken in
+	// one transaction (0: DefaultTaskCount).
+	TaskCount int
 	// Retry bounds each request's attempts (DefaultSyncRetry when zero).
 	// 429 and 503 wait for Retry-After when it says; other 5xx and
 	// transport errors back off.
@@ -67,6 +72,15 @@ type Syncer struct {
 	// Progress, if set, is told what happens, in lines fit for a log:
 	// counts, paths and resourceType/id, never personal data.
 	Progress func(msg string)
+
+	// taskSearchRefused: the partner refused the Task search (400); Auto
+	// reads each Task from then on.
+	taskSearchRefused bool
+	// client is the default client when Target has none, kept so that
+	// connections are reused.
+	client *resty.Client
+	// beforeCommit, in tests, runs last in each Task page's transaction.
+	beforeCommit func(tx *store.Tx) error
 }
 
 // SyncReport is what one cycle did.
@@ -91,11 +105,17 @@ type SyncReport struct {
 	// were stored; TasksRefused changed in a way the state machine
 	// refuses (Refusals says how); TasksSentBack were enqueued back to
 	// the referrer.
-	TasksPolled   int      `json:"tasks_polled"`
-	TasksUpdated  int      `json:"tasks_updated"`
-	TasksRefused  int      `json:"tasks_refused"`
-	TasksSentBack int      `json:"tasks_sent_back"`
-	Refusals      []string `json:"refusals,omitempty"`
+	// TaskPolling says how Tasks were read ("search" or "read"),
+	// TaskPages counts the Task search pages and TaskWatermark is the
+	// stored watermark of the Task search after the cycle.
+	TaskPolling   TaskPolling `json:"task_polling,omitempty"`
+	TaskPages     int         `json:"task_pages"`
+	TaskWatermark time.Time   `json:"task_watermark"`
+	TasksPolled   int         `json:"tasks_polled"`
+	TasksUpdated  int         `json:"tasks_updated"`
+	TasksRefused  int         `json:"tasks_refused"`
+	TasksSentBack int         `json:"tasks_sent_back"`
+	Refusals      []string    `json:"refusals,omitempty"`
 	// Watermark is the stored watermark after the cycle.
 	Watermark time.Time `json:"watermark"`
 	// Wait, when set, is how long the partner asked not to be called.
@@ -329,7 +349,7 @@ func (s *Syncer) page(ctx context.Context, body []byte, state *store.SyncState, 
 	for _, l := range b.GetLink() {
 		if l.GetRelation().GetValue() == "next" {
 			next := l.GetUrl().GetValue()
-			if err := s.sameServer(next); err != nil {
+			if err := s.sameServer(next, "/ServiceRequest"); err != nil {
 				return "", err
 			}
 			return next, nil
@@ -340,11 +360,11 @@ func (s *Syncer) page(ctx context.Context, body []byte, state *store.SyncState, 
 
 // sameServer refuses a next link to another server: the partner's
 // credentials go to its own server only.
-func (s *Syncer) sameServer(link string) error {
+func (s *Syncer) sameServer(link, path string) error {
 	u, err := url.Parse(link)
 	base, berr := url.Parse(s.base())
 	if err != nil || berr != nil || u.Scheme != base.Scheme || u.Host != base.Host {
-		return &SyncError{Partner: s.Partner, Method: "GET", Path: "/ServiceRequest", Reason: "the next link points to another server than the partner's endpoint: not followed"}
+		return &SyncError{Partner: s.Partner, Method: "GET", Path: path, Reason: "the next link points to another server than the partner's endpoint: not followed"}
 	}
 	return nil
 }
@@ -407,176 +427,6 @@ func entryIndex(path string) (int, bool) {
 	return i, err == nil
 }
 
-// openTaskStatuses are the statuses a partner may still move a Task from.
-var openTaskStatuses = []string{"draft", "requested", "received", "accepted", "in-progress", "on-hold"}
-
-// PollTasks reads, from the partner's server, each open Task Pathway
-// holds with the partner as its owner (Tasks Pathway sent it, which it
-// hosts), and applies what the partner changed (status, statusReason,
-// businessStatus, notes and outputs added) as the owner: the move is
-// checked against the referral state machine, refused moves are
-// reported (SyncReport.Refusals) and not stored, and each change stored
-// is sent back to the referrer through the outbox, in one transaction.
-func (s *Syncer) PollTasks(ctx context.Context, rep *SyncReport) error {
-	st := s.Pipeline.Store
-	owner := "Organization/" + s.Partner
-	after := ""
-	for {
-		page, err := st.Search(ctx, store.Query{Type: "Task", Owner: owner, AfterID: after, Limit: store.MaxSearchLimit})
-		if err != nil {
-			return err
-		}
-		for _, t := range page {
-			after = t.ID
-			if !slices.Contains(openTaskStatuses, t.Status) || t.Format != FormatJSON {
-				continue
-			}
-			if err := s.pollTask(ctx, t, rep); err != nil {
-				return err
-			}
-		}
-		if len(page) < store.MaxSearchLimit {
-			break
-		}
-	}
-	if rep.TasksPolled > 0 {
-		s.progress("%s: %d Tasks polled, %d updated, %d refused, %d sent back", s.Partner, rep.TasksPolled, rep.TasksUpdated, rep.TasksRefused, rep.TasksSentBack)
-	}
-	return nil
-}
-
-func (s *Syncer) pollTask(ctx context.Context, t store.Resource, rep *SyncReport) error {
-	body, err := s.get(ctx, s.base()+"/Task/"+url.PathEscape(t.ID), rep)
-	var se *SyncError
-	if errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusGone) {
-		return nil // not (yet) at the partner: the outbox delivers it
-	}
-	if err != nil {
-		return err
-	}
-	rep.TasksPolled++
-	p := fhir.Parse(body)
-	in := p.Resource.GetTask()
-	if !p.Valid() || in == nil || in.GetId().GetValue() != t.ID {
-		rep.TasksRefused++
-		rep.Refusals = append(rep.Refusals, t.Ref()+": the partner's answer is not a valid Task with this id")
-		return nil
-	}
-	cached, err := ParseStored(t) // shared: cloned below before it changes
-	if err != nil {
-		return err
-	}
-	stored := cached.GetTask()
-	if stored == nil {
-		return fmt.Errorf("stored %s is not a Task", t.Ref())
-	}
-	from := TaskStatus(stored)
-	to := ImpliedStatus(from, in)
-	// What is new is judged against what the partner was shown (its copy
-	// is filtered), so that a masked or withheld note does not come back
-	// as an addition.
-	base := stored
-	if v, err := s.Pipeline.ViewFor(ctx, s.Partner, t.Patient, []store.Resource{t}, false); err != nil {
-		return err
-	} else if cr := v.Resources[t.Ref()]; cr != nil {
-		base = cr.GetTask()
-	}
-	notes := addedNotes(base.GetNote(), in.GetNote())
-	outputs := added(base.GetOutput(), in.GetOutput())
-	if to == from && proto.Equal(stored.GetBusinessStatus(), in.GetBusinessStatus()) && len(notes) == 0 && len(outputs) == 0 {
-		return nil // nothing changed (statusReason changes only with a move)
-	}
-	if err := CheckTransition(from, to, RoleOwner, in.GetStatusReason().GetText().GetValue()); err != nil {
-		rep.TasksRefused++
-		rep.Refusals = append(rep.Refusals, t.Ref()+": "+err.Error())
-		s.progress("%s from %s: change refused: %s", t.Ref(), s.Partner, err.Error())
-		return nil
-	}
-	now := s.now().UTC()
-	next := proto.Clone(stored).(*tpb.Task)
-	next.BusinessStatus = in.GetBusinessStatus()
-	if to != from {
-		next.Status = TaskStatusCode(to)
-		next.StatusReason = in.GetStatusReason()
-	}
-	// Added notes are the partner's: Pathway writes who and when, whatever
-	// the partner's copy says.
-	for _, n := range notes {
-		n = proto.Clone(n).(*dpb.Annotation)
-		n.Author = &dpb.Annotation_AuthorX{Choice: &dpb.Annotation_AuthorX_Reference{Reference: fhir.Ref("Organization", s.Partner)}}
-		n.Time = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
-		next.Note = append(next.Note, n)
-	}
-	next.Output = append(next.Output, outputs...)
-	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
-	if iv := fhir.Validate(next); iv.HasErrors() {
-		rep.TasksRefused++
-		rep.Refusals = append(rep.Refusals, t.Ref()+": the changed Task is not valid: "+iv.Errors()[0].String())
-		return nil
-	}
-	data, err := fhir.Marshal(next)
-	if err != nil {
-		return err
-	}
-	sf := fhir.SearchFieldsOf(next)
-	var sent bool
-	err = s.Pipeline.Store.WithTx(ctx, func(tx *store.Tx) error {
-		cur, err := tx.Get(ctx, "Task", t.ID)
-		if err != nil {
-			return err
-		}
-		if cur.Version != t.Version {
-			return errTaskMoved
-		}
-		saved, err := tx.Put(ctx, store.Resource{Type: "Task", ID: t.ID, Source: s.Partner, Format: FormatJSON, Data: data,
-			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester})
-		if err != nil {
-			return err
-		}
-		sent, err = s.Pipeline.FlowBack(ctx, tx, saved, s.Partner)
-		return err
-	})
-	if errors.Is(err, errTaskMoved) {
-		return nil // changed here meanwhile: the next cycle compares again
-	}
-	if err != nil {
-		return fmt.Errorf("storing %s from partner %s: %w", t.Ref(), s.Partner, err)
-	}
-	rep.TasksUpdated++
-	if sent {
-		rep.TasksSentBack++
-	}
-	s.progress("%s from %s: %s -> %s", t.Ref(), s.Partner, from, to)
-	return nil
-}
-
-var errTaskMoved = errors.New("the Task changed while it was polled")
-
-// added returns the items of in that are not in have: notes and outputs
-// are added to, never rewritten.
-func added[T proto.Message](have, in []T) []T {
-	var out []T
-	for _, x := range in {
-		if !slices.ContainsFunc(have, func(h T) bool { return proto.Equal(h, x) }) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-// addedNotes returns the notes of in whose text none of have has: Pathway
-// signs notes itself (author, time), so a note comes back from the
-// partner's copy with those changed, and is still the same note.
-func addedNotes(have, in []*dpb.Annotation) []*dpb.Annotation {
-	var out []*dpb.Annotation
-	for _, x := range in {
-		if !slices.ContainsFunc(have, func(h *dpb.Annotation) bool { return h.GetText().GetValue() == x.GetText().GetValue() }) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // get reads one URL of the partner, retrying as Retry allows: 429 and 503
 // wait for Retry-After (or back off), other 5xx, 408 and transport errors
 // back off, a 401 fetches a new token once, other statuses fail at once.
@@ -593,7 +443,10 @@ func (s *Syncer) get(ctx context.Context, u string, rep *SyncReport) ([]byte, er
 	}
 	client := s.Target.Client
 	if client == nil {
-		client = NewClient(30*time.Second, nil)
+		if s.client == nil {
+			s.client = NewClient(30*time.Second, nil)
+		}
+		client = s.client
 	}
 	pol := s.retry()
 	maxWait := s.MaxWait

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,12 +30,39 @@ type clinicServer struct {
 	mu       sync.Mutex
 	srs      []map[string]any // sorted by meta.lastUpdated
 	patients map[string]map[string]any
-	tasks    map[string]string // id -> Task JSON
+	tasks    map[string]string // id -> Task JSON, changed by setTask
 	// fail answers the n-th search request (from 1) with a status, and
 	// Retry-After when retry is set.
 	fail    map[int]clinicFault
 	reqs    int
 	queries []string
+
+	// The Tasks as the clinic's server keeps them: each change of tasks
+	// (seen at the next Task request) gets a new meta.lastUpdated, the
+	// same for all the Tasks changed together (one EHR transaction).
+	taskState map[string]*clinicTask
+	taskClock time.Time
+	// taskFail answers the n-th Task request (search or read, from 1)
+	// with a status; taskCut sends half of the n-th answer and drops the
+	// connection; noTaskSearch answers every Task search with 400.
+	taskFail     map[int]clinicFault
+	taskCut      map[int]bool
+	noTaskSearch bool
+	taskReqs     int
+	taskQueries  []string
+	taskReads    int
+	// taskOrder is the ids sorted by lastUpdated, then id; changed lists
+	// the ids set since the last Task request.
+	taskOrder []string
+	changed   []string
+	matches   map[string][]string
+}
+
+type clinicTask struct {
+	body     string // as the test set it
+	rendered []byte // with meta.lastUpdated
+	owner    string
+	updated  time.Time
 }
 
 type clinicFault struct {
@@ -88,7 +116,8 @@ var syncEpoch = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 // as an offset in seconds from syncEpoch (sorted ascending).
 func newClinic(t testing.TB, lastUpdated []int, draft map[int]bool) (*clinicServer, *httptest.Server) {
 	srT, ptT := loadTemplate(t)
-	c := &clinicServer{t: t, patients: map[string]map[string]any{}, tasks: map[string]string{}, fail: map[int]clinicFault{}}
+	c := &clinicServer{t: t, patients: map[string]map[string]any{}, tasks: map[string]string{}, fail: map[int]clinicFault{},
+		taskState: map[string]*clinicTask{}, taskClock: syncEpoch.Add(time.Hour), taskFail: map[int]clinicFault{}, taskCut: map[int]bool{}}
 	for i, off := range lastUpdated {
 		id := fmt.Sprintf("sr-%d", i)
 		pid := fmt.Sprintf("p-%d", i)
@@ -120,14 +149,8 @@ func (c *clinicServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	base := "http://" + r.Host + "/fhir"
-	if id, ok := strings.CutPrefix(r.URL.Path, "/fhir/Task/"); ok {
-		body, ok := c.tasks[id]
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		w.Header().Set("Content-Type", "application/fhir+json")
-		w.Write([]byte(body))
+	if r.URL.Path == "/fhir/Task" || strings.HasPrefix(r.URL.Path, "/fhir/Task/") {
+		c.serveTask(w, r, base)
 		return
 	}
 	if r.URL.Path != "/fhir/ServiceRequest" {
@@ -185,6 +208,156 @@ func (c *clinicServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/fhir+json")
 	json.NewEncoder(w).Encode(b)
+}
+
+// setTask changes (or adds) a Task at the clinic; it gets its new
+// lastUpdated at the next Task request.
+func (c *clinicServer) setTask(id, body string) {
+	c.tasks[id] = body
+	c.changed = append(c.changed, id)
+}
+
+// refreshTasks gives the Tasks changed since the last Task request their
+// new lastUpdated: one instant for all of them.
+func (c *clinicServer) refreshTasks() {
+	if len(c.changed) == 0 {
+		return
+	}
+	c.taskClock = c.taskClock.Add(time.Second)
+	for _, id := range c.changed {
+		body := c.tasks[id]
+		var m map[string]any
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			c.t.Errorf("Task %s: %v", id, err)
+			continue
+		}
+		m["meta"] = map[string]any{"lastUpdated": c.taskClock.Format(time.RFC3339Nano)}
+		rendered, _ := json.Marshal(m)
+		owner, _ := m["owner"].(map[string]any)["reference"].(string)
+		c.taskState[id] = &clinicTask{body: body, rendered: rendered, owner: owner, updated: c.taskClock}
+	}
+	c.changed = c.changed[:0]
+	clear(c.matches)
+	c.taskOrder = c.taskOrder[:0]
+	for id := range c.taskState {
+		c.taskOrder = append(c.taskOrder, id)
+	}
+	slices.SortFunc(c.taskOrder, func(a, b string) int {
+		if d := c.taskState[a].updated.Compare(c.taskState[b].updated); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+}
+
+// serveTask reads a Task by id, or searches them by owner and
+// _lastUpdated, sorted by _lastUpdated (then id), paged by an offset.
+func (c *clinicServer) serveTask(w http.ResponseWriter, r *http.Request, base string) {
+	c.refreshTasks()
+	c.taskReqs++
+	if f, ok := c.taskFail[c.taskReqs]; ok {
+		if f.retry != "" {
+			w.Header().Set("Retry-After", f.retry)
+		}
+		w.WriteHeader(f.status)
+		w.Write([]byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"SECRET-BODY MRN-1"}]}`))
+		return
+	}
+	var body []byte
+	if id, ok := strings.CutPrefix(r.URL.Path, "/fhir/Task/"); ok {
+		c.taskReads++
+		ct, ok := c.taskState[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		body = ct.rendered
+	} else {
+		c.taskQueries = append(c.taskQueries, r.URL.RawQuery)
+		if c.noTaskSearch {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-supported","diagnostics":"_lastUpdated"}]}`))
+			return
+		}
+		body = c.taskSearch(r, base)
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	if c.taskCut[c.taskReqs] {
+		// Half the answer, then the connection drops.
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(body[:len(body)/2])
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+			}
+		}
+		return
+	}
+	w.Write(body)
+}
+
+func (c *clinicServer) taskSearch(r *http.Request, base string) []byte {
+	q := r.URL.Query()
+	if q.Get("_sort") != "_lastUpdated" {
+		c.t.Errorf("Task search without _sort=_lastUpdated: %s", r.URL.RawQuery)
+	}
+	var since time.Time
+	strict := false
+	if v := q.Get("_lastUpdated"); v != "" {
+		strict = strings.HasPrefix(v, "gt")
+		var err error
+		if since, err = time.Parse(time.RFC3339Nano, v[2:]); err != nil {
+			c.t.Errorf("_lastUpdated %q: %v", v, err)
+		}
+	}
+	owner := q.Get("owner")
+	// The matches of one search, kept for its next pages until a Task
+	// changes (the benchmark pages through thousands).
+	mkey := fmt.Sprint(owner, strict, since)
+	match, ok := c.matches[mkey]
+	if !ok {
+		for _, id := range c.taskOrder {
+			ct := c.taskState[id]
+			if owner != "" && ct.owner != owner {
+				continue
+			}
+			if since.IsZero() || ct.updated.After(since) || !strict && ct.updated.Equal(since) {
+				match = append(match, id)
+			}
+		}
+		if c.matches == nil {
+			c.matches = map[string][]string{}
+		}
+		c.matches[mkey] = match
+	}
+	count, _ := strconv.Atoi(q.Get("_count"))
+	if count <= 0 {
+		count = 10
+	}
+	off, _ := strconv.Atoi(q.Get("_offset"))
+	end := min(off+count, len(match))
+	var sb strings.Builder
+	sb.WriteString(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":` + strconv.Quote(base+"/Task?"+r.URL.RawQuery) + `}`)
+	if end < len(match) {
+		q.Set("_offset", strconv.Itoa(end))
+		sb.WriteString(`,{"relation":"next","url":` + strconv.Quote(base+"/Task?"+q.Encode()) + `}`)
+	}
+	sb.WriteString(`]`)
+	if off < end {
+		sb.WriteString(`,"entry":[`)
+		for i, id := range match[off:end] {
+			if i > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString(`{"fullUrl":` + strconv.Quote(base+"/Task/"+id) + `,"resource":`)
+			sb.Write(c.taskState[id].rendered)
+			sb.WriteString(`,"search":{"mode":"match"}}`)
+		}
+		sb.WriteString(`]`)
+	}
+	sb.WriteString(`}`)
+	return []byte(sb.String())
 }
 
 // syncHarness is a store, a pipeline and a Syncer for partner.
@@ -471,138 +644,132 @@ func taskJSON(id, status, reason string, notes ...string) string {
 	return string(b)
 }
 
+// TestSyncPollsPartnerHostedTasks runs with each way of reading the
+// partner's Tasks: one GET per Task (as before the search), and the
+// search from the watermark, which returns only what the partner changed
+// since: a refused Task is then refused (and kept) once, not again at
+// every poll while the partner leaves it as it is.
 func TestSyncPollsPartnerHostedTasks(t *testing.T) {
 	for name, newURL := range syncStores(t) {
-		t.Run(name, func(t *testing.T) {
-			h := newSyncHarness(t, newURL(t))
-			tid := func(n string) string { return fhir.NewID("test", n) }
-			ctx := t.Context()
-			_, srv := newClinic(t, nil, nil)
-			clinic := srv.Config.Handler.(*clinicServer)
-			// The referrer has an endpoint: changes flow back to it.
-			h.cfg.Partners["clinic-riverside"].Endpoint = "http://127.0.0.1:1/fhir"
-			put := func(typ, id, data string) {
-				t.Helper()
-				r := store.Resource{Type: typ, ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(data), Patient: "Patient/" + ptID}
-				if typ == "Task" {
-					r.Owner, r.Requester = "Organization/community-garden", "Organization/clinic-riverside"
-					var v struct{ Status string }
-					json.Unmarshal(r.Data, &v)
-					r.Status = v.Status
-				}
-				if _, err := h.store.Put(ctx, r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			put("Patient", ptID, `{"resourceType":"Patient","id":"`+ptID+`","name":[{"family":"Example"}]}`)
-			put("Task", tid("t-accept"), taskJSON(tid("t-accept"), "requested", ""))
-			put("Task", tid("t-forbidden"), taskJSON(tid("t-forbidden"), "requested", ""))
-			put("Task", tid("t-same"), taskJSON(tid("t-same"), "requested", ""))
-			put("Task", tid("t-absent"), taskJSON(tid("t-absent"), "requested", ""))
-			put("Task", tid("t-done"), taskJSON(tid("t-done"), "completed", ""))
-			// At the partner: one accepted with a note, one moved where the
-			// state machine does not allow (requested -> completed), one
-			// unchanged; t-absent is not there (yet); t-done is closed and
-			// not polled.
-			clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "accepted", "", "first session on Monday")
-			clinic.tasks[tid("t-forbidden")] = taskJSON(tid("t-forbidden"), "completed", "")
-			clinic.tasks[tid("t-same")] = taskJSON(tid("t-same"), "requested", "")
-			clinic.tasks[tid("t-done")] = taskJSON(tid("t-done"), "in-progress", "")
-
-			s := h.syncer(t, "community-garden", srv.URL+"/fhir")
-			var rep SyncReport
-			if err := s.PollTasks(ctx, &rep); err != nil {
-				t.Fatal(err)
-			}
-			if rep.TasksPolled != 3 || rep.TasksUpdated != 1 || rep.TasksRefused != 1 || rep.TasksSentBack != 1 {
-				t.Errorf("report = %+v, want 3 polled, 1 updated, 1 refused, 1 sent back", rep)
-			}
-			if len(rep.Refusals) != 1 || !strings.HasPrefix(rep.Refusals[0], "Task/"+tid("t-forbidden")+": ") || !strings.Contains(rep.Refusals[0], "cannot move from requested to completed") {
-				t.Errorf("refusals = %q", rep.Refusals)
-			}
-			got, err := h.store.Get(ctx, "Task", tid("t-accept"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Status != "accepted" || got.Version != 2 || got.Source != "community-garden" || !strings.Contains(string(got.Data), "first session on Monday") {
-				t.Errorf("t-accept stored as %s v%d from %s: %s", got.Status, got.Version, got.Source, got.Data)
-			}
-			if !strings.Contains(string(got.Data), `"authorReference":{"reference":"Organization/community-garden"}`) {
-				t.Errorf("the partner's note is not signed by it: %s", got.Data)
-			}
-			if f, _ := h.store.Get(ctx, "Task", tid("t-forbidden")); f.Status != "requested" || f.Version != 1 {
-				t.Errorf("the refused move was stored: %s v%d", f.Status, f.Version)
-			}
-			msgs, err := h.store.Messages(ctx, store.MessageQuery{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(msgs) != 1 || msgs[0].Partner != "clinic-riverside" || msgs[0].Kind != KindReferrerUpdate {
-				t.Fatalf("outbox = %+v, want one referrer update to clinic-riverside", msgs)
-			}
-			if m, err := h.store.Message(ctx, msgs[0].ID); err != nil || !strings.Contains(string(m.Payload), `"accepted"`) || !strings.Contains(string(m.Payload), tid("t-accept")) {
-				t.Errorf("the message does not carry the accepted Task: %v %s", err, m.Payload)
-			}
-
-			// Polled again with nothing new: nothing changes, nothing is sent.
-			rep = SyncReport{}
-			if err := s.PollTasks(ctx, &rep); err != nil {
-				t.Fatal(err)
-			}
-			if rep.TasksUpdated != 0 || rep.TasksSentBack != 0 {
-				t.Errorf("second poll = %+v, want no update", rep)
-			}
-			// On hold without a reason is refused; with one it is taken.
-			clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "on-hold", "", "first session on Monday")
-			rep = SyncReport{}
-			if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksRefused != 2 || !strings.Contains(strings.Join(rep.Refusals, " "), "statusReason.text") {
-				t.Errorf("on-hold without a reason: %+v, %v", rep, err)
-			}
-			clinic.tasks[tid("t-accept")] = taskJSON(tid("t-accept"), "on-hold", "client travelling", "first session on Monday")
-			rep = SyncReport{}
-			if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksUpdated != 1 || rep.TasksSentBack != 1 {
-				t.Errorf("on-hold with a reason: %+v, %v", rep, err)
-			}
-		})
+		for _, mode := range []TaskPolling{TaskPollingRead, TaskPollingSearch} {
+			t.Run(name+"/"+string(mode), func(t *testing.T) { testPollsPartnerHostedTasks(t, newURL, mode) })
+		}
 	}
 }
 
-// BenchmarkSyncTaskUpdates is pathway sync taking Task changes from a
-// partner that hosts its Tasks: one op is one Task polled (GET), found
-// accepted with a note, checked against the state machine, stored as a new
-// version and queued back to the referrer, through the HTTP client on
-// loopback. Run with -benchtime 10000x for the issue's 10,000 updates.
-func BenchmarkSyncTaskUpdates(b *testing.B) {
-	h := newSyncHarness(b, sqliteURL(b))
-	ctx := b.Context()
-	_, srv := newClinic(b, nil, nil)
+func testPollsPartnerHostedTasks(t *testing.T, newURL func(t *testing.T) string, mode TaskPolling) {
+	h := newSyncHarness(t, newURL(t))
+	tid := func(n string) string { return fhir.NewID("test", n) }
+	ctx := t.Context()
+	_, srv := newClinic(t, nil, nil)
 	clinic := srv.Config.Handler.(*clinicServer)
+	// The referrer has an endpoint: changes flow back to it.
 	h.cfg.Partners["clinic-riverside"].Endpoint = "http://127.0.0.1:1/fhir"
-	if _, err := h.store.Put(ctx, store.Resource{Type: "Patient", ID: ptID, Source: "clinic-riverside", Format: FormatJSON,
-		Data: []byte(`{"resourceType":"Patient","id":"` + ptID + `","name":[{"family":"Example"}]}`), Patient: "Patient/" + ptID}); err != nil {
-		b.Fatal(err)
-	}
-	rows := make([]store.Resource, 0, b.N)
-	for i := range b.N {
-		id := fhir.NewID("bench", strconv.Itoa(i))
-		rows = append(rows, store.Resource{Type: "Task", ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(taskJSON(id, "requested", "")),
-			Patient: "Patient/" + ptID, Status: "requested", Owner: "Organization/community-garden", Requester: "Organization/clinic-riverside"})
-		clinic.tasks[id] = taskJSON(id, "accepted", "", "first session on Monday")
-	}
-	for i := 0; i < len(rows); i += 500 {
-		if err := h.store.PutBatch(ctx, rows[i:min(i+500, len(rows))]); err != nil {
-			b.Fatal(err)
+	put := func(typ, id, data string) {
+		t.Helper()
+		r := store.Resource{Type: typ, ID: id, Source: "clinic-riverside", Format: FormatJSON, Data: []byte(data), Patient: "Patient/" + ptID}
+		if typ == "Task" {
+			r.Owner, r.Requester = "Organization/community-garden", "Organization/clinic-riverside"
+			var v struct{ Status string }
+			json.Unmarshal(r.Data, &v)
+			r.Status = v.Status
+		}
+		if _, err := h.store.Put(ctx, r); err != nil {
+			t.Fatal(err)
 		}
 	}
-	s := h.syncer(b, "community-garden", srv.URL+"/fhir")
+	put("Patient", ptID, `{"resourceType":"Patient","id":"`+ptID+`","name":[{"family":"Example"}]}`)
+	put("Task", tid("t-accept"), taskJSON(tid("t-accept"), "requested", ""))
+	put("Task", tid("t-forbidden"), taskJSON(tid("t-forbidden"), "requested", ""))
+	put("Task", tid("t-same"), taskJSON(tid("t-same"), "requested", ""))
+	put("Task", tid("t-absent"), taskJSON(tid("t-absent"), "requested", ""))
+	put("Task", tid("t-done"), taskJSON(tid("t-done"), "completed", ""))
+	// At the partner: one accepted with a note, one moved where the
+	// state machine does not allow (requested -> completed), one
+	// unchanged; t-absent is not there (yet); t-done is closed and
+	// not polled.
+	clinic.setTask(tid("t-accept"), taskJSON(tid("t-accept"), "accepted", "", "first session on Monday"))
+	clinic.setTask(tid("t-forbidden"), taskJSON(tid("t-forbidden"), "completed", ""))
+	clinic.setTask(tid("t-same"), taskJSON(tid("t-same"), "requested", ""))
+	clinic.setTask(tid("t-done"), taskJSON(tid("t-done"), "in-progress", ""))
+
+	s := h.syncer(t, "community-garden", srv.URL+"/fhir")
+	s.TaskPolling = mode
 	var rep SyncReport
-	b.ResetTimer()
 	if err := s.PollTasks(ctx, &rep); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	b.StopTimer()
-	if rep.TasksUpdated != b.N {
-		b.Fatalf("updated %d of %d Tasks: %+v", rep.TasksUpdated, b.N, rep)
+	if rep.TaskPolling != mode {
+		t.Errorf("polled by %q, want %q", rep.TaskPolling, mode)
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+	if rep.TasksPolled != 3 || rep.TasksUpdated != 1 || rep.TasksRefused != 1 || rep.TasksSentBack != 1 {
+		t.Errorf("report = %+v, want 3 polled, 1 updated, 1 refused, 1 sent back", rep)
+	}
+	if len(rep.Refusals) != 1 || !strings.HasPrefix(rep.Refusals[0], "Task/"+tid("t-forbidden")+": ") || !strings.Contains(rep.Refusals[0], "cannot move from requested to completed") {
+		t.Errorf("refusals = %q", rep.Refusals)
+	}
+	got, err := h.store.Get(ctx, "Task", tid("t-accept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "accepted" || got.Version != 2 || got.Source != "community-garden" || !strings.Contains(string(got.Data), "first session on Monday") {
+		t.Errorf("t-accept stored as %s v%d from %s: %s", got.Status, got.Version, got.Source, got.Data)
+	}
+	if !strings.Contains(string(got.Data), `"authorReference":{"reference":"Organization/community-garden"}`) {
+		t.Errorf("the partner's note is not signed by it: %s", got.Data)
+	}
+	if f, _ := h.store.Get(ctx, "Task", tid("t-forbidden")); f.Status != "requested" || f.Version != 1 {
+		t.Errorf("the refused move was stored: %s v%d", f.Status, f.Version)
+	}
+	msgs, err := h.store.Messages(ctx, store.MessageQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].Partner != "clinic-riverside" || msgs[0].Kind != KindReferrerUpdate {
+		t.Fatalf("outbox = %+v, want one referrer update to clinic-riverside", msgs)
+	}
+	if m, err := h.store.Message(ctx, msgs[0].ID); err != nil || !strings.Contains(string(m.Payload), `"accepted"`) || !strings.Contains(string(m.Payload), tid("t-accept")) {
+		t.Errorf("the message does not carry the accepted Task: %v %s", err, m.Payload)
+	}
+
+	// Polled again with nothing new: nothing changes, nothing is sent.
+	rep = SyncReport{}
+	if err := s.PollTasks(ctx, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.TasksUpdated != 0 || rep.TasksSentBack != 0 {
+		t.Errorf("second poll = %+v, want no update", rep)
+	}
+	// On hold without a reason is refused; with one it is taken.
+	clinic.setTask(tid("t-accept"), taskJSON(tid("t-accept"), "on-hold", "", "first session on Monday"))
+	rep = SyncReport{}
+	// Read: t-forbidden is read and refused again; searched: only
+	// t-accept changed since.
+	refusals := map[TaskPolling]int{TaskPollingRead: 2, TaskPollingSearch: 1}[mode]
+	if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksRefused != refusals || !strings.Contains(strings.Join(rep.Refusals, " "), "statusReason.text") {
+		t.Errorf("on-hold without a reason: %+v, %v", rep, err)
+	}
+	clinic.setTask(tid("t-accept"), taskJSON(tid("t-accept"), "on-hold", "client travelling", "first session on Monday"))
+	rep = SyncReport{}
+	if err := s.PollTasks(ctx, &rep); err != nil || rep.TasksUpdated != 1 || rep.TasksSentBack != 1 {
+		t.Errorf("on-hold with a reason: %+v, %v", rep, err)
+	}
+	// Each refusal is kept, once per version of the partner's copy.
+	rejects, err := h.store.SyncRejects(ctx, "community-garden", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, r := range rejects {
+		kept = append(kept, r.Resource)
+	}
+	slices.Sort(kept)
+	want := []string{"Task/" + tid("t-accept"), "Task/" + tid("t-forbidden")}
+	slices.Sort(want)
+	if !slices.Equal(kept, want) {
+		t.Errorf("rejects kept = %q, want t-forbidden and t-accept's on-hold without a reason", kept)
+	}
+	if mode == TaskPollingRead && clinic.taskReads == 0 || mode == TaskPollingSearch && clinic.taskReads != 0 {
+		t.Errorf("%d Task reads by id in mode %s", clinic.taskReads, mode)
+	}
 }

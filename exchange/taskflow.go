@@ -27,41 +27,68 @@ import (
 // changes that reach Pathway by other ways (pathway sync polling a
 // partner that hosts its Tasks).
 func (p *Pipeline) FlowBack(ctx context.Context, tx *store.Tx, t store.Resource, changedBy string) (bool, error) {
-	other, referrer := strings.TrimPrefix(t.Requester, "Organization/"), true
-	if t.Requester == "Organization/"+changedBy {
-		other, referrer = strings.TrimPrefix(t.Owner, "Organization/"), false
-	}
-	link := p.Config.Partners[other]
-	if link == nil || link.Endpoint == "" {
-		return false, nil
-	}
-	v, err := p.ViewFor(ctx, other, t.Patient, []store.Resource{t}, referrer)
-	if err != nil {
+	fb, err := p.planFlowBack(ctx, storeViews{p}, t, changedBy, false)
+	if err != nil || fb.Message == nil {
 		return false, err
 	}
+	_, created, err := tx.Enqueue(ctx, *fb.Message)
+	return created, err
+}
+
+// flowBack is what the flow back of one Task change decided.
+type flowBack struct {
+	// Other is the other party of the Task; Referrer says it is the
+	// requester.
+	Other    string
+	Referrer bool
+	// View is the change as the other party may see it, and Viewed what
+	// it was decided on (Viewed.Bundle nil: nothing was decided).
+	View   View
+	Viewed viewed
+	// Message is the outbox message to enqueue, nil when none goes.
+	Message *store.Message
+}
+
+// planFlowBack decides FlowBack's message without enqueueing it, reading
+// the views' inputs from src. With always, it decides for an other party
+// without an endpoint too (a decision to log; no message is made).
+func (p *Pipeline) planFlowBack(ctx context.Context, src viewSource, t store.Resource, changedBy string, always bool) (flowBack, error) {
+	fb := flowBack{Other: strings.TrimPrefix(t.Requester, "Organization/"), Referrer: true}
+	if t.Requester == "Organization/"+changedBy {
+		fb.Other, fb.Referrer = strings.TrimPrefix(t.Owner, "Organization/"), false
+	}
+	link := p.Config.Partners[fb.Other]
+	if link == nil || link.Endpoint == "" && !always {
+		return fb, nil
+	}
+	v, vd, err := p.viewFrom(ctx, src, fb.Other, t.Patient, []store.Resource{t}, fb.Referrer)
+	if err != nil {
+		return fb, err
+	}
+	fb.View, fb.Viewed = v, vd
 	task := v.Resources[t.Ref()]
-	if task == nil {
-		return false, nil
+	if task == nil || link.Endpoint == "" {
+		return fb, nil
 	}
 	entries := []fhir.BundleEntry{fhir.UpdateEntry(fhir.Unwrap(task))}
 	if pt := v.Resources[t.Patient]; pt != nil {
 		entries = append([]fhir.BundleEntry{fhir.UpdateEntry(fhir.Unwrap(pt))}, entries...)
 	}
-	b, err := fhir.BundleSpec{ID: fhir.NewID("pathway-task-update", t.Ref(), strconv.FormatInt(t.Version, 10), other), Type: fhir.BundleTypeTransaction, Entry: entries}.Build()
+	b, err := fhir.BundleSpec{ID: fhir.NewID("pathway-task-update", t.Ref(), strconv.FormatInt(t.Version, 10), fb.Other), Type: fhir.BundleTypeTransaction, Entry: entries}.Build()
 	if err != nil {
-		return false, err
+		return fb, err
 	}
 	payload, err := fhir.Marshal(b)
 	if err != nil {
-		return false, err
+		return fb, err
 	}
-	sum := sha256.Sum256(append([]byte(other+"\x00"+v.Purpose+"\x00task-update\x00"), payload...))
+	sum := sha256.Sum256(append([]byte(fb.Other+"\x00"+v.Purpose+"\x00task-update\x00"), payload...))
 	kind := KindTransaction
-	if referrer {
+	if fb.Referrer {
 		kind = KindReferrerUpdate
 	}
-	_, created, err := tx.Enqueue(ctx, store.Message{Key: hex.EncodeToString(sum[:]), Partner: other, Purpose: v.Purpose, Kind: kind, Payload: payload})
-	return created, err
+	fb.Message = &store.Message{Key: hex.EncodeToString(sum[:]), Partner: fb.Other, Purpose: v.Purpose, Kind: kind, Payload: payload}
+	return fb, nil
 }
 
 // TaskStatus is the status code of a Task ("requested"), "" when it has none.

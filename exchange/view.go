@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
 
+	"github.com/pathway-fhir/pathway/audit"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/policy"
 	"github.com/pathway-fhir/pathway/store"
@@ -59,15 +62,59 @@ type View struct {
 // agreement still limits what it sees of what others added (an outcome
 // note with clinical detail, say).
 func (p *Pipeline) ViewFor(ctx context.Context, partner, patient string, rs []store.Resource, referrer bool) (View, error) {
+	v, _, err := p.viewFrom(ctx, storeViews{p}, partner, patient, rs, referrer)
+	return v, err
+}
+
+// viewed is what a view was decided on, for the audit log: the bundle
+// filtered (as it was before filtering), the stored consents that decided
+// with it and the time decided for.
+type viewed struct {
+	Bundle   *rpb.Bundle
+	Consents []audit.Input
+	At       time.Time
+}
+
+// viewSource gives a view the patient's stored resource and consents:
+// read from the store (ViewFor), or read once for a page of Tasks.
+type viewSource interface {
+	// patient returns the stored resource of ref ("Type/id"), false
+	// when there is none.
+	patient(ctx context.Context, ref string) (store.Resource, bool, error)
+	// consents returns what Pipeline.storedConsents(ctx, patient, b,
+	// true) returns.
+	consents(ctx context.Context, patient string, b *rpb.Bundle) ([]*conpb.Consent, []audit.Input, error)
+}
+
+// storeViews reads views' inputs from the store, one read at a time.
+type storeViews struct{ p *Pipeline }
+
+func (sv storeViews) patient(ctx context.Context, ref string) (store.Resource, bool, error) {
+	typ, id := splitRef(ref)
+	r, err := sv.p.Store.Get(ctx, typ, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Resource{}, false, nil
+	}
+	return r, err == nil, err
+}
+
+func (sv storeViews) consents(ctx context.Context, patient string, b *rpb.Bundle) ([]*conpb.Consent, []audit.Input, error) {
+	return sv.p.storedConsents(ctx, patient, b, true)
+}
+
+// viewFrom is ViewFor with its inputs read from src; it also returns what
+// was decided on (Bundle nil when no purpose is configured: nothing was
+// decided).
+func (p *Pipeline) viewFrom(ctx context.Context, src viewSource, partner, patient string, rs []store.Resource, referrer bool) (View, viewed, error) {
 	v := View{Resources: map[string]*rpb.ContainedResource{}}
 	pp := p.Config.Policy.Partner(partner)
 	if pp == nil {
-		return v, fmt.Errorf("partner %s is not in the configuration", partner)
+		return v, viewed{}, fmt.Errorf("partner %s is not in the configuration", partner)
 	}
 	v.Purpose = p.Config.PurposeFor(partner)
 	if v.Purpose == "" {
 		v.Decision = policy.Decision{Effect: policy.Deny, Explanation: "No purpose of use is configured for " + partner + "."}
-		return v, nil
+		return v, viewed{}, nil
 	}
 	b := &rpb.Bundle{Type: &rpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_COLLECTION}}
 	seen := map[string]bool{}
@@ -88,27 +135,27 @@ func (p *Pipeline) ViewFor(ctx context.Context, partner, patient string, rs []st
 		return nil
 	}
 	if patient != "" {
-		typ, id := splitRef(patient)
-		pr, err := p.Store.Get(ctx, typ, id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return v, err
+		pr, ok, err := src.patient(ctx, patient)
+		if err != nil {
+			return v, viewed{}, err
 		}
-		if err == nil {
+		if ok {
 			if err := add(pr); err != nil {
-				return v, err
+				return v, viewed{}, err
 			}
 		}
 	}
 	for _, r := range rs {
 		if err := add(r); err != nil {
-			return v, err
+			return v, viewed{}, err
 		}
 	}
-	consents, _, err := p.storedConsents(ctx, patient, b, true)
+	consents, inputs, err := src.consents(ctx, patient, b)
 	if err != nil {
-		return v, err
+		return v, viewed{}, err
 	}
-	req := policy.Request{Partner: pp, Agreement: &pp.Agreement, Purpose: v.Purpose, At: p.now(), Base: p.Config.Policy.Network.BasePolicy}
+	at := p.now()
+	req := policy.Request{Partner: pp, Agreement: &pp.Agreement, Purpose: v.Purpose, At: at, Base: p.Config.Policy.Network.BasePolicy}
 	if referrer {
 		req.Base = policy.OptOut
 	}
@@ -119,7 +166,7 @@ func (p *Pipeline) ViewFor(ctx context.Context, partner, patient string, rs []st
 			v.Resources[fhir.Key(fhir.Unwrap(r))] = r
 		}
 	}
-	return v, nil
+	return v, viewed{Bundle: b, Consents: inputs, At: at}, nil
 }
 
 // splitRef splits "Type/id".

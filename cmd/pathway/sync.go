@@ -23,6 +23,8 @@ type syncOptions struct {
 	interval                  time.Duration
 	count                     int
 	categories                []string
+	// taskPolling is --task-polling: auto, search or read.
+	taskPolling string
 }
 
 // minSyncInterval is the shortest --interval: a clinic's server is not
@@ -37,10 +39,13 @@ func newSyncCmd(s streams) *cobra.Command {
 		Long: `Keep a clinic partner's FHIR server in sync: pull the ServiceRequests it
 updated since the last sync (with their Patients, every page), convert each
 with the built-in fhir-referral mapping and run it through the pipeline with
-the partner as its source; then read each open Task Pathway sent the partner
-(it hosts them) and apply what the partner changed, as the Task's owner,
-through the referral state machine; each change is sent back to the
-referrer through the outbox. 'pathway worker' (or serve) delivers it.
+the partner as its source; then read the open Tasks Pathway sent the partner
+(it hosts them) that it changed since the last sync (a Task search from a
+stored watermark, a page at a time; --task-polling read, or a partner whose
+server refuses that search, has each Task read with a GET) and apply what
+the partner changed, as the Task's owner, through the referral state
+machine; each change is sent back to the referrer through the outbox, one
+page's changes in one transaction. 'pathway worker' (or serve) delivers it.
 
 The watermark (the largest meta.lastUpdated ingested) is stored after each
 page: a restart resumes where the last page ended. A referral that cannot
@@ -68,6 +73,7 @@ was refused, 2 for usage or configuration errors.`,
 	f.IntVar(&o.count, "count", 50, "referrals asked for per page (_count)")
 	f.StringArrayVar(&o.categories, "category", nil, "only ServiceRequests of this category, system|code (repeat for any of several)")
 	f.BoolVar(&o.noTasks, "no-tasks", false, "do not poll the Tasks the partner hosts")
+	f.StringVar(&o.taskPolling, "task-polling", "auto", "how the partner's Tasks are read: search (from the stored watermark), read (a GET per Task), or auto (search, and read when the partner's server refuses the search with 400)")
 	f.BoolVar(&o.json, "json", false, "print each cycle's summary as JSON on standard output")
 	_ = cmd.MarkFlagRequired("partner")
 	return cmd
@@ -81,6 +87,9 @@ func checkSyncOptions(o syncOptions) error {
 	if o.count < 1 || o.count > 1000 {
 		return usageErrorf("--count must be from 1 to 1000")
 	}
+	if _, ok := taskPollings[o.taskPolling]; !ok {
+		return usageErrorf("--task-polling %q: give auto, search or read", o.taskPolling)
+	}
 	for _, c := range o.categories {
 		sys, code, ok := strings.Cut(c, "|")
 		if !ok || sys == "" || code == "" || strings.Contains(c, ",") {
@@ -89,6 +98,11 @@ func checkSyncOptions(o syncOptions) error {
 	}
 	return nil
 }
+
+// taskPollings are the values of --task-polling ("" is auto too, for
+// callers that do not set it).
+var taskPollings = map[string]exchange.TaskPolling{"": exchange.TaskPollingAuto, "auto": exchange.TaskPollingAuto,
+	"search": exchange.TaskPollingSearch, "read": exchange.TaskPollingRead}
 
 // partnerTarget is how to reach a partner's FHIR server: its endpoint,
 // a client with its TLS settings, and its credentials.
@@ -131,7 +145,8 @@ func (n *network) newSyncer(pipe *exchange.Pipeline, o syncOptions, progress io.
 		return nil, err
 	}
 	return &exchange.Syncer{Partner: o.partner, Target: t, Pipeline: pipe, Mapping: m, Categories: o.categories, Count: o.count,
-		Progress: func(msg string) { fmt.Fprintln(progress, "pathway sync:", msg) }}, nil
+		TaskPolling: taskPollings[o.taskPolling],
+		Progress:    func(msg string) { fmt.Fprintln(progress, "pathway sync:", msg) }}, nil
 }
 
 // syncLoop runs cycles until ctx ends (or one, with once), every interval

@@ -16,11 +16,17 @@ func TestCheckSyncOptions(t *testing.T) {
 	if err := checkSyncOptions(good); err != nil {
 		t.Errorf("defaults refused: %v", err)
 	}
+	for _, p := range []string{"auto", "search", "read"} {
+		if o := (syncOptions{interval: time.Hour, count: 50, taskPolling: p}); checkSyncOptions(o) != nil {
+			t.Errorf("--task-polling %s refused", p)
+		}
+	}
 	for name, o := range map[string]syncOptions{
 		"interval too short": {interval: 30 * time.Second, count: 50},
 		"count zero":         {interval: time.Hour},
 		"category no code":   {interval: time.Hour, count: 50, categories: []string{"http://snomed.info/sct"}},
 		"category with list": {interval: time.Hour, count: 50, categories: []string{"s|a,s|b"}},
+		"task polling":       {interval: time.Hour, count: 50, taskPolling: "sometimes"},
 	} {
 		if err := checkSyncOptions(o); err == nil {
 			t.Errorf("%s: accepted", name)

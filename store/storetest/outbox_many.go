@@ -1,0 +1,101 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pathway-fhir/pathway/store"
+)
+
+func init() {
+	cases = append(cases, []struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{
+		{"OutboxEnqueueMany", testEnqueueMany},
+	}...)
+}
+
+// testEnqueueMany: EnqueueMany adds what Enqueue would, one message per
+// key, in order, and rolls back with its transaction.
+func testEnqueueMany(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ctx := t.Context()
+	msg := func(key string) store.Message {
+		return store.Message{Key: key, Partner: "clinic-a", Purpose: "COC", Kind: "referrer-update", Payload: []byte(`{"k":"` + key + `"}`)}
+	}
+	if err := s.WithTx(ctx, func(tx *store.Tx) error {
+		_, _, err := tx.Enqueue(ctx, msg("k-000"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var ms []store.Message
+	for i := range 250 { // more than one statement
+		ms = append(ms, msg(fmt.Sprintf("k-%03d", i)))
+	}
+	later := msg("k-later")
+	later.NextAttemptAt = clock.Now().Add(time.Hour)
+	ms = append(ms, msg("k-001"), later) // a repeat in the batch, and one due later
+	var created map[string]bool
+	err := s.WithTx(ctx, func(tx *store.Tx) (err error) {
+		created, err = tx.EnqueueMany(ctx, ms)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(created) != 250 || created["k-000"] || !created["k-001"] || !created["k-later"] {
+		t.Errorf("created %d (k-000 %v, k-001 %v), want the 249 new keys and k-later", len(created), created["k-000"], created["k-001"])
+	}
+	got, err := s.Messages(ctx, store.MessageQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 251 {
+		t.Fatalf("%d messages in the outbox, want 251 (each key once)", len(got))
+	}
+	ids := map[string]int64{}
+	for _, m := range got {
+		ids[m.Key] = m.ID
+		if m.State != store.StatePending || m.Attempts != 0 || m.Partner != "clinic-a" || m.Purpose != "COC" || m.Kind != "referrer-update" {
+			t.Errorf("message %s = %+v, want pending as Enqueue makes it", m.Key, m)
+		}
+		want := clock.Now().Truncate(time.Microsecond)
+		if m.Key == "k-later" {
+			want = want.Add(time.Hour)
+		}
+		if !m.NextAttemptAt.Equal(want) {
+			t.Errorf("message %s due at %s, want %s", m.Key, m.NextAttemptAt, want)
+		}
+	}
+	if ids["k-001"] > ids["k-002"] || ids["k-100"] > ids["k-101"] {
+		t.Error("messages are not numbered in the order given")
+	}
+	one, err := s.Message(ctx, ids["k-007"])
+	if err != nil || string(one.Payload) != `{"k":"k-007"}` {
+		t.Errorf("payload of k-007 = %s, %v", one.Payload, err)
+	}
+
+	errBoom := errors.New("boom")
+	err = s.WithTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.EnqueueMany(ctx, []store.Message{msg("k-rolled-back")}); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	if !errors.Is(err, errBoom) {
+		t.Fatal(err)
+	}
+	if got, _ := s.Messages(ctx, store.MessageQuery{Limit: 1000}); len(got) != 251 {
+		t.Errorf("%d messages after a rollback, want 251", len(got))
+	}
+	if err := s.WithTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.EnqueueMany(ctx, []store.Message{{Key: "k-x", Partner: "p", Kind: "transaction"}})
+		return err
+	}); err == nil {
+		t.Error("a message without a payload was enqueued")
+	}
+}
