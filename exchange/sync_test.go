@@ -728,6 +728,11 @@ func testPollsPartnerHostedTasks(t *testing.T, newURL func(t *testing.T) string,
 	if len(msgs) != 1 || msgs[0].Partner != "clinic-riverside" || msgs[0].Kind != KindReferrerUpdate {
 		t.Fatalf("outbox = %+v, want one referrer update to clinic-riverside", msgs)
 	}
+	// In a stream to the referrer, so its changes arrive in order: the
+	// referral's, or the Task's when it names no ServiceRequest (as here).
+	if got, want := msgs[0].Stream, "Task/"+tid("t-accept")+" Organization/clinic-riverside"; got != want {
+		t.Errorf("the referrer update's stream is %q, want %q", got, want)
+	}
 	if m, err := h.store.Message(ctx, msgs[0].ID); err != nil || !strings.Contains(string(m.Payload), `"accepted"`) || !strings.Contains(string(m.Payload), tid("t-accept")) {
 		t.Errorf("the message does not carry the accepted Task: %v %s", err, m.Payload)
 	}

@@ -87,7 +87,16 @@ func (p *Pipeline) planFlowBack(ctx context.Context, src viewSource, t store.Res
 	if fb.Referrer {
 		kind = KindReferrerUpdate
 	}
-	fb.Message = &store.Message{Key: hex.EncodeToString(sum[:]), Partner: fb.Other, Purpose: v.Purpose, Kind: kind, Payload: payload}
+	// In the referral's stream to that partner: its changes arrive after
+	// the referral, and in the order they were made.
+	referral := t.Ref()
+	if stored, err := ParseStored(t); err == nil {
+		if focus := fhir.RefString(stored.GetTask().GetFocus()); strings.HasPrefix(focus, "ServiceRequest/") {
+			referral = focus
+		}
+	}
+	fb.Message = &store.Message{Key: hex.EncodeToString(sum[:]), Partner: fb.Other, Purpose: v.Purpose, Kind: kind, Payload: payload,
+		Stream: referralStream(referral, fb.Other)}
 	return fb, nil
 }
 

@@ -36,18 +36,18 @@ func (tx *Tx) EnqueueMany(ctx context.Context, ms []Message) (created map[string
 		batch = batch[n:]
 		var sb strings.Builder
 		sb.WriteString(`INSERT INTO outbox
-(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at) VALUES `)
-		args := make([]any, 0, 8*n)
+(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at, stream) VALUES `)
+		args := make([]any, 0, 9*n)
 		for i, m := range chunk {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString("(?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)")
+			sb.WriteString("(?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)")
 			due := now
 			if m.NextAttemptAt.After(now) {
 				due = normTime(m.NextAttemptAt)
 			}
-			args = append(args, m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now))
+			args = append(args, m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now), m.Stream)
 		}
 		sb.WriteString(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key")
 		rs, err := tx.q.query(ctx, rebind(s.dialect, sb.String()), args...)

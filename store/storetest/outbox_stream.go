@@ -16,6 +16,7 @@ func init() {
 	}{
 		{"OutboxStreamOrder", testStreamOrder},
 		{"OutboxStreamRequeue", testStreamRequeue},
+		{"OutboxStreamEnqueueMany", testStreamEnqueueMany},
 	}...)
 }
 
@@ -110,5 +111,28 @@ func testStreamRequeue(t *testing.T, newURL NewURL) {
 	}
 	if err := s.Requeue(t.Context(), ids[2]); err != nil {
 		t.Errorf("requeue of a message without a stream: %v", err)
+	}
+}
+
+// testStreamEnqueueMany: EnqueueMany keeps each message's stream, and its
+// messages are held in order like Enqueue's.
+func testStreamEnqueueMany(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	err := s.WithTx(t.Context(), func(tx *store.Tx) error {
+		_, err := tx.EnqueueMany(t.Context(), []store.Message{streamed("m1", "S"), streamed("m2", "S"), message("m3", "clinic-a")})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Messages(t.Context(), store.MessageQuery{})
+	if err != nil || len(ms) != 3 {
+		t.Fatalf("messages %v, %v", ms, err)
+	}
+	if ms[0].Stream != "S" || ms[1].Stream != "S" || ms[2].Stream != "" {
+		t.Errorf("streams %q %q %q, want S S and none", ms[0].Stream, ms[1].Stream, ms[2].Stream)
+	}
+	if got := claimedIDs(claim(t, s, "w1", 10, time.Minute)); !slices.Equal(got, []int64{ms[0].ID, ms[2].ID}) {
+		t.Errorf("claimed %v, want m1 and m3", got)
 	}
 }
