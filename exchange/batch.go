@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -142,8 +143,12 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 		}
 	})
 	// Placing is done in order: with capacities, each referral counts the
-	// open referrals the group's earlier ones add.
+	// open referrals the group's earlier ones add. The store's count is
+	// read once for the group (after the group before is committed), and
+	// each referral's own stored Tasks are taken out of it, as
+	// OpenReferrals(ownTasks...) would count for it alone.
 	added := map[string]int{}
+	var stored map[string]int
 	for j, pl := range plans {
 		if errs[idx[j]] != nil {
 			continue
@@ -152,8 +157,16 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 			pl.place(p.Config.Routing, nil)
 			continue
 		}
-		committed()
-		open, err := p.Store.OpenReferrals(ctx, pl.ownTasks()...)
+		if stored == nil {
+			committed()
+			all, err := p.Store.OpenReferrals(ctx)
+			if err != nil {
+				errs[idx[j]] = err
+				continue
+			}
+			stored = all
+		}
+		open, err := p.openWithout(ctx, stored, pl.ownTasks())
 		if err != nil {
 			errs[idx[j]] = err
 			continue
@@ -250,6 +263,30 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 		results[idx[j]] = plans[j].res
 		p.ingested(ctx, plans[j])
 	}
+}
+
+// openWithout is counts (open referrals by owner) without the stored
+// open Tasks among ids.
+func (p *Pipeline) openWithout(ctx context.Context, counts map[string]int, ids []string) (map[string]int, error) {
+	open := maps.Clone(counts)
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		t, err := p.Store.Get(ctx, "Task", id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if t.Owner != "" && store.IsOpenTaskStatus(t.Status) {
+			open[t.Owner]--
+		}
+	}
+	return open, nil
 }
 
 // countNewTasks adds to added, by owner reference, the open Tasks the
