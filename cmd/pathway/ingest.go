@@ -123,6 +123,10 @@ for usage or configuration errors.`,
 	return cmd
 }
 
+// ingestBatch is how many records pathway ingest hands to the pipeline at
+// once: two groups, so that one is prepared while the other is written.
+const ingestBatch = 2 * exchange.MaxGroup
+
 func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	n, err := loadNetwork(o.config)
 	if err != nil {
@@ -165,8 +169,10 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			fmt.Fprintf(s.err, "  %s\n", r)
 		}
 	}
-	// Records are ingested exchange.MaxGroup at a time (group commit); a
-	// record the pipeline refuses is rejected, the rest go on.
+	// Records are handed to the pipeline ingestBatch at a time: it commits
+	// them a group (exchange.MaxGroup) at a time, preparing one group while
+	// the one before is written. A record the pipeline refuses is
+	// rejected, the rest go on.
 	type pending struct {
 		rec    connectors.Record
 		bundle *rpb.Bundle
@@ -278,7 +284,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			}
 			seen[key] = rec.Pos.String()
 			batch = append(batch, pending{rec: rec, bundle: bundle})
-			if len(batch) == exchange.MaxGroup {
+			if len(batch) == ingestBatch {
 				if err := flush(); err != nil {
 					src.Close()
 					f.Close()
