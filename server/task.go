@@ -579,9 +579,16 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 	sf := fhir.SearchFieldsOf(next)
 	var saved store.Resource
 	err = s.o.Store.WithTx(ctx, func(tx *store.Tx) error {
-		cur, err := tx.Get(ctx, "Task", id)
+		// The version is checked on the locked row (PostgreSQL; SQLite's
+		// transaction holds the write lock): a change committed by sync or
+		// another request in between is a conflict, never overwritten.
+		heads, err := tx.LockHeads(ctx, "Task", []string{id})
 		if err != nil {
 			return err
+		}
+		cur, ok := heads[id]
+		if !ok {
+			return fmt.Errorf("Task/%s: %w", id, store.ErrNotFound)
 		}
 		if cur.Version != t.Version {
 			return errConflict

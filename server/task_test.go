@@ -3,13 +3,17 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
+	"github.com/pathway-fhir/pathway/store/storetest"
 )
 
 // taskStatus reads a Task response's status as FHIR spells it.
@@ -484,5 +488,71 @@ func TestReviewFixes(t *testing.T) {
 	}
 	if r := f.do("GET", path, tokClinic, nil, "If-None-Match", "*"); r.status != 403 || strings.Contains(string(r.body), "Consent/") {
 		t.Errorf("a conditional read after the revocation: %d %s", r.status, r.body)
+	}
+}
+
+// TestConcurrentUpdatesOfOneTaskLoseNothing: partners' updates racing on
+// one Task either land or get a 409; none is written over by another
+// (the version is checked on the locked row).
+func TestConcurrentUpdatesOfOneTaskLoseNothing(t *testing.T) {
+	urls := map[string]func(testing.TB) string{"sqlite": sqliteURL}
+	if storetest.PostgresAvailable() {
+		urls["postgres"] = storetest.PostgresURL
+	}
+	for name, newURL := range urls {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, newURL(t), func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
+			path := "/fhir/Task/" + f.tasks["clinic-riverside"][0]
+			patch := func(ops string) (int, string) {
+				req, _ := http.NewRequest("PATCH", f.srv.URL+path, strings.NewReader(ops))
+				req.Header.Set("Authorization", "Bearer "+tokClinic)
+				req.Header.Set("Content-Type", "application/json-patch+json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0, err.Error()
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			if code, body := patch(`[{"op":"replace","path":"/status","value":"accepted"},{"op":"add","path":"/note","value":[{"text":"first"}]}]`); code != 200 {
+				t.Fatalf("accept: %d %s", code, body)
+			}
+			var (
+				mu     sync.Mutex
+				landed []string
+				wg     sync.WaitGroup
+			)
+			for round := range 3 {
+				for k := range 6 {
+					wg.Go(func() {
+						text := fmt.Sprintf("note %d.%d", round, k)
+						code, body := patch(`[{"op":"add","path":"/note/-","value":{"text":"` + text + `"}}]`)
+						switch code {
+						case 200:
+							mu.Lock()
+							landed = append(landed, text)
+							mu.Unlock()
+						case 409, 412:
+						default:
+							t.Errorf("PATCH %s: %d %s", text, code, body)
+						}
+					})
+				}
+				wg.Wait()
+			}
+			got := f.do("GET", path, tokClinic, nil)
+			if got.status != 200 {
+				t.Fatalf("read: %d", got.status)
+			}
+			if len(landed) == 0 {
+				t.Fatal("no update landed")
+			}
+			for _, text := range append(landed, "first") {
+				if !strings.Contains(string(got.body), `"`+text+`"`) {
+					t.Errorf("%q was accepted (200) but is not in the Task: written over by a concurrent update", text)
+				}
+			}
+		})
 	}
 }
