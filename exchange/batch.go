@@ -7,6 +7,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -106,12 +107,21 @@ func (p *Pipeline) groupSize() int {
 }
 
 // footprint is what a referral's ingest reads or writes that another
-// referral's could too: its resources (by Type/id) and its patient.
+// referral's could too: its resources (by Type/id) and its patient, and
+// the patient a Consent of it names by a literal reference (its stored
+// consents are read by patient).
 func footprint(b *rpb.Bundle) []string {
 	keys := make([]string, 0, len(b.GetEntry())+1)
 	for _, e := range b.GetEntry() {
-		if r := e.GetResource(); r != nil {
-			keys = append(keys, fhir.TypeOf(r)+"/"+fhir.IDOf(r))
+		r := e.GetResource()
+		if r == nil {
+			continue
+		}
+		keys = append(keys, fhir.TypeOf(r)+"/"+fhir.IDOf(r))
+		if c := r.GetConsent(); c != nil {
+			if pt := fhir.RefString(c.GetPatient()); strings.HasPrefix(pt, "Patient/") {
+				keys = append(keys, "patient "+pt)
+			}
 		}
 	}
 	if pt := patientRef(b); pt != "" {
