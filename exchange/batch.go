@@ -159,12 +159,20 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 	// OpenReferrals(ownTasks...) would count for it alone.
 	added := map[string]int{}
 	var stored map[string]int
+	counting := p.anyCapacity()
 	for j, pl := range plans {
 		if errs[idx[j]] != nil {
 			continue
 		}
 		if !pl.capacity() {
 			pl.place(p.Config.Routing, nil)
+			// Its new Tasks may still be owned by a partner with a
+			// capacity (one the source named, say).
+			if counting {
+				if err := p.countNewTasks(ctx, pl, added); err != nil {
+					errs[idx[j]] = err
+				}
+			}
 			continue
 		}
 		if stored == nil {
@@ -273,6 +281,17 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 		results[idx[j]] = plans[j].res
 		p.ingested(ctx, plans[j])
 	}
+}
+
+// anyCapacity reports whether a partner of the configuration has a
+// capacity, so that open referrals must be counted.
+func (p *Pipeline) anyCapacity() bool {
+	for _, l := range p.Config.Partners {
+		if l.Services.Capacity > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // openWithout is counts (open referrals by owner) without the stored
