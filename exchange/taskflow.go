@@ -89,10 +89,14 @@ func (p *Pipeline) planFlowBack(ctx context.Context, src viewSource, t store.Res
 	}
 	// In the referral's stream to that partner: its changes arrive after
 	// the referral, and in the order they were made.
-	referral := t.Ref()
-	if stored, err := ParseStored(t); err == nil {
-		if focus := fhir.RefString(stored.GetTask().GetFocus()); strings.HasPrefix(focus, "ServiceRequest/") {
-			referral = focus
+	// (The view's Task names it; a view without focus reads the stored one.)
+	referral := fhir.RefString(task.GetTask().GetFocus())
+	if !strings.HasPrefix(referral, "ServiceRequest/") {
+		referral = t.Ref()
+		if stored, err := ParseStored(t); err == nil {
+			if focus := fhir.RefString(stored.GetTask().GetFocus()); strings.HasPrefix(focus, "ServiceRequest/") {
+				referral = focus
+			}
 		}
 	}
 	fb.Message = &store.Message{Key: hex.EncodeToString(sum[:]), Partner: fb.Other, Purpose: v.Purpose, Kind: kind, Payload: payload,
