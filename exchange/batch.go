@@ -157,46 +157,9 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 	// read once for the group (after the group before is committed), and
 	// each referral's own stored Tasks are taken out of it, as
 	// OpenReferrals(ownTasks...) would count for it alone.
-	added := map[string]int{}
-	var stored map[string]int
 	counting := p.anyCapacity()
-	for j, pl := range plans {
-		if errs[idx[j]] != nil {
-			continue
-		}
-		if !pl.capacity() {
-			pl.place(p.Config.Routing, nil)
-			// Its new Tasks may still be owned by a partner with a
-			// capacity (one the source named, say).
-			if counting {
-				if err := p.countNewTasks(ctx, pl, added); err != nil {
-					errs[idx[j]] = err
-				}
-			}
-			continue
-		}
-		if stored == nil {
-			committed()
-			all, err := p.Store.OpenReferrals(ctx)
-			if err != nil {
-				errs[idx[j]] = err
-				continue
-			}
-			stored = all
-		}
-		open, err := p.openWithout(ctx, stored, pl.ownTasks())
-		if err != nil {
-			errs[idx[j]] = err
-			continue
-		}
-		for owner, n := range added {
-			open[owner] += n
-		}
-		pl.place(p.Config.Routing, open)
-		if err := p.countNewTasks(ctx, pl, added); err != nil {
-			errs[idx[j]] = err
-		}
-	}
+	var stored map[string]int
+	p.placeGroup(ctx, plans, idx, errs, committed, counting, &stored)
 	parallel(len(idx), func(j int) {
 		if errs[idx[j]] != nil {
 			return
@@ -205,6 +168,27 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 			errs[idx[j]] = err
 		}
 	})
+	// A referral that failed after it was counted holds no capacity: place
+	// the others again without it, and decide again those that go
+	// elsewhere now (until none that counted fails).
+	for counting {
+		redo := false
+		for j, pl := range plans {
+			if errs[idx[j]] != nil && pl.counted {
+				pl.counted, redo = false, true
+			}
+		}
+		if !redo {
+			break
+		}
+		for _, j := range p.placeGroup(ctx, plans, idx, errs, committed, counting, &stored) {
+			pl := plans[j]
+			pl.sends, pl.rows, pl.storedIn = nil, nil, nil
+			if err := p.decide(ctx, pl, p.now()); err != nil {
+				errs[idx[j]] = err
+			}
+		}
+	}
 	return plans
 }
 
@@ -281,6 +265,103 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 		results[idx[j]] = plans[j].res
 		p.ingested(ctx, plans[j])
 	}
+}
+
+// placeGroup places the group's referrals in order, counting (when
+// counting) the open referrals each adds for the ones after it, and
+// returns those whose routes changed since they were last placed. A
+// referral the guard will refuse (another source's ids) adds nothing.
+func (p *Pipeline) placeGroup(ctx context.Context, plans []*ingestPlan, idx []int, errs []error, committed func(), counting bool, stored *map[string]int) []int {
+	added := map[string]int{}
+	var changed []int
+	for j, pl := range plans {
+		if errs[idx[j]] != nil {
+			continue
+		}
+		before := routesKey(pl.placed)
+		if pl.capacity() {
+			if *stored == nil {
+				committed()
+				all, err := p.Store.OpenReferrals(ctx)
+				if err != nil {
+					errs[idx[j]] = err
+					continue
+				}
+				*stored = all
+			}
+			open, err := p.openWithout(ctx, *stored, pl.ownTasks())
+			if err != nil {
+				errs[idx[j]] = err
+				continue
+			}
+			for owner, n := range added {
+				open[owner] += n
+			}
+			pl.place(p.Config.Routing, open)
+		} else if !pl.placedOnce {
+			pl.place(p.Config.Routing, nil)
+		}
+		if pl.placedOnce && routesKey(pl.placed) != before {
+			changed = append(changed, j)
+		}
+		pl.placedOnce = true
+		if !counting {
+			continue
+		}
+		// Its new Tasks count, also when no candidate of its own has a
+		// capacity (its Task may be owned by a partner the source named).
+		refused, err := p.refusedAsForeign(ctx, pl)
+		if err != nil {
+			errs[idx[j]] = err
+			continue
+		}
+		if refused {
+			continue
+		}
+		pl.counted = true
+		if err := p.countNewTasks(ctx, pl, added); err != nil {
+			errs[idx[j]] = err
+		}
+	}
+	return changed
+}
+
+// routesKey names where a placement sends a referral.
+func routesKey(d Decision) string {
+	var sb strings.Builder
+	sb.WriteString(d.Unroutable)
+	for _, r := range d.Routes {
+		fmt.Fprintf(&sb, "|%s %v", r.Partner, r.Urgent)
+	}
+	if sb.Len() == 0 {
+		return "-"
+	}
+	return sb.String()
+}
+
+// refusedAsForeign reports whether the guard will refuse the referral:
+// one of its resources (not a Task) is stored from another source.
+func (p *Pipeline) refusedAsForeign(ctx context.Context, pl *ingestPlan) (bool, error) {
+	byType := map[string][]string{}
+	for _, e := range pl.labelled.GetEntry() {
+		r := e.GetResource()
+		if r == nil || r.GetTask() != nil {
+			continue
+		}
+		byType[fhir.TypeOf(r)] = append(byType[fhir.TypeOf(r)], fhir.IDOf(r))
+	}
+	for typ, ids := range byType {
+		got, err := p.Store.GetMany(ctx, typ, ids)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range got {
+			if r.Source != pl.source {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // anyCapacity reports whether a partner of the configuration has a

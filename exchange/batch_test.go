@@ -339,3 +339,45 @@ func TestChangedReferralWaitsForItsOlderVersion(t *testing.T) {
 		t.Fatalf("claimed %+v (%v), want the older message alone", claimed, err)
 	}
 }
+
+// TestIngestBatchFailedHoldsNoCapacity: a referral that fails after it
+// was placed (an entry without an id) holds no place at a full clinic in
+// the batch: the high-risk referral after it is placed as one-by-one
+// ingests place it.
+func TestIngestBatchFailedHoldsNoCapacity(t *testing.T) {
+	br := newBenchRecords(t)
+	broken := br.convertAs(t, 2, "BR-1", "CR-1")
+	for _, e := range broken.GetEntry() {
+		if o := e.GetResource().GetObservation(); o != nil {
+			o.Id = nil
+			break
+		}
+	}
+	high := br.convertAs(t, 2, "BR-2", "CR-2")
+	run := func(batch bool) string {
+		ph := newPipelineHarness(t, sqliteURL(t))
+		ph.cfg.Partners["clinic-riverside"].Services.Capacity = 1
+		if batch {
+			results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", []*rpb.Bundle{broken, high})
+			if errs[0] == nil || errs[1] != nil {
+				t.Fatalf("batch: %v, %v; want the first to fail alone", errs[0], errs[1])
+			}
+			return resultLine(results[1])
+		}
+		if _, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", broken); err == nil {
+			t.Fatal("one by one: the broken referral was ingested")
+		}
+		res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", high)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resultLine(res)
+	}
+	one, batch := run(false), run(true)
+	if one != batch {
+		t.Errorf("the high-risk referral:\none by one: %s\nbatch:      %s", one, batch)
+	}
+	if !strings.Contains(one, "clinic-riverside") {
+		t.Errorf("one by one it went elsewhere (%s): the test does not use the clinic's last place", one)
+	}
+}

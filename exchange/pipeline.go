@@ -133,6 +133,9 @@ type ingestPlan struct {
 	rows     []store.Resource
 	routing  store.Routing
 	res      IngestResult
+	// For IngestBatch: placed at least once; its new Tasks counted
+	// against the capacities of the referrals after it.
+	placedOnce, counted bool
 }
 
 // send is what goes to one target: the decision and, when permitted or
