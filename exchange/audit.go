@@ -137,9 +137,21 @@ func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]au
 		}
 		seen[keys[i]] = true
 	}
-	heads, err := tx.Heads(ctx, keys)
+	// The rows are locked (PostgreSQL) so that the versions read are still
+	// the current ones when the batch writes: a worker settling an older
+	// message of the same referral writes the same Bundle ids. (A Bundle
+	// not stored yet belongs to a referral no worker can have claimed.)
+	ids := make([]string, len(recs))
+	for i, rec := range recs {
+		ids[i] = rec.DecidedID
+	}
+	locked, err := tx.LockHeads(ctx, "Bundle", ids)
 	if err != nil {
 		return nil, fmt.Errorf("keeping the decided bundles for the audit log: %w", err)
+	}
+	heads := make(map[string]store.Head, len(locked))
+	for id, h := range locked {
+		heads["Bundle/"+id] = h
 	}
 	ins := make([]audit.Input, len(recs))
 	var rows []store.Resource

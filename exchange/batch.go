@@ -198,6 +198,14 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 	if testHookWriteGroup != nil {
 		testHookWriteGroup()
 	}
+	// A failed referral's result says what was known of it (as Ingest's).
+	defer func() {
+		for j, pl := range plans {
+			if errs[idx[j]] != nil && pl != nil {
+				results[idx[j]] = pl.res
+			}
+		}
+	}()
 	var done []int // the plans written by the transaction
 	err := p.Store.WithTx(ctx, func(tx *store.Tx) error {
 		done = done[:0]
@@ -252,11 +260,11 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 				continue
 			}
 			errs[idx[j]] = p.Store.WithTx(ctx, func(tx *store.Tx) error { return p.writeOne(ctx, tx, pl) })
+			results[idx[j]] = pl.res
 			if errs[idx[j]] != nil {
 				errs[idx[j]] = fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, errs[idx[j]])
 				continue
 			}
-			results[idx[j]] = pl.res
 			p.ingested(ctx, pl)
 		}
 		return
