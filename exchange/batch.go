@@ -19,6 +19,11 @@ import (
 // MaxGroup is the most referrals IngestBatch commits in one transaction.
 const MaxGroup = 256
 
+// ErrEarlierFailed is IngestBatch's error for a referral that shares its
+// patient or a resource with an earlier one of the batch that failed:
+// nothing of it is written. Ingest it again once the earlier one is.
+var ErrEarlierFailed = errors.New("an earlier referral of the same patient or resources failed, so this one was not ingested")
+
 // IngestBatch ingests bundles, all from source, as Ingest ingests each of
 // them in order, with the same results, but in far fewer transactions
 // (group commit): referrals are taken in groups of up to MaxGroup that
@@ -40,8 +45,9 @@ const MaxGroup = 256
 // transaction, for each referral.
 //
 // results[i] and errs[i] are bundle i's. A referral that cannot be
-// ingested (an invalid bundle, ErrForeignReferral) fails alone; the rest
-// go on. When a group's transaction fails, its referrals are written again
+// ingested (an invalid bundle, ErrForeignReferral) fails alone, with the
+// later referrals that share its patient or a resource (ErrEarlierFailed);
+// the rest go on. When a group's transaction fails, its referrals are written again
 // one transaction each, so that a failure takes only its own referral with
 // it. Nothing of a failed referral is written.
 func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rpb.Bundle) ([]IngestResult, []error) {
@@ -54,9 +60,23 @@ func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rp
 		after    bool                // group shares something with the group before it
 		writing  chan struct{}       // closed when the group before is committed
 	)
+	// A referral after one that failed, sharing its patient or one of its
+	// resources, is not ingested: one by one, it would not be decided as
+	// if the failed one had been.
+	failed := map[string]bool{}
+	var inflight []int // the group being written
 	wait := func() {
 		if writing != nil {
 			<-writing
+			writing = nil
+			for _, i := range inflight {
+				if errs[i] != nil {
+					for _, k := range footprint(bundles[i]) {
+						failed[k] = true
+					}
+				}
+			}
+			inflight = nil
 		}
 	}
 	flush := func() {
@@ -65,6 +85,14 @@ func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rp
 			if after {
 				wait()
 			}
+			for _, i := range idx {
+				if fp := footprint(bundles[i]); overlaps(failed, fp) {
+					errs[i] = ErrEarlierFailed
+					for _, k := range fp {
+						failed[k] = true
+					}
+				}
+			}
 			plans := p.prepareGroup(ctx, source, bundles, idx, errs, wait)
 			wait()
 			done := make(chan struct{})
@@ -72,7 +100,7 @@ func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rp
 				defer close(done)
 				p.writeGroup(ctx, source, idx, plans, results, errs)
 			}()
-			writing = done
+			writing, inflight = done, idx
 		}
 		group = group[:0]
 		seen, prevSeen = prevSeen, seen

@@ -381,3 +381,30 @@ func TestIngestBatchFailedHoldsNoCapacity(t *testing.T) {
 		t.Errorf("one by one it went elsewhere (%s): the test does not use the clinic's last place", one)
 	}
 }
+
+// TestIngestBatchStopsAtAFailedPatient: a referral after a failed one of
+// the same Patient is not ingested (ErrEarlierFailed, nothing written),
+// while one of another patient goes on.
+func TestIngestBatchStopsAtAFailedPatient(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	br := newBenchRecords(t)
+	broken := br.convertAs(t, 1, "BP-1", "CP-1")
+	for _, e := range broken.GetEntry() {
+		if o := e.GetResource().GetObservation(); o != nil {
+			o.Id = nil
+			break
+		}
+	}
+	same := samePatient(t, br.convertAs(t, 1, "BP-2", "CP-1"), broken)
+	other := br.convertAs(t, 1, "BP-3", "CP-3")
+	results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", []*rpb.Bundle{broken, same, other})
+	if errs[0] == nil || !errors.Is(errs[1], ErrEarlierFailed) || errs[2] != nil {
+		t.Fatalf("errors %v; %v; %v: want the first to fail, the second not ingested, the third ingested", errs[0], errs[1], errs[2])
+	}
+	if len(results[2].Routes) == 0 {
+		t.Errorf("the other patient's referral: %s", resultLine(results[2]))
+	}
+	if _, err := ph.store.Get(t.Context(), "ServiceRequest", strings.TrimPrefix(results[1].ServiceRequest, "ServiceRequest/")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the referral after the failed one was written: %v", err)
+	}
+}

@@ -215,7 +215,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		}
 		batch = batch[:0]
 		if fatal != nil {
-			return &exitError{code: exitInvalid, msg: fmt.Sprintf("%v (%d records were ingested before it stopped; ingesting the same input again is safe)", fatal, sum.Ingested)}
+			return &exitError{code: exitInvalid, msg: fmt.Sprintf("%v (%d records were ingested, none after it of the same patient or resources; ingesting the same input again is safe)", fatal, sum.Ingested)}
 		}
 		return nil
 	}
