@@ -22,8 +22,13 @@ func TestTuneGC(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != gcPercent {
 		t.Errorf("GC percent %d, want %d", got, gcPercent)
 	}
-	if got := debug.SetMemoryLimit(-1); got != memoryLimit {
-		t.Errorf("memory limit %d, want %d", got, memoryLimit)
+	if got, want := debug.SetMemoryLimit(-1), softLimit(cgroupLimit()); got != want {
+		t.Errorf("memory limit %d, want %d", got, want)
+	}
+	for _, c := range []struct{ max, want int64 }{{0, memoryLimit}, {4 << 30, memoryLimit}, {512 << 20, 384 << 20}} {
+		if got := softLimit(c.max); got != c.want {
+			t.Errorf("softLimit(%d) = %d, want %d", c.max, got, c.want)
+		}
 	}
 
 	t.Setenv("GOGC", "100")
