@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -67,42 +66,7 @@ func (s *Store) syncState(ctx context.Context, q querier, partner string) (SyncS
 // those already recorded, a newer one replaces them. Times are kept to the
 // microsecond.
 func (s *Store) AdvanceSync(ctx context.Context, partner string, watermark time.Time, ids []string) error {
-	if partner == "" || watermark.IsZero() {
-		return errors.New("advancing sync state: a partner and a watermark are required")
-	}
-	for _, id := range ids {
-		if id == "" || strings.ContainsAny(id, " \t\n") {
-			return fmt.Errorf("advancing sync state of %s: an id is empty or has white space", partner)
-		}
-	}
-	watermark = normTime(watermark)
-	return s.WithTx(ctx, func(tx *Tx) error {
-		cur, err := s.syncState(ctx, tx.q, partner)
-		if err != nil {
-			return err
-		}
-		if !cur.Watermark.IsZero() && watermark.Before(cur.Watermark) {
-			return nil
-		}
-		var all []string
-		if watermark.Equal(cur.Watermark) {
-			all = slices.Clone(cur.AtWatermark)
-		}
-		for _, id := range ids {
-			if !slices.Contains(all, id) {
-				all = append(all, id)
-			}
-		}
-		slices.Sort(all)
-		err = tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO sync_state (partner, watermark, at_watermark, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (partner) DO UPDATE SET watermark = excluded.watermark, at_watermark = excluded.at_watermark, updated_at = excluded.updated_at
-WHERE excluded.watermark >= sync_state.watermark`),
-			partner, s.timeArg(watermark), strings.Join(all, " "), s.timeArg(s.clock()))
-		if err != nil {
-			return fmt.Errorf("advancing sync state of %s: %w", partner, err)
-		}
-		return nil
-	})
+	return s.WithTx(ctx, func(tx *Tx) error { return tx.AdvanceSync(ctx, partner, watermark, ids) })
 }
 
 // SyncReject is a referral pulled from a partner that could not be
@@ -124,10 +88,15 @@ func (s *Store) PutSyncReject(ctx context.Context, r SyncReject) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("keeping sync reject: %w", err)
 	}
+	return s.putSyncReject(ctx, s.be.writer(), r)
+}
+
+// putSyncReject writes r through q.
+func (s *Store) putSyncReject(ctx context.Context, q querier, r SyncReject) error {
 	if r.Partner == "" || r.Resource == "" || len(r.Reasons) == 0 {
 		return errors.New("keeping sync reject: a partner, a resource and a reason are required")
 	}
-	err := s.be.writer().exec(ctx, rebind(s.dialect, `INSERT INTO sync_rejects (partner, resource, last_updated, reason, created_at) VALUES (?, ?, ?, ?, ?)
+	err := q.exec(ctx, rebind(s.dialect, `INSERT INTO sync_rejects (partner, resource, last_updated, reason, created_at) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (partner, resource, last_updated) DO NOTHING`),
 		r.Partner, r.Resource, s.timeArg(normTime(r.LastUpdated)), strings.Join(r.Reasons, "\n"), s.timeArg(s.clock()))
 	if err != nil {

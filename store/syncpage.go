@@ -111,8 +111,8 @@ func (s *Store) inChunks(ctx context.Context, q querier, resourceType, col strin
 func TaskSyncPartner(partner string) string { return partner + "/Task" }
 
 // AdvanceSync records, inside the transaction, what Store.AdvanceSync
-// records: with the changes the watermark covers, so that both are kept
-// or neither.
+// records (Store.AdvanceSync is this in a transaction of its own): with
+// the changes the watermark covers, so that both are kept or neither.
 func (tx *Tx) AdvanceSync(ctx context.Context, partner string, watermark time.Time, ids []string) error {
 	s := tx.s
 	if partner == "" || watermark.IsZero() {
@@ -166,17 +166,7 @@ func (tx *Tx) SyncState(ctx context.Context, partner string) (SyncState, error) 
 // PutSyncReject keeps a reject as Store.PutSyncReject does, inside the
 // transaction.
 func (tx *Tx) PutSyncReject(ctx context.Context, r SyncReject) error {
-	s := tx.s
-	if r.Partner == "" || r.Resource == "" || len(r.Reasons) == 0 {
-		return errors.New("keeping sync reject: a partner, a resource and a reason are required")
-	}
-	err := tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO sync_rejects (partner, resource, last_updated, reason, created_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (partner, resource, last_updated) DO NOTHING`),
-		r.Partner, r.Resource, s.timeArg(normTime(r.LastUpdated)), strings.Join(r.Reasons, "\n"), s.timeArg(s.clock()))
-	if err != nil {
-		return fmt.Errorf("keeping sync reject of %s from %s: %w", r.Resource, r.Partner, err)
-	}
-	return nil
+	return tx.s.putSyncReject(ctx, tx.q, r)
 }
 
 // LockHeads returns the heads of the resources of one type with the given
