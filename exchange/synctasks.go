@@ -740,16 +740,7 @@ func (s *Syncer) taskChange(ctx context.Context, pv *pageViews, t store.Resource
 		next.Status = TaskStatusCode(to)
 		next.StatusReason = in.GetStatusReason()
 	}
-	// Added notes are the partner's: Pathway writes who and when, whatever
-	// the partner's copy says.
-	for _, n := range notes {
-		n = proto.Clone(n).(*dpb.Annotation)
-		n.Author = &dpb.Annotation_AuthorX{Choice: &dpb.Annotation_AuthorX_Reference{Reference: fhir.Ref("Organization", s.Partner)}}
-		n.Time = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
-		next.Note = append(next.Note, n)
-	}
-	next.Output = append(next.Output, outputs...)
-	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
+	AddToTask(next, notes, outputs, s.Partner, now)
 	if iv := fhir.Validate(next); iv.HasErrors() {
 		return refuse("the changed Task is not valid: " + iv.Errors()[0].String()), nil
 	}

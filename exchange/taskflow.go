@@ -6,8 +6,12 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
 
 	"github.com/pathway-fhir/pathway/fhir"
@@ -135,4 +139,18 @@ func ImpliedStatus(from string, in *tpb.Task) string {
 		}
 	}
 	return to
+}
+
+// AddToTask records on next a change's added notes and outputs, made by
+// partner at now: each note's author and time are Pathway's to write,
+// whatever the partner's copy says, and lastModified is now.
+func AddToTask(next *tpb.Task, notes []*dpb.Annotation, outputs []*tpb.Task_Output, partner string, now time.Time) {
+	for _, n := range notes {
+		n = proto.Clone(n).(*dpb.Annotation)
+		n.Author = &dpb.Annotation_AuthorX{Choice: &dpb.Annotation_AuthorX_Reference{Reference: fhir.Ref("Organization", partner)}}
+		n.Time = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
+		next.Note = append(next.Note, n)
+	}
+	next.Output = append(next.Output, outputs...)
+	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
 }

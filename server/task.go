@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
 
@@ -559,14 +558,7 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		return
 	}
 	// Added notes are the caller's: Pathway writes who and when.
-	for _, n := range notes {
-		n = proto.Clone(n).(*dpb.Annotation)
-		n.Author = &dpb.Annotation_AuthorX{Choice: &dpb.Annotation_AuthorX_Reference{Reference: fhir.Ref("Organization", c.id)}}
-		n.Time = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
-		next.Note = append(next.Note, n)
-	}
-	next.Output = append(next.Output, outputs...)
-	next.LastModified = &dpb.DateTime{ValueUs: now.UnixMicro(), Timezone: "Z", Precision: dpb.DateTime_SECOND}
+	exchange.AddToTask(next, notes, outputs, c.id, now)
 	if iv := fhir.Validate(next); iv.HasErrors() {
 		s.outcome(w, http.StatusUnprocessableEntity, iv)
 		return
