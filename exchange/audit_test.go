@@ -20,30 +20,7 @@ func auditedHarness(t *testing.T, url string) (*pipelineHarness, *Deliverer, fun
 	ph.pipe.Audit = a
 	d := ph.worker()
 	d.OnSettle = a.Settled
-	skey, vkey, err := audit.GenerateKey("test.pathway/audit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := audit.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := audit.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verify := func() *audit.Report {
-		t.Helper()
-		if _, _, err := audit.New(ph.store).Checkpoint(t.Context(), signer); err != nil {
-			t.Fatalf("checkpoint: %v", err)
-		}
-		rep, err := audit.Verify(t.Context(), ph.store, audit.VerifyOptions{Verifier: verifier, Rederiver: NewRederiver()})
-		if err != nil {
-			t.Fatalf("verify: %v", err)
-		}
-		return rep
-	}
-	return ph, d, verify
+	return ph, d, logVerifier(t, ph.store)
 }
 
 func kinds(t *testing.T, st *store.Store) map[audit.Kind]int {

@@ -47,6 +47,13 @@ func batchInputs(t *testing.T) []*rpb.Bundle {
 // decision re-derived.
 func verifyLog(t *testing.T, st *store.Store) *audit.Report {
 	t.Helper()
+	return logVerifier(t, st)()
+}
+
+// logVerifier returns a function that checkpoints the store's audit log
+// with one key, made here, and verifies it with every decision re-derived.
+func logVerifier(t *testing.T, st *store.Store) func() *audit.Report {
+	t.Helper()
 	skey, vkey, err := audit.GenerateKey("test.pathway/audit")
 	if err != nil {
 		t.Fatal(err)
@@ -59,14 +66,17 @@ func verifyLog(t *testing.T, st *store.Store) *audit.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := audit.New(st).Checkpoint(t.Context(), signer); err != nil {
-		t.Fatalf("checkpoint: %v", err)
+	return func() *audit.Report {
+		t.Helper()
+		if _, _, err := audit.New(st).Checkpoint(t.Context(), signer); err != nil {
+			t.Fatalf("checkpoint: %v", err)
+		}
+		rep, err := audit.Verify(t.Context(), st, audit.VerifyOptions{Verifier: verifier, Rederiver: NewRederiver()})
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		return rep
 	}
-	rep, err := audit.Verify(t.Context(), st, audit.VerifyOptions{Verifier: verifier, Rederiver: NewRederiver()})
-	if err != nil {
-		t.Fatalf("verify: %v", err)
-	}
-	return rep
 }
 
 // samePatient returns b with its Patient's id (and every reference to
