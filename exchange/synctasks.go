@@ -9,11 +9,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -490,20 +487,11 @@ func (s *Syncer) prepareTasks(ctx context.Context, items []taskItem) (*taskBatch
 	// referrer): on as many cores as there are, in page order.
 	decided := make([]*taskChange, len(todo))
 	errs := make([]error, len(todo))
-	var nextItem atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
-		wg.Go(func() {
-			for {
-				i := int(nextItem.Add(1) - 1)
-				if i >= len(todo) || ctx.Err() != nil {
-					return
-				}
-				decided[i], errs[i] = s.taskChange(ctx, pv, todo[i].stored, todo[i].it)
-			}
-		})
-	}
-	wg.Wait()
+	parallel(len(todo), func(i int) {
+		if ctx.Err() == nil {
+			decided[i], errs[i] = s.taskChange(ctx, pv, todo[i].stored, todo[i].it)
+		}
+	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
