@@ -53,6 +53,10 @@ var ErrEarlierFailed = errors.New("an earlier referral of the same patient or re
 func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rpb.Bundle) ([]IngestResult, []error) {
 	results := make([]IngestResult, len(bundles))
 	errs := make([]error, len(bundles))
+	fps := make([][]string, len(bundles))
+	for i, b := range bundles {
+		fps[i] = footprint(b)
+	}
 	var (
 		group    []int
 		seen     = map[string]bool{} // the footprint of group
@@ -71,7 +75,7 @@ func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rp
 			writing = nil
 			for _, i := range inflight {
 				if errs[i] != nil {
-					for _, k := range footprint(bundles[i]) {
+					for _, k := range fps[i] {
 						failed[k] = true
 					}
 				}
@@ -86,7 +90,7 @@ func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rp
 				wait()
 			}
 			for _, i := range idx {
-				if fp := footprint(bundles[i]); overlaps(failed, fp) {
+				if fp := fps[i]; overlaps(failed, fp) {
 					errs[i] = ErrEarlierFailed
 					for _, k := range fp {
 						failed[k] = true
@@ -107,8 +111,8 @@ func (p *Pipeline) IngestBatch(ctx context.Context, source string, bundles []*rp
 		clear(seen)
 		after = false
 	}
-	for i, b := range bundles {
-		fp := footprint(b)
+	for i := range bundles {
+		fp := fps[i]
 		if len(group) == p.groupSize() || overlaps(seen, fp) {
 			flush()
 		}
