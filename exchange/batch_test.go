@@ -418,3 +418,38 @@ func TestIngestBatchStopsAtAFailedPatient(t *testing.T) {
 		t.Errorf("the referral after the failed one was written: %v", err)
 	}
 }
+
+// TestTaskChangeJoinsItsReferralsStream: a change of a referral's Task
+// flowing to the partner that received the referral is in the referral's
+// stream to that partner, after the referral itself.
+func TestTaskChangeJoinsItsReferralsStream(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	br := newBenchRecords(t)
+	res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", br.convertAs(t, 2, "BJ-1", "CJ-1"))
+	if err != nil || len(res.Routes) == 0 || res.Routes[0].Partner != "clinic-riverside" {
+		t.Fatalf("ingest: %v, %s", err, resultLine(res))
+	}
+	tasks, err := ph.store.Search(t.Context(), store.Query{Type: "Task", Owner: "Organization/clinic-riverside"})
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("tasks %v, %v", tasks, err)
+	}
+	// The referrer's change (as the API writes it) flows to the clinic.
+	err = ph.store.WithTx(t.Context(), func(tx *store.Tx) error {
+		created, err := ph.pipe.FlowBack(t.Context(), tx, tasks[0], "ngo-harbour")
+		if err == nil && !created {
+			err = errors.New("no message to the clinic")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := ph.store.Messages(t.Context(), store.MessageQuery{Partner: "clinic-riverside"})
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("messages to the clinic %+v, %v", ms, err)
+	}
+	want := referralStream(res.ServiceRequest, "clinic-riverside")
+	if ms[0].Stream != want || ms[1].Stream != want {
+		t.Errorf("streams %q and %q, want both %q", ms[0].Stream, ms[1].Stream, want)
+	}
+}
