@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // sqliteBusyTimeoutMillis is how long a connection waits for a lock held by
@@ -66,7 +68,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger) (_ *sqlit
 			_ = write.Close()
 		}
 	}()
-	if err := write.PingContext(ctx); err != nil {
+	if err := pingBusy(ctx, write); err != nil {
 		return nil, err
 	}
 	if err := migrate(ctx, goose.DialectSQLite3, write, "migrations/sqlite", logger); err != nil {
@@ -89,6 +91,29 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger) (_ *sqlit
 		return nil, err
 	}
 	return &sqliteBackend{write: write, read: read}, nil
+}
+
+// pingBusy opens db's first connection, trying again for a while when
+// SQLite says the file is busy: a connection's setup (switching a new
+// file to WAL) can be refused without waiting while another process is
+// setting up or migrating the same new file.
+func pingBusy(ctx context.Context, db *sql.DB) error {
+	var err error
+	for attempt := range 20 {
+		if err = db.PingContext(ctx); err == nil {
+			return nil
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // openSQLiteDB opens a pool on the file at the absolute path abs with the
