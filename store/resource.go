@@ -537,47 +537,39 @@ type Head struct {
 // ("Type/id"), in one query, by key; keys not stored are left out.
 func (tx *Tx) Heads(ctx context.Context, keys []string) (map[string]Head, error) {
 	out := make(map[string]Head, len(keys))
-	for len(keys) > 0 {
-		n := min(len(keys), 200)
-		chunk := keys[:n]
-		keys = keys[n:]
-		var sb strings.Builder
-		sb.WriteString(`SELECT resource_type, id, source, status, version, hash FROM resources WHERE `)
-		args := make([]any, 0, 2*n)
-		for i, k := range chunk {
-			typ, id, ok := strings.Cut(k, "/")
-			if !ok {
-				return nil, fmt.Errorf("heads: %q is not Type/id", k)
-			}
-			if err := checkKey(typ, id); err != nil {
-				return nil, fmt.Errorf("heads: %w", err)
-			}
-			if i > 0 {
-				sb.WriteString(" OR ")
-			}
-			sb.WriteString("(resource_type = ? AND id = ?)")
-			args = append(args, typ, id)
+	if len(keys) == 0 {
+		return out, nil
+	}
+	types := make([]string, len(keys))
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		typ, id, ok := strings.Cut(k, "/")
+		if !ok {
+			return nil, fmt.Errorf("heads: %q is not Type/id", k)
 		}
-		rs, err := tx.q.query(ctx, rebind(tx.s.dialect, sb.String()), args...)
-		if err != nil {
+		if err := checkKey(typ, id); err != nil {
 			return nil, fmt.Errorf("heads: %w", err)
 		}
-		for rs.Next() {
-			var typ, id string
-			var h Head
-			var hash []byte
-			if err := rs.Scan(&typ, &id, &h.Source, &h.Status, &h.Version, &hash); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("heads: %w", err)
-			}
-			copy(h.Hash[:], hash)
-			out[typ+"/"+id] = h
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
+		types[i], ids[i] = typ, id
+	}
+	from, args := tx.s.keysFrom(types, ids)
+	rs, err := tx.q.query(ctx, rebind(tx.s.dialect, `SELECT r.resource_type, r.id, r.source, r.status, r.version, r.hash FROM `+from), args...)
+	if err != nil {
+		return nil, fmt.Errorf("heads: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var typ, id string
+		var h Head
+		var hash []byte
+		if err := rs.Scan(&typ, &id, &h.Source, &h.Status, &h.Version, &hash); err != nil {
 			return nil, fmt.Errorf("heads: %w", err)
 		}
+		copy(h.Hash[:], hash)
+		out[typ+"/"+id] = h
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("heads: %w", err)
 	}
 	return out, nil
 }

@@ -33,8 +33,8 @@ const sqliteBatchRows = 100
 // busy timeout. Reads outside transactions use a separate read-only pool and,
 // in WAL mode, never wait for the writer.
 type sqliteBackend struct {
-	write *sql.DB
-	read  *sql.DB
+	write, read           *sql.DB
+	writeStmts, readStmts *stmtCache
 }
 
 func openSQLite(ctx context.Context, path string, logger *slog.Logger) (_ *sqliteBackend, err error) {
@@ -90,7 +90,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger) (_ *sqlit
 		_ = read.Close()
 		return nil, err
 	}
-	return &sqliteBackend{write: write, read: read}, nil
+	return &sqliteBackend{write: write, read: read, writeStmts: newStmtCache(write), readStmts: newStmtCache(read)}, nil
 }
 
 // pingBusy opens db's first connection, trying again for a while when
@@ -128,18 +128,20 @@ func openSQLiteDB(abs string, params url.Values) (*sql.DB, error) {
 	return sql.OpenDB(c), nil
 }
 
-func (b *sqliteBackend) reader() querier { return sqlQuerier{b.read} }
-func (b *sqliteBackend) writer() querier { return sqlQuerier{b.write} }
+func (b *sqliteBackend) reader() querier { return sqlQuerier{cache: b.readStmts} }
+func (b *sqliteBackend) writer() querier { return sqlQuerier{cache: b.writeStmts} }
 
 func (b *sqliteBackend) begin(ctx context.Context) (txHandle, error) {
 	tx, err := b.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	return sqlTx{sqlQuerier{tx}, tx}, nil
+	return sqlTx{sqlQuerier{cache: b.writeStmts, tx: tx}}, nil
 }
 
-func (b *sqliteBackend) close() error { return closeAll(b.read, b.write) }
+func (b *sqliteBackend) close() error {
+	return errors.Join(b.readStmts.close(), b.writeStmts.close(), closeAll(b.read, b.write))
+}
 
 // sqliteUpsertMany writes rs with multi-row upserts of up to sqliteBatchRows
 // rows. The history trigger keeps each version a row replaces.
@@ -186,21 +188,57 @@ func buildSQLiteUpsertRows(n int) string {
 	return b.String()
 }
 
-// sqlQuerier adapts database/sql.
+// sqlQuerier adapts database/sql: a pool (tx nil) or a transaction on it,
+// with the pool's statement cache.
 type sqlQuerier struct {
-	db interface {
-		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	cache *stmtCache
+	tx    *sql.Tx
+}
+
+// stmt returns the prepared statement to run query with, or nil to run it
+// unprepared.
+func (q sqlQuerier) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if q.tx == nil {
+		return q.cache.get(ctx, query)
 	}
+	if st := q.cache.lookup(query); st != nil {
+		return q.tx.StmtContext(ctx, st), nil
+	}
+	return nil, nil
 }
 
 func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) error {
-	_, err := q.db.ExecContext(ctx, query, args...)
+	st, err := q.stmt(ctx, query)
+	switch {
+	case err != nil:
+		return err
+	case st != nil:
+		_, err = st.ExecContext(ctx, args...)
+	case q.tx != nil:
+		if _, err = q.tx.ExecContext(ctx, query, args...); err == nil {
+			q.cache.want(query)
+		}
+	default:
+		_, err = q.cache.db.ExecContext(ctx, query, args...)
+	}
 	return err
 }
 
 func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
-	rs, err := q.db.QueryContext(ctx, query, args...)
+	st, err := q.stmt(ctx, query)
+	var rs *sql.Rows
+	switch {
+	case err != nil:
+		return nil, err
+	case st != nil:
+		rs, err = st.QueryContext(ctx, args...)
+	case q.tx != nil:
+		if rs, err = q.tx.QueryContext(ctx, query, args...); err == nil {
+			q.cache.want(query)
+		}
+	default:
+		rs, err = q.cache.db.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -212,15 +250,20 @@ type sqlRows struct{ *sql.Rows }
 // Close closes the rows; their error, if any, is reported by Err.
 func (r sqlRows) Close() { _ = r.Rows.Close() }
 
-type sqlTx struct {
-	sqlQuerier
-	tx *sql.Tx
+type sqlTx struct{ sqlQuerier }
+
+// commit commits, and then prepares what the transaction ran unprepared,
+// now that the connection is free.
+func (t sqlTx) commit(ctx context.Context) error {
+	err := t.tx.Commit()
+	t.cache.prepareWanted(ctx)
+	return err
 }
 
-func (t sqlTx) commit(context.Context) error { return t.tx.Commit() }
-
-func (t sqlTx) rollback(context.Context) error {
-	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+func (t sqlTx) rollback(ctx context.Context) error {
+	err := t.tx.Rollback()
+	t.cache.prepareWanted(ctx)
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return err
 	}
 	return nil

@@ -13,11 +13,8 @@ import (
 // changes in one transaction: reading the page's resources in one query,
 // and keeping rejects and the watermark inside the page's transaction.
 
-// manyChunk bounds the ids of one IN list.
-const manyChunk = 200
-
 // GetMany reads the current versions of the resources of one type with the
-// given ids, in one query per 200 ids, by id; ids not stored are left out.
+// given ids, in one query, by id; ids not stored are left out.
 func (s *Store) GetMany(ctx context.Context, resourceType string, ids []string) (map[string]Resource, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("getting resources: %w", err)
@@ -33,7 +30,7 @@ func (tx *Tx) GetMany(ctx context.Context, resourceType string, ids []string) (m
 
 func (s *Store) getMany(ctx context.Context, q querier, resourceType string, ids []string) (map[string]Resource, error) {
 	out := make(map[string]Resource, len(ids))
-	err := s.inChunks(ctx, q, resourceType, "id", ids, "", func(r Resource) { out[r.ID] = r })
+	err := s.selectIn(ctx, q, resourceType, "id", ids, "", func(r Resource) { out[r.ID] = r })
 	if err != nil {
 		return nil, fmt.Errorf("getting %s resources: %w", resourceType, err)
 	}
@@ -50,7 +47,7 @@ func (s *Store) CurrentOfPatients(ctx context.Context, resourceType string, pati
 		return nil, fmt.Errorf("searching resources: %w", err)
 	}
 	out := make(map[string][]Resource, len(patients))
-	err := s.inChunks(ctx, s.be.reader(), resourceType, "patient", patients, " ORDER BY patient, id", func(r Resource) {
+	err := s.selectIn(ctx, s.be.reader(), resourceType, "patient", patients, " ORDER BY patient, id", func(r Resource) {
 		if len(out[r.Patient]) < MaxSearchLimit {
 			out[r.Patient] = append(out[r.Patient], r)
 		}
@@ -61,48 +58,31 @@ func (s *Store) CurrentOfPatients(ctx context.Context, resourceType string, pati
 	return out, nil
 }
 
-// inChunks runs SELECT resourceColumns FROM resources WHERE resource_type
-// = ? AND col IN (...) for vals, 200 at a time, giving each row to fn.
-func (s *Store) inChunks(ctx context.Context, q querier, resourceType, col string, vals []string, tail string, fn func(Resource)) error {
+// selectIn runs SELECT resourceColumns FROM resources WHERE resource_type
+// = ? AND col is one of vals (in one statement whatever their number),
+// giving each row to fn.
+func (s *Store) selectIn(ctx context.Context, q querier, resourceType, col string, vals []string, tail string, fn func(Resource)) error {
 	if !validTypeName(resourceType) {
 		return errors.New("type is not a FHIR resource type name")
 	}
-	vals = slices.Compact(slices.Sorted(slices.Values(vals)))
-	for len(vals) > 0 {
-		n := min(len(vals), manyChunk)
-		chunk := vals[:n]
-		vals = vals[n:]
-		var sb strings.Builder
-		sb.WriteString(`SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ? AND ` + col + ` IN (`)
-		args := make([]any, 0, n+1)
-		args = append(args, resourceType)
-		for i, v := range chunk {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("?")
-			args = append(args, v)
-		}
-		sb.WriteString(")" + tail)
-		rs, err := q.query(ctx, rebind(s.dialect, sb.String()), args...)
-		if err != nil {
-			return err
-		}
-		for rs.Next() {
-			r, err := scanResource(rs)
-			if err != nil {
-				rs.Close()
-				return err
-			}
-			fn(r)
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return err
-		}
+	if len(vals) == 0 {
+		return nil
 	}
-	return nil
+	vals = slices.Compact(slices.Sorted(slices.Values(vals)))
+	cond, arg := s.inList(col, vals)
+	rs, err := q.query(ctx, rebind(s.dialect, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND `+cond+tail), resourceType, arg)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		r, err := scanResource(rs)
+		if err != nil {
+			return err
+		}
+		fn(r)
+	}
+	return rs.Err()
 }
 
 // TaskSyncPartner is the key under which SyncState keeps how far the
@@ -170,7 +150,7 @@ func (tx *Tx) PutSyncReject(ctx context.Context, r SyncReject) error {
 }
 
 // LockHeads returns the heads of the resources of one type with the given
-// ids, as Heads does, in one query per 200 ids, and on PostgreSQL locks
+// ids, as Heads does, in one query, and on PostgreSQL locks
 // their rows until the transaction ends (SQLite's transaction holds the
 // database's write lock already): what is checked stays so until the
 // transaction writes.
@@ -184,43 +164,29 @@ func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) 
 		tail = " FOR UPDATE"
 	}
 	out := make(map[string]Head, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	// Sorted, so that two transactions lock shared rows in one order.
 	vals := slices.Compact(slices.Sorted(slices.Values(ids)))
-	for len(vals) > 0 {
-		n := min(len(vals), manyChunk)
-		chunk := vals[:n]
-		vals = vals[n:]
-		var sb strings.Builder
-		sb.WriteString(`SELECT id, source, status, version, hash FROM resources WHERE resource_type = ? AND id IN (`)
-		args := make([]any, 0, n+1)
-		args = append(args, resourceType)
-		for i, v := range chunk {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("?")
-			args = append(args, v)
-		}
-		sb.WriteString(")" + tail)
-		rs, err := tx.q.query(ctx, rebind(s.dialect, sb.String()), args...)
-		if err != nil {
+	cond, arg := s.inList("id", vals)
+	rs, err := tx.q.query(ctx, rebind(s.dialect, `SELECT id, source, status, version, hash FROM resources WHERE resource_type = ? AND `+cond+tail), resourceType, arg)
+	if err != nil {
+		return nil, fmt.Errorf("heads: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id string
+		var h Head
+		var hash []byte
+		if err := rs.Scan(&id, &h.Source, &h.Status, &h.Version, &hash); err != nil {
 			return nil, fmt.Errorf("heads: %w", err)
 		}
-		for rs.Next() {
-			var id string
-			var h Head
-			var hash []byte
-			if err := rs.Scan(&id, &h.Source, &h.Status, &h.Version, &hash); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("heads: %w", err)
-			}
-			copy(h.Hash[:], hash)
-			out[id] = h
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return nil, fmt.Errorf("heads: %w", err)
-		}
+		copy(h.Hash[:], hash)
+		out[id] = h
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("heads: %w", err)
 	}
 	return out, nil
 }

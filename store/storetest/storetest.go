@@ -1037,6 +1037,43 @@ func testHeads(t *testing.T, newURL NewURL) {
 	if err == nil {
 		t.Errorf("Heads of a malformed key: no error")
 	}
+
+	// Many keys of several types in one call (the statement is one
+	// text whatever their number), a key twice, and keys of ids that
+	// exist under another type only.
+	var rows []store.Resource
+	var keys []string
+	for i := range 700 {
+		id := fmt.Sprintf("m-%03d", i)
+		typ := []string{"Task", "ServiceRequest"}[i%2]
+		rows = append(rows, store.Resource{Type: typ, ID: id, Source: "ngo-a", Format: "json", Data: fmt.Appendf(nil, `{"i":%d}`, i), Status: "active"})
+		keys = append(keys, typ+"/"+id)
+	}
+	if err := s.PutBatch(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	keys = append(keys, "Task/m-000", "ServiceRequest/m-000", "Task/m-001", "Patient/m-002")
+	err = s.WithTx(ctx, func(tx *store.Tx) error {
+		var err error
+		heads, err = tx.Heads(ctx, keys)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heads) != 700 {
+		t.Errorf("Heads of 700 stored keys and 2 not stored: %d heads", len(heads))
+	}
+	for _, k := range []string{"Task/m-000", "ServiceRequest/m-001", "ServiceRequest/m-699"} {
+		if h, ok := heads[k]; !ok || h.Version != 1 || h.Source != "ngo-a" {
+			t.Errorf("heads[%s] = %+v, %v", k, h, ok)
+		}
+	}
+	for _, k := range []string{"ServiceRequest/m-000", "Task/m-001", "Patient/m-002"} {
+		if h, ok := heads[k]; ok {
+			t.Errorf("heads[%s] = %+v, want none (not stored under that type)", k, h)
+		}
+	}
 }
 
 // testAPITokens: issued access tokens are found by hash with their

@@ -1,0 +1,83 @@
+package store
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Lists of values and keys are passed to the database as one argument (an
+// array on PostgreSQL, a JSON array on SQLite) so that a statement's text
+// is the same whatever the list's length: each is parsed and planned once
+// and then served from the statement caches, where an IN list of n
+// placeholders (or an OR chain of n key pairs) was a new text for every
+// n, parsed and planned again every time. Planning a 200-pair OR chain was
+// most of PostgreSQL's time during ingest.
+
+// inList returns the condition that col is one of vals, with ? for its one
+// argument, and that argument.
+func (s *Store) inList(col string, vals []string) (string, any) {
+	if s.dialect == DialectPostgres {
+		return col + " = ANY(?::text[])", vals
+	}
+	return col + " IN (SELECT value FROM json_each(?))", jsonStrings(vals)
+}
+
+// keysFrom returns a FROM clause that joins the resources table, as r, to
+// the (resource_type, id) pairs of types and ids (of equal length), with ?
+// for its arguments, and those arguments: a row of r for each pair stored,
+// found through the primary key.
+func (s *Store) keysFrom(types, ids []string) (string, []any) {
+	if s.dialect == DialectPostgres {
+		return "unnest(?::text[], ?::text[]) AS k(t, i) JOIN resources r ON r.resource_type = k.t AND r.id = k.i",
+			[]any{types, ids}
+	}
+	// CROSS JOIN keeps the list as the outer loop: one primary-key lookup
+	// a pair, never a scan of the table.
+	var b strings.Builder
+	b.Grow(len(types) * 48)
+	b.WriteByte('[')
+	for i := range types {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('[')
+		writeJSONString(&b, types[i])
+		b.WriteByte(',')
+		writeJSONString(&b, ids[i])
+		b.WriteByte(']')
+	}
+	b.WriteByte(']')
+	return "json_each(?) AS k CROSS JOIN resources r ON r.resource_type = k.value ->> 0 AND r.id = k.value ->> 1",
+		[]any{b.String()}
+}
+
+// jsonStrings is vals as a JSON array of strings.
+func jsonStrings(vals []string) string {
+	var b strings.Builder
+	b.Grow(len(vals) * 24)
+	b.WriteByte('[')
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeJSONString(&b, v)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// writeJSONString writes v as a JSON string. The values here are FHIR ids,
+// type names and the like, which need no escaping; anything else goes
+// through encoding/json.
+func writeJSONString(b *strings.Builder, v string) {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(v)
+			b.Write(q)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(v)
+	b.WriteByte('"')
+}
