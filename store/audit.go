@@ -118,14 +118,12 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 	// for each bit b set in n, the subtree ending at leaf ((n >> b) << b) - 1,
 	// whose root is that row's node at level b. The transaction is the
 	// sequencer, so nothing appends between the two.
-	first, rest := newIDs[:min(len(newIDs), auditBatchRows)], newIDs[min(len(newIDs), auditBatchRows):]
 	query := `SELECT COALESCE(MAX(seq) + 1, 0), NULL FROM audit_entries`
-	args := make([]any, len(first))
-	if len(first) > 0 {
-		query += "\nUNION ALL SELECT NULL, entry_id FROM audit_entries WHERE entry_id IN (" + placeholders(len(first)) + ")"
-		for i, id := range first {
-			args[i] = id
-		}
+	var args []any
+	if len(newIDs) > 0 {
+		cond, arg := inList(s.dialect, "entry_id", newIDs)
+		query += "\nUNION ALL SELECT NULL, entry_id FROM audit_entries WHERE " + cond
+		args = append(args, arg)
 	}
 	rs, err := tx.q.query(ctx, rebind(s.dialect, query), args...)
 	if err != nil {
@@ -160,23 +158,19 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 	if dup != "" {
 		return AuditHead{}, fmt.Errorf("appending audit entries: entry id %q: %w", dup, ErrAuditDuplicate)
 	}
-	if len(rest) > 0 {
-		if err := tx.checkNewEntryIDs(ctx, rest); err != nil {
-			return AuditHead{}, err
-		}
-	}
 	if head.Size == 0 {
 		return head, nil
 	}
 	var bits []int // set bits of the size, largest first
-	var seqs []any
+	var seqs []int64
 	for b := 62; b >= 0; b-- {
 		if head.Size>>b&1 == 1 {
 			bits = append(bits, b)
 			seqs = append(seqs, (head.Size>>b)<<b-1)
 		}
 	}
-	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT seq, nodes FROM audit_entries WHERE seq IN (`+placeholders(len(seqs))+`)`), seqs...)
+	cond, arg := inInts(s.dialect, "seq", seqs)
+	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT seq, nodes FROM audit_entries WHERE `+cond), arg)
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 	}
@@ -198,7 +192,7 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 	}
 	for i, b := range bits {
-		last := seqs[i].(int64)
+		last := seqs[i]
 		nodes := nodesOf[last]
 		off := b * AuditHashSize
 		if off+AuditHashSize > len(nodes) {
@@ -311,44 +305,6 @@ func checkAuditRecord(r *AuditRecord) error {
 	return nil
 }
 
-// checkNewEntryIDs fails with ErrAuditDuplicate if any of ids is logged.
-func (tx *Tx) checkNewEntryIDs(ctx context.Context, ids []string) error {
-	for start := 0; start < len(ids); start += auditBatchRows {
-		chunk := ids[start:min(start+auditBatchRows, len(ids))]
-		args := make([]any, len(chunk))
-		for i := range chunk {
-			args[i] = chunk[i]
-		}
-		query := `SELECT entry_id FROM audit_entries WHERE entry_id IN (` + placeholders(len(chunk)) + `) LIMIT 1`
-		rs, err := tx.q.query(ctx, rebind(tx.s.dialect, query), args...)
-		if err != nil {
-			return fmt.Errorf("appending audit entries: checking entry ids: %w", err)
-		}
-		var dup string
-		found := false
-		if rs.Next() {
-			found = true
-			err = rs.Scan(&dup)
-		}
-		if err == nil {
-			err = rs.Err()
-		}
-		rs.Close()
-		if err != nil {
-			return fmt.Errorf("appending audit entries: checking entry ids: %w", err)
-		}
-		if found {
-			return fmt.Errorf("appending audit entries: entry id %q: %w", dup, ErrAuditDuplicate)
-		}
-	}
-	return nil
-}
-
-// placeholders returns "?, ?, ..." with n marks.
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
 // countRows counts the rows of rs and closes it.
 func countRows(rs rows) (int, error) {
 	defer rs.Close()
@@ -426,7 +382,7 @@ func auditNodes(ctx context.Context, d Dialect, q querier, ids []AuditNodeID) ([
 		return nil, nil
 	}
 	rowsWanted := make(map[int64]bool, len(ids))
-	var args []any
+	var seqs []int64
 	for _, id := range ids {
 		seq, ok := id.row()
 		if !ok {
@@ -434,32 +390,28 @@ func auditNodes(ctx context.Context, d Dialect, q querier, ids []AuditNodeID) ([
 		}
 		if !rowsWanted[seq] {
 			rowsWanted[seq] = true
-			args = append(args, seq)
+			seqs = append(seqs, seq)
 		}
 	}
-	blobs := make(map[int64][]byte, len(args))
-	for start := 0; start < len(args); start += auditBatchRows {
-		chunk := args[start:min(start+auditBatchRows, len(args))]
-		rs, err := q.query(ctx, rebind(d, `SELECT seq, nodes FROM audit_entries WHERE seq IN (`+placeholders(len(chunk))+`)`), chunk...)
-		if err != nil {
+	blobs := make(map[int64][]byte, len(seqs))
+	cond, arg := inInts(d, "seq", seqs)
+	rs, err := q.query(ctx, rebind(d, `SELECT seq, nodes FROM audit_entries WHERE `+cond), arg)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit nodes: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			seq  int64
+			blob []byte
+		)
+		if err := rs.Scan(&seq, &blob); err != nil {
 			return nil, fmt.Errorf("reading audit nodes: %w", err)
 		}
-		for rs.Next() {
-			var (
-				seq  int64
-				blob []byte
-			)
-			if err := rs.Scan(&seq, &blob); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("reading audit nodes: %w", err)
-			}
-			blobs[seq] = blob
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return nil, fmt.Errorf("reading audit nodes: %w", err)
-		}
+		blobs[seq] = blob
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("reading audit nodes: %w", err)
 	}
 	out := make([][]byte, len(ids))
 	for i, id := range ids {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -15,11 +16,27 @@ import (
 
 // inList returns the condition that col is one of vals, with ? for its one
 // argument, and that argument.
-func (s *Store) inList(col string, vals []string) (string, any) {
-	if s.dialect == DialectPostgres {
+func inList(d Dialect, col string, vals []string) (string, any) {
+	if d == DialectPostgres {
 		return col + " = ANY(?::text[])", vals
 	}
 	return col + " IN (SELECT value FROM json_each(?))", jsonStrings(vals)
+}
+
+// inInts is inList for integers.
+func inInts(d Dialect, col string, vals []int64) (string, any) {
+	if d == DialectPostgres {
+		return col + " = ANY(?::bigint[])", vals
+	}
+	b := make([]byte, 0, len(vals)*8+2)
+	b = append(b, '[')
+	for i, v := range vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, v, 10)
+	}
+	return col + " IN (SELECT value FROM json_each(?))", string(append(b, ']'))
 }
 
 // keysFrom returns a FROM clause that joins the resources table, as r, to

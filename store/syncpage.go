@@ -69,7 +69,7 @@ func (s *Store) selectIn(ctx context.Context, q querier, resourceType, col strin
 		return nil
 	}
 	vals = slices.Compact(slices.Sorted(slices.Values(vals)))
-	cond, arg := s.inList(col, vals)
+	cond, arg := inList(s.dialect, col, vals)
 	rs, err := q.query(ctx, rebind(s.dialect, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND `+cond+tail), resourceType, arg)
 	if err != nil {
 		return err
@@ -169,7 +169,7 @@ func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) 
 	}
 	// Sorted, so that two transactions lock shared rows in one order.
 	vals := slices.Compact(slices.Sorted(slices.Values(ids)))
-	cond, arg := s.inList("id", vals)
+	cond, arg := inList(s.dialect, "id", vals)
 	rs, err := tx.q.query(ctx, rebind(s.dialect, `SELECT id, source, status, version, hash FROM resources WHERE resource_type = ? AND `+cond+tail), resourceType, arg)
 	if err != nil {
 		return nil, fmt.Errorf("heads: %w", err)
