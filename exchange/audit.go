@@ -238,11 +238,20 @@ func (a *Auditor) DecidedAll(ctx context.Context, tx *store.Tx, recs []DecisionR
 	if len(recs) == 0 {
 		return nil
 	}
-	cfgIn, err := a.keepConfig(ctx, tx)
+	bundleIns, err := keepBundles(ctx, tx, recs)
 	if err != nil {
 		return err
 	}
-	bundleIns, err := keepBundles(ctx, tx, recs)
+	return a.logDecided(ctx, tx, recs, bundleIns)
+}
+
+// logDecided is DecidedAll once the decided bundles are kept (keepBundles)
+// as bundleIns.
+func (a *Auditor) logDecided(ctx context.Context, tx *store.Tx, recs []DecisionRecord, bundleIns []audit.Input) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	cfgIn, err := a.keepConfig(ctx, tx)
 	if err != nil {
 		return err
 	}

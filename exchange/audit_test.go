@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,6 +75,26 @@ func TestAuditedExchange(t *testing.T) {
 			if again := kinds(t, ph.store); again[audit.KindDecision] != 4 {
 				t.Fatalf("a re-ingest of the same records logged %v, want the same 4 decisions", again)
 			}
+			// With the log, a message holds no second copy of the bundle
+			// decided on: it names the kept version, and reads give its bytes.
+			ms, err := ph.store.Messages(t.Context(), store.MessageQuery{WithPayload: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) != 3 {
+				t.Fatalf("%d messages queued, want 3 (the permitted referrals)", len(ms))
+			}
+			for _, m := range ms {
+				parts := strings.Split(m.PayloadRef, "/")
+				if len(parts) != 4 || parts[0] != "Bundle" {
+					t.Fatalf("message %d: payload reference %q, want a kept Bundle version", m.ID, m.PayloadRef)
+				}
+				v, _ := strconv.ParseInt(parts[3], 10, 64)
+				kept, err := ph.store.GetVersion(t.Context(), "Bundle", parts[1], v)
+				if err != nil || len(m.Payload) == 0 || string(kept.Data) != string(m.Payload) {
+					t.Errorf("message %d: payload (%d bytes) is not the kept %s: %v", m.ID, len(m.Payload), m.PayloadRef, err)
+				}
+			}
 			ph.drain(t, d)
 			got = kinds(t, ph.store)
 			// 3 permitted referrals: 3 send-time decisions and 3 disclosures.
@@ -87,7 +108,7 @@ func TestAuditedExchange(t *testing.T) {
 
 			// A disclosure names the exact bytes the partner received.
 			var disclosed []audit.Entry
-			err := ph.store.ScanAudit(t.Context(), store.AuditScan{}, func(r store.AuditRecord) error {
+			err = ph.store.ScanAudit(t.Context(), store.AuditScan{}, func(r store.AuditRecord) error {
 				e, err := audit.ParseEntry(r.Data)
 				if err == nil && e.Kind == audit.KindDisclosure {
 					disclosed = append(disclosed, e)

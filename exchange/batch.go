@@ -272,18 +272,11 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 		if err := tx.PutBatch(ctx, rows); err != nil {
 			return err
 		}
-		var decided []DecisionRecord
-		for _, j := range done {
-			recs, err := p.write(ctx, tx, plans[j])
-			if err != nil {
-				return fmt.Errorf("ingesting %s: %w", plans[j].facts.ServiceRequest, err)
-			}
-			decided = append(decided, recs...)
+		written := make([]*ingestPlan, len(done))
+		for i, j := range done {
+			written[i] = plans[j]
 		}
-		if p.Audit == nil {
-			return nil
-		}
-		return p.Audit.DecidedAll(ctx, tx, decided)
+		return p.write(ctx, tx, written)
 	})
 	if err != nil {
 		// One transaction each, so that the failure stays with its referral.

@@ -259,41 +259,66 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 	return nil
 }
 
-// write writes the referral's routing and its outbox messages in tx,
-// after its rows (what guard let through). With an audit log it returns the
-// decisions to log in tx (Auditor.DecidedAll), so that a group of
-// referrals logs its decisions with one append.
-func (p *Pipeline) write(ctx context.Context, tx *store.Tx, pl *ingestPlan) ([]DecisionRecord, error) {
-	if err := tx.PutRouting(ctx, pl.routing); err != nil {
-		return nil, err
-	}
+// write writes the referrals' routings, their outbox messages and, with
+// an audit log, the log's entries of their decisions in tx, after their
+// rows (what guard let through): a group of referrals keeps its decided
+// bundles with one locked read and logs its decisions with one append.
+// With the log, a message names the kept version of the bundle decided on
+// as its payload instead of holding a second copy of the bytes.
+func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan) error {
 	var decided []DecisionRecord
-	pl.res.Enqueued, pl.res.Unchanged = 0, 0
-	for _, s := range pl.sends {
-		if p.Audit != nil {
+	for _, pl := range plans {
+		if err := tx.PutRouting(ctx, pl.routing); err != nil {
+			return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+		}
+		if p.Audit == nil {
+			continue
+		}
+		for _, s := range pl.sends {
 			decided = append(decided, DecisionRecord{
 				Exchange: exchangeID(s.key), ServiceRequest: pl.facts.ServiceRequest, Patient: pl.patient,
 				Partner: s.partner, Purpose: s.purpose, At: pl.now, Decision: s.decision,
 				Decided: s.decided, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
 			})
 		}
-		if !s.decision.Permitted() {
-			continue
-		}
-		_, created, err := tx.Enqueue(ctx, store.Message{
-			Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
-			Stream: referralStream(pl.facts.ServiceRequest, s.partner),
-		})
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			pl.res.Enqueued++
-		} else {
-			pl.res.Unchanged++
+	}
+	var kept []audit.Input // by send, in the order of decided
+	if p.Audit != nil && len(decided) > 0 {
+		var err error
+		if kept, err = keepBundles(ctx, tx, decided); err != nil {
+			return err
 		}
 	}
-	return decided, nil
+	k := 0
+	for _, pl := range plans {
+		pl.res.Enqueued, pl.res.Unchanged = 0, 0
+		for _, s := range pl.sends {
+			m := store.Message{
+				Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
+				Stream: referralStream(pl.facts.ServiceRequest, s.partner),
+			}
+			if kept != nil {
+				m.Payload, m.PayloadRef = nil, kept[k].Ref
+				k++
+			}
+			if !s.decision.Permitted() {
+				continue
+			}
+			_, created, err := tx.Enqueue(ctx, m)
+			if err != nil {
+				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+			}
+			if created {
+				pl.res.Enqueued++
+			} else {
+				pl.res.Unchanged++
+			}
+		}
+	}
+	if p.Audit == nil {
+		return nil
+	}
+	return p.Audit.logDecided(ctx, tx, decided, kept)
 }
 
 // writeOne writes one referral in tx: its guard, its rows and the audit
@@ -306,14 +331,7 @@ func (p *Pipeline) writeOne(ctx context.Context, tx *store.Tx, pl *ingestPlan) e
 	if err := tx.PutBatch(ctx, kept); err != nil {
 		return err
 	}
-	decided, err := p.write(ctx, tx, pl)
-	if err != nil {
-		return err
-	}
-	if p.Audit == nil {
-		return nil
-	}
-	return p.Audit.DecidedAll(ctx, tx, decided)
+	return p.write(ctx, tx, []*ingestPlan{pl})
 }
 
 // ingested tells the audit log's checkpointer and the log that a referral

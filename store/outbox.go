@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,6 +66,11 @@ type Message struct {
 	// Kind says what Payload is, such as "transaction".
 	Kind    string
 	Payload []byte
+	// PayloadRef, when set at enqueue instead of Payload, names the
+	// stored resource version ("Type/id/_history/N") whose bytes are the
+	// payload: the message keeps no copy of its own. A message read back
+	// has Payload filled from it (when payloads are read).
+	PayloadRef string
 	// Stream orders delivery: a message is not claimed while an older
 	// message of the same stream is pending or inflight, and a dead or
 	// withheld one is not requeued once a newer one is queued or
@@ -88,7 +94,7 @@ func (m Message) LogValue() slog.Value {
 	return slog.GroupValue(slog.Int64("id", m.ID), slog.String("partner", m.Partner), slog.String("state", string(m.State)))
 }
 
-const messageColumns = "id, idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, response, created_at, updated_at, stream"
+const messageColumns = "id, idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, response, created_at, updated_at, stream, payload_ref"
 
 // streamFree is the condition, on a candidate row o of the outbox, that no
 // older message of its stream is still to be sent.
@@ -100,8 +106,9 @@ const streamFree = `(o.stream = '' OR NOT EXISTS (SELECT 1 FROM outbox e WHERE e
 // outbox, in whatever state, is left as it is.
 func (tx *Tx) Enqueue(ctx context.Context, m Message) (id int64, created bool, err error) {
 	s := tx.s
-	if m.Key == "" || m.Partner == "" || m.Kind == "" || len(m.Payload) == 0 {
-		return 0, false, errors.New("enqueueing message: key, partner, kind and payload are required")
+	payload, err := m.payloadArg()
+	if err != nil {
+		return 0, false, err
 	}
 	now := s.clock()
 	due := now
@@ -109,10 +116,10 @@ func (tx *Tx) Enqueue(ctx context.Context, m Message) (id int64, created bool, e
 		due = normTime(m.NextAttemptAt)
 	}
 	rs, err := tx.q.query(ctx, rebind(s.dialect, `INSERT INTO outbox
-(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at, stream)
-VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)
+(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at, stream, payload_ref)
+VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id`), m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now), m.Stream)
+RETURNING id`), m.Key, m.Partner, m.Purpose, m.Kind, payload, s.timeArg(due), s.timeArg(now), s.timeArg(now), m.Stream, m.PayloadRef)
 	if err != nil {
 		return 0, false, fmt.Errorf("enqueueing message for %s: %w", m.Partner, err)
 	}
@@ -196,6 +203,11 @@ RETURNING ` + messageColumns
 	}
 	out, err := scanMessages(rs)
 	if err != nil {
+		return nil, fmt.Errorf("claiming messages: %w", err)
+	}
+	// The versions named were committed with their messages: the read
+	// pool sees them, and the writer stays free.
+	if err := s.fillPayloads(ctx, s.be.reader(), out); err != nil {
 		return nil, fmt.Errorf("claiming messages: %w", err)
 	}
 	// RETURNING gives no order.
@@ -358,6 +370,9 @@ func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
 		return Message{}, fmt.Errorf("reading message %d: %w", id, err)
 	}
 	ms, err := scanMessages(rs)
+	if err == nil {
+		err = s.fillPayloads(ctx, s.be.reader(), ms)
+	}
 	if err != nil {
 		return Message{}, fmt.Errorf("reading message %d: %w", id, err)
 	}
@@ -413,6 +428,9 @@ func (s *Store) Messages(ctx context.Context, q MessageQuery) ([]Message, error)
 		return nil, fmt.Errorf("listing messages: %w", err)
 	}
 	ms, err := scanMessages(rs)
+	if err == nil && q.WithPayload {
+		err = s.fillPayloads(ctx, s.be.reader(), ms)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing messages: %w", err)
 	}
@@ -485,6 +503,57 @@ func (v *nullTime) Scan(src any) error {
 	return nil
 }
 
+// payloadArg checks that m has what Enqueue requires and returns the
+// payload column's value: the bytes, or none when PayloadRef names them.
+func (m *Message) payloadArg() ([]byte, error) {
+	if m.Key == "" || m.Partner == "" || m.Kind == "" || len(m.Payload) == 0 && m.PayloadRef == "" {
+		return nil, errors.New("enqueueing message: key, partner, kind and a payload (or a payload reference) are required")
+	}
+	if m.PayloadRef == "" {
+		return m.Payload, nil
+	}
+	if len(m.Payload) != 0 {
+		return nil, errors.New("enqueueing message: a payload and a payload reference are exclusive")
+	}
+	if _, _, _, err := parseVersionRef(m.PayloadRef); err != nil {
+		return nil, fmt.Errorf("enqueueing message: %w", err)
+	}
+	return []byte{}, nil
+}
+
+// parseVersionRef reads "Type/id/_history/N".
+func parseVersionRef(ref string) (typ, id string, version int64, err error) {
+	parts := strings.Split(ref, "/")
+	if len(parts) == 4 && parts[2] == "_history" {
+		v, perr := strconv.ParseInt(parts[3], 10, 64)
+		if perr == nil && v >= 1 && checkKey(parts[0], parts[1]) == nil {
+			return parts[0], parts[1], v, nil
+		}
+	}
+	return "", "", 0, fmt.Errorf("payload reference %q is not Type/id/_history/N", ref)
+}
+
+// fillPayloads reads the payload of each message of ms that names a stored
+// version, through q.
+func (s *Store) fillPayloads(ctx context.Context, q querier, ms []Message) error {
+	for i := range ms {
+		m := &ms[i]
+		if m.PayloadRef == "" {
+			continue
+		}
+		typ, id, version, err := parseVersionRef(m.PayloadRef)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", m.ID, err)
+		}
+		r, err := s.getVersion(ctx, q, typ, id, version)
+		if err != nil {
+			return fmt.Errorf("message %d: reading its payload %s: %w", m.ID, m.PayloadRef, err)
+		}
+		m.Payload = r.Data
+	}
+	return nil
+}
+
 func scanMessages(rs rows) ([]Message, error) {
 	defer rs.Close()
 	var out []Message
@@ -497,7 +566,7 @@ func scanMessages(rs rows) ([]Message, error) {
 			payload, response      []byte
 		)
 		if err := rs.Scan(&m.ID, &m.Key, &m.Partner, &m.Purpose, &m.Kind, &payload, &state, &m.Attempts,
-			&next, &m.LeaseOwner, &lease, &m.LastError, &response, &created, &updated, &m.Stream); err != nil {
+			&next, &m.LeaseOwner, &lease, &m.LastError, &response, &created, &updated, &m.Stream, &m.PayloadRef); err != nil {
 			return nil, fmt.Errorf("reading row: %w", err)
 		}
 		m.State = MessageState(state)

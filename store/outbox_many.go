@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -21,11 +20,13 @@ func (tx *Tx) EnqueueMany(ctx context.Context, ms []Message) (created map[string
 	seen := make(map[string]bool, len(ms))
 	batch := make([]Message, 0, len(ms))
 	for _, m := range ms {
-		if m.Key == "" || m.Partner == "" || m.Kind == "" || len(m.Payload) == 0 {
-			return nil, errors.New("enqueueing message: key, partner, kind and payload are required")
+		payload, err := m.payloadArg()
+		if err != nil {
+			return nil, err
 		}
 		if !seen[m.Key] {
 			seen[m.Key] = true
+			m.Payload = payload
 			batch = append(batch, m)
 		}
 	}
@@ -36,18 +37,18 @@ func (tx *Tx) EnqueueMany(ctx context.Context, ms []Message) (created map[string
 		batch = batch[n:]
 		var sb strings.Builder
 		sb.WriteString(`INSERT INTO outbox
-(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at, stream) VALUES `)
-		args := make([]any, 0, 9*n)
+(idempotency_key, partner, purpose, kind, payload, state, attempts, next_attempt_at, created_at, updated_at, stream, payload_ref) VALUES `)
+		args := make([]any, 0, 10*n)
 		for i, m := range chunk {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString("(?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)")
+			sb.WriteString("(?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)")
 			due := now
 			if m.NextAttemptAt.After(now) {
 				due = normTime(m.NextAttemptAt)
 			}
-			args = append(args, m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now), m.Stream)
+			args = append(args, m.Key, m.Partner, m.Purpose, m.Kind, m.Payload, s.timeArg(due), s.timeArg(now), s.timeArg(now), m.Stream, m.PayloadRef)
 		}
 		sb.WriteString(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key")
 		rs, err := tx.q.query(ctx, rebind(s.dialect, sb.String()), args...)

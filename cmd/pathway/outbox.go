@@ -96,6 +96,9 @@ bundle's content unless asked with 'show --payload'.`,
 				if len(v.Response) > 0 {
 					fmt.Fprintf(tw, "partner's answer\t%s\n", v.Response)
 				}
+				if v.PayloadOf != "" {
+					fmt.Fprintf(tw, "payload of\t%s\n", v.PayloadOf)
+				}
 				if showPayload {
 					fmt.Fprintf(tw, "payload\t%s\n", m.Payload)
 				}
@@ -174,7 +177,10 @@ type outboxMessage struct {
 	Response      json.RawMessage `json:"response,omitempty"`
 	CreatedAt     string          `json:"created_at"`
 	UpdatedAt     string          `json:"updated_at"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
+	// PayloadOf names the kept Bundle version the payload is (with the
+	// audit log), when the message holds no copy of its own.
+	PayloadOf string          `json:"payload_of,omitempty"`
+	Payload   json.RawMessage `json:"payload,omitempty"`
 }
 
 func messageView(m store.Message) outboxMessage {
@@ -182,6 +188,7 @@ func messageView(m store.Message) outboxMessage {
 		ID: m.ID, Key: m.Key, Partner: m.Partner, Purpose: m.Purpose, Kind: m.Kind, State: string(m.State),
 		Attempts: m.Attempts, NextAttemptAt: m.NextAttemptAt.Format(time.RFC3339), LeaseOwner: m.LeaseOwner,
 		LastError: m.LastError, CreatedAt: m.CreatedAt.Format(time.RFC3339), UpdatedAt: m.UpdatedAt.Format(time.RFC3339),
+		PayloadOf: m.PayloadRef,
 	}
 	if !m.LeaseUntil.IsZero() {
 		v.LeaseUntil = m.LeaseUntil.Format(time.RFC3339)

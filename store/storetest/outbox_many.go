@@ -15,6 +15,7 @@ func init() {
 		run  func(t *testing.T, newURL NewURL)
 	}{
 		{"OutboxEnqueueMany", testEnqueueMany},
+		{"OutboxPayloadRef", testPayloadRef},
 	}...)
 }
 
@@ -97,5 +98,72 @@ func testEnqueueMany(t *testing.T, newURL NewURL) {
 		return err
 	}); err == nil {
 		t.Error("a message without a payload was enqueued")
+	}
+}
+
+// testPayloadRef: a message can name a stored resource version as its
+// payload instead of holding the bytes; every read of the message (claim,
+// one message, a listing with payloads) gives that version's bytes, also
+// after the resource has moved on to a newer version.
+func testPayloadRef(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ctx := t.Context()
+	v1 := mustPut(t, s, store.Resource{Type: "Bundle", ID: "b1", Source: "pathway", Format: "json", Data: []byte(`{"resourceType":"Bundle","v":1}`)})
+	byRef := store.Message{Key: "k-ref", Partner: "clinic-a", Purpose: "COC", Kind: "transaction", PayloadRef: "Bundle/b1/_history/1"}
+	var viaMany store.Message
+	err := s.WithTx(ctx, func(tx *store.Tx) error {
+		if _, _, err := tx.Enqueue(ctx, byRef); err != nil {
+			return err
+		}
+		viaMany = byRef
+		viaMany.Key = "k-ref-many"
+		_, err := tx.EnqueueMany(ctx, []store.Message{viaMany})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Bundle moves on: version 1 is now in the history.
+	mustPut(t, s, store.Resource{Type: "Bundle", ID: "b1", Source: "pathway", Format: "json", Data: []byte(`{"resourceType":"Bundle","v":2}`)})
+
+	claimed, err := s.Claim(ctx, "w1", 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 2 {
+		t.Fatalf("claimed %d messages, want 2", len(claimed))
+	}
+	for _, m := range claimed {
+		if string(m.Payload) != string(v1.Data) || m.PayloadRef != "Bundle/b1/_history/1" {
+			t.Errorf("claimed %s: payload %q (ref %q), want version 1's bytes %q", m.Key, m.Payload, m.PayloadRef, v1.Data)
+		}
+	}
+	one, err := s.Message(ctx, claimed[0].ID)
+	if err != nil || string(one.Payload) != string(v1.Data) {
+		t.Errorf("Message: payload %q, err %v; want version 1's bytes", one.Payload, err)
+	}
+	listed, err := s.Messages(ctx, store.MessageQuery{WithPayload: true})
+	if err != nil || len(listed) != 2 || string(listed[1].Payload) != string(v1.Data) {
+		t.Errorf("Messages with payloads: %+v, err %v", listed, err)
+	}
+	listed, err = s.Messages(ctx, store.MessageQuery{})
+	if err != nil || len(listed) != 2 || len(listed[0].Payload) != 0 || listed[0].PayloadRef == "" {
+		t.Errorf("Messages without payloads: %+v, err %v", listed, err)
+	}
+
+	for name, m := range map[string]store.Message{
+		"both":    {Key: "k-both", Partner: "clinic-a", Kind: "transaction", Payload: []byte(`{}`), PayloadRef: "Bundle/b1/_history/1"},
+		"neither": {Key: "k-neither", Partner: "clinic-a", Kind: "transaction"},
+		"bad ref": {Key: "k-bad", Partner: "clinic-a", Kind: "transaction", PayloadRef: "Bundle/b1"},
+		"version": {Key: "k-zero", Partner: "clinic-a", Kind: "transaction", PayloadRef: "Bundle/b1/_history/0"},
+	} {
+		err := s.WithTx(ctx, func(tx *store.Tx) error { _, _, err := tx.Enqueue(ctx, m); return err })
+		if err == nil {
+			t.Errorf("Enqueue with %s: no error", name)
+		}
+		err = s.WithTx(ctx, func(tx *store.Tx) error { _, err := tx.EnqueueMany(ctx, []store.Message{m}); return err })
+		if err == nil {
+			t.Errorf("EnqueueMany with %s: no error", name)
+		}
 	}
 }
