@@ -192,6 +192,7 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 	counting := p.anyCapacity()
 	var stored map[string]int
 	p.placeGroup(ctx, plans, idx, errs, committed, counting, &stored)
+	p.readGroupConsents(ctx, plans, idx, errs)
 	parallel(len(idx), func(j int) {
 		if errs[idx[j]] != nil {
 			return
@@ -222,6 +223,30 @@ func (p *Pipeline) prepareGroup(ctx context.Context, source string, bundles []*r
 		}
 	}
 	return plans
+}
+
+// readGroupConsents reads the stored consents of the group's patients in
+// one query, for decide, instead of one query a referral. When it fails,
+// each referral reads its own (and meets the failure itself).
+func (p *Pipeline) readGroupConsents(ctx context.Context, plans []*ingestPlan, idx []int, errs []error) {
+	var patients []string
+	for j, pl := range plans {
+		if errs[idx[j]] == nil && pl.patient != "" {
+			patients = append(patients, pl.patient)
+		}
+	}
+	if len(patients) == 0 {
+		return
+	}
+	byPatient, err := p.Store.CurrentOfPatients(ctx, "Consent", patients)
+	if err != nil {
+		return
+	}
+	for j, pl := range plans {
+		if errs[idx[j]] == nil && pl.patient != "" {
+			pl.consentRows, pl.consentsRead = byPatient[pl.patient], true
+		}
+	}
 }
 
 // writeGroup writes the prepared plans of the bundles at idx in one

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -136,6 +137,12 @@ func benchPipeline(b *testing.B, url string, audited bool) *Pipeline {
 // Beside it, RawInsert writes the same rows (the referral's resources and
 // one outbox row) with the bare driver in one transaction per referral.
 func BenchmarkIngest(b *testing.B) {
+	// The collector set as pathway sets it for every command (GOGC=400
+	// unless GOGC is given; cmd/pathway's tuneGC), so that the figures are
+	// those of pathway ingest.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	br := newBenchRecords(b)
 	for _, name := range []string{"sqlite", "postgres"} {
 		newURL := func(tb testing.TB) string { return sqliteURL(tb) }

@@ -136,6 +136,10 @@ type ingestPlan struct {
 	// For IngestBatch: placed at least once; its new Tasks counted
 	// against the capacities of the referrals after it.
 	placedOnce, counted bool
+	// For IngestBatch: the patient's stored consents, read for the whole
+	// group in one query (consentsRead), as storedConsents reads them.
+	consentRows  []store.Resource
+	consentsRead bool
 }
 
 // send is what goes to one target: the decision and, when permitted or
@@ -212,7 +216,14 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 	pl.now = now
 	// The record's own Consent is the source's latest word: it decides
 	// with the patient's other stored consents.
-	stored, storedIn, err := p.storedConsents(ctx, pl.patient, pl.labelled, false)
+	var stored []*conpb.Consent
+	var storedIn []audit.Input
+	var err error
+	if pl.consentsRead {
+		stored, storedIn, err = consentsFrom(pl.consentRows, pl.labelled, false)
+	} else {
+		stored, storedIn, err = p.storedConsents(ctx, pl.patient, pl.labelled, false)
+	}
 	if err != nil {
 		return err
 	}
@@ -537,6 +548,12 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 	if err != nil {
 		return nil, nil, err
 	}
+	return consentsFrom(rs, b, replace)
+}
+
+// consentsFrom is storedConsents once the patient's stored consents (rs,
+// as Search returns them) are read.
+func consentsFrom(rs []store.Resource, b *rpb.Bundle, replace bool) ([]*conpb.Consent, []audit.Input, error) {
 	inBundle := map[string]*rpb.Bundle_Entry{}
 	for _, e := range b.GetEntry() {
 		if c := e.GetResource().GetConsent(); c != nil {

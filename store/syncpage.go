@@ -40,8 +40,7 @@ func (s *Store) getMany(ctx context.Context, q querier, resourceType string, ids
 // CurrentOfPatients returns the current resources of one type about each
 // of the given patients ("Patient/id"), by patient, each patient's sorted
 // by id and at most MaxSearchLimit of them: for each patient, what
-// Search{Type, Patient, Limit: MaxSearchLimit} returns, in one query per
-// 200 patients.
+// Search{Type, Patient, Limit: MaxSearchLimit} returns, in one query.
 func (s *Store) CurrentOfPatients(ctx context.Context, resourceType string, patients []string) (map[string][]Resource, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("searching resources: %w", err)
