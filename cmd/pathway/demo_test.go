@@ -35,8 +35,23 @@ func runDemoJSON(t *testing.T, args ...string) demoReport {
 
 func checkDemo(t *testing.T, rep demoReport) {
 	t.Helper()
-	if rep.Records != 6 || rep.Ingested != 4 || len(rep.Rejected) != 2 {
-		t.Errorf("records %d ingested %d rejected %v", rep.Records, rep.Ingested, rep.Rejected)
+	// The NGO's 6 rows (2 rejected on purpose) and the clinic's 4
+	// ServiceRequests (2 rejected on purpose); one referral is unroutable.
+	if rep.Records != 10 || rep.Ingested != 6 || len(rep.Rejected) != 4 || rep.Routed != 5 {
+		t.Errorf("records %d ingested %d routed %d rejected %v", rep.Records, rep.Ingested, rep.Routed, rep.Rejected)
+	}
+	// The clinic's referrals: the social-prescribing one is routed to the
+	// community group and held there for want of the person's consent (the
+	// clinic's own Consent is not the network's); the high-risk one needs a
+	// specialist clinic other than the clinic itself.
+	clinicSaid := map[string]string{}
+	for _, w := range rep.Withheld {
+		if strings.HasPrefix(w.Referral, "testdata/mappings/fhir-referral-bundle.json:") {
+			clinicSaid[w.Partner] = w.Decision
+		}
+	}
+	if clinicSaid["community-garden"] != "no-consent" || clinicSaid["(none)"] != "unroutable" {
+		t.Errorf("the clinic's referrals: %v, want one held for consent at community-garden and one unroutable", clinicSaid)
 	}
 	clinic, garden := rep.Partners["clinic-riverside"], rep.Partners["community-garden"]
 	if clinic == nil || garden == nil || clinic.Bundles != 2 || garden.Bundles != 1 {
@@ -50,7 +65,7 @@ func checkDemo(t *testing.T, rep demoReport) {
 			t.Errorf("the community group received %s", typ)
 		}
 	}
-	if rep.Audit.Disclosures != 3 || rep.Audit.Decisions < 7 || rep.Audit.Problems != 0 || rep.Audit.Rederived != rep.Audit.Decisions {
+	if rep.Audit.Disclosures != 3 || rep.Audit.Decisions < 8 || rep.Audit.Problems != 0 || rep.Audit.Rederived != rep.Audit.Decisions {
 		t.Errorf("audit log after the demo: %+v", rep.Audit)
 	}
 	if rep.Outbox["delivered"] != 3 || len(rep.Checks) < 6 {
