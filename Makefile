@@ -34,7 +34,7 @@ lint: ## Check formatting, vet, go.mod tidiness, and that dependencies are intac
 bench: ## Run the benchmarks (BENCHCOUNT runs each, for benchstat).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
-FUZZ_TARGETS := ./fhir:FuzzParse ./fhir:FuzzMarshalMatchesGoogle ./fhir:FuzzAppendJSONString \
+FUZZ_TARGETS := ./fhir:FuzzParse ./fhir:FuzzMarshalMatchesGoogle ./fhir:FuzzEncodeTransaction ./fhir:FuzzAppendJSONString \
 	./fhir:FuzzValidateMatchesFull ./fhir:FuzzSurelyParses ./fhir:FuzzValueRegex \
 	./mappings:FuzzLoad ./mappings:FuzzBuild ./mappings:FuzzJSONFields ./mappings:FuzzFHIRFields \
 	./connectors:FuzzCSV ./connectors:FuzzJSONArray ./connectors:FuzzNDJSON \

@@ -703,21 +703,15 @@ func withTaskOf(b, other *rpb.Bundle) *rpb.Bundle {
 // storeRows turns a transaction bundle into store rows: references
 // rewritten to Type/id, JSON data, search fields.
 func storeRows(b *rpb.Bundle, source string) ([]store.Resource, error) {
-	crs, err := fhir.TransactionResources(b)
+	entries, err := fhir.EncodeTransaction(b)
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]store.Resource, 0, len(crs))
-	for _, cr := range crs {
-		res := fhir.Unwrap(cr)
-		data, err := fhir.Marshal(res)
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s: %w", fhir.Key(res), err)
-		}
-		sf := fhir.SearchFieldsOf(res)
+	rows := make([]store.Resource, 0, len(entries))
+	for _, e := range entries {
 		rows = append(rows, store.Resource{
-			Type: fhir.TypeOf(res), ID: fhir.IDOf(res), Source: source, Format: FormatJSON, Data: data,
-			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester,
+			Type: e.Type, ID: e.ID, Source: source, Format: FormatJSON, Data: e.Data,
+			Patient: e.Search.Patient, Status: e.Search.Status, Owner: e.Search.Owner, Requester: e.Search.Requester,
 		})
 	}
 	return rows, nil

@@ -24,7 +24,19 @@ type SearchFields struct {
 }
 
 // SearchFieldsOf returns the indexed values of a resource message or ContainedResource.
-func SearchFieldsOf(res proto.Message) SearchFields {
+func SearchFieldsOf(res proto.Message) SearchFields { return searchFields(res, nil) }
+
+// searchFields is SearchFieldsOf with each reference read through resolve
+// (when not nil): the reference it stands for (EncodeTransaction's
+// rewriting).
+func searchFields(res proto.Message, resolve func(*Reference) *Reference) SearchFields {
+	ref := func(m protoreflect.Message, name protoreflect.Name) *Reference {
+		r := referenceField(m, name)
+		if r != nil && resolve != nil {
+			r = resolve(r)
+		}
+		return r
+	}
 	if cr, ok := res.(*ContainedResource); ok {
 		res = Unwrap(cr)
 	}
@@ -39,17 +51,17 @@ func SearchFieldsOf(res proto.Message) SearchFields {
 		}
 	} else {
 		for _, name := range []protoreflect.Name{"patient", "subject", "for_value"} {
-			if ref := referenceField(m, name); ref != nil && RefType(ref) == "Patient" {
-				sf.Patient = RefString(ref)
+			if r := ref(m, name); r != nil && RefType(r) == "Patient" {
+				sf.Patient = RefString(r)
 				break
 			}
 		}
 	}
-	if ref := referenceField(m, "owner"); ref != nil {
-		sf.Owner = RefString(ref)
+	if r := ref(m, "owner"); r != nil {
+		sf.Owner = RefString(r)
 	}
-	if ref := referenceField(m, "requester"); ref != nil {
-		sf.Requester = RefString(ref)
+	if r := ref(m, "requester"); r != nil {
+		sf.Requester = RefString(r)
 	}
 	sf.Status = statusCode(m)
 	return sf

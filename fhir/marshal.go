@@ -62,14 +62,22 @@ func marshalGoogle(c *codec, cr *ContainedResource) ([]byte, error) {
 }
 
 // marshalFast writes cr as marshalGoogle would; ok is false when it cannot.
-func marshalFast(cr *ContainedResource) ([]byte, bool) {
+func marshalFast(cr *ContainedResource) ([]byte, bool) { return marshalFastRefs(cr, nil) }
+
+// marshalFastRefs is marshalFast writing each Reference.reference whose
+// uri is a key of refs as the literal refs holds for it ("Type/id"), as if
+// the reference had been replaced by that typed reference first (the
+// uri's own id and extensions go with it). With refs it gives up on
+// contained resources, which the callers rewrite otherwise.
+func marshalFastRefs(cr *ContainedResource, refs map[string]string) ([]byte, bool) {
 	ptr, p, ok := messagePtr(cr)
 	if !ok {
 		return nil, false
 	}
 	w := writerPool.Get().(*jsonWriter)
-	w.buf, w.ents, w.ok = w.buf[:0], w.ents[:0], true
+	w.buf, w.ents, w.ok, w.refs = w.buf[:0], w.ents[:0], true, refs
 	w.message(p, ptr, "")
+	w.refs = nil
 	ok = w.ok
 	var out []byte
 	if ok {
@@ -89,6 +97,7 @@ type jsonWriter struct {
 	buf  []byte
 	ents []entry // the members of the objects being written, innermost last
 	ok   bool
+	refs map[string]string // references to rewrite (marshalFastRefs), or nil
 }
 
 // entryKind says what one object member holds.
@@ -102,6 +111,7 @@ const (
 	entMessage                      // an object (or a contained resource)
 	entMessageList                  // a list of objects
 	entRefLiteral                   // a typed or fragment reference, as a string
+	entRefString                    // a rewritten reference: the string in field
 )
 
 type entry struct {
@@ -133,7 +143,7 @@ func (w *jsonWriter) message(p *msgPlan, ptr unsafe.Pointer, field string) {
 		}
 		w.object(cp.plan(), inner, true)
 	case kindAny:
-		if field != "contained" {
+		if field != "contained" || w.refs != nil {
 			w.fail()
 			return
 		}
@@ -269,6 +279,12 @@ func (w *jsonWriter) oneofMember(p *msgPlan, fp *fieldPlan, ptr unsafe.Pointer) 
 		}
 		switch name := string(cp.fd.Name()); {
 		case name == "uri":
+			if w.refs != nil && child.prim == primString {
+				if to, ok := w.refs[stringAt(inner, child.valueOff)]; ok {
+					w.push(entry{key: cp.key, kind: entRefString, field: to})
+					return
+				}
+			}
 		case name == "fragment" && child.prim == primString:
 			w.push(entry{key: cp.key, kind: entRefLiteral, p: child, v: inner, cs: cp})
 			return
@@ -375,6 +391,8 @@ func (w *jsonWriter) entry(e *entry) {
 		w.buf = append(w.buf, ']')
 	case entRefLiteral:
 		w.refLiteral(e.cs, e.p, e.v)
+	case entRefString:
+		w.buf = appendJSONString(w.buf, e.field)
 	}
 }
 

@@ -16,20 +16,15 @@ import (
 // every entry resource must have an id; one without is an error naming the
 // entry. The Bundle itself is not changed.
 func TransactionResources(b *rpb.Bundle) ([]*ContainedResource, error) {
-	byURL := make(map[string]*Reference, len(b.GetEntry()))
+	byURL, _, err := entryTargets(b)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*ContainedResource, 0, len(b.GetEntry()))
-	for i, e := range b.GetEntry() {
-		if e.GetResource() == nil {
-			continue
+	for _, e := range b.GetEntry() {
+		if e.GetResource() != nil {
+			out = append(out, proto.Clone(e.GetResource()).(*ContainedResource))
 		}
-		t, id := TypeOf(e.GetResource()), IDOf(e.GetResource())
-		if id == "" {
-			return nil, fmt.Errorf("bundle entry %d (%s) has no id: Pathway needs an id on every entry resource", i, t)
-		}
-		if u := e.GetFullUrl().GetValue(); u != "" {
-			byURL[u] = Ref(t, id)
-		}
-		out = append(out, proto.Clone(e.GetResource()).(*ContainedResource))
 	}
 	rewrite := func(ref *Reference) {
 		if target, ok := byURL[ref.GetUri().GetValue()]; ok {
@@ -44,6 +39,85 @@ func TransactionResources(b *rpb.Bundle) ([]*ContainedResource, error) {
 			continue
 		}
 		walkReferences(Unwrap(cr).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) { rewrite(ref) })
+	}
+	return out, nil
+}
+
+// entryTargets returns what the entries' fullUrls stand for, as typed
+// references and as the literals "Type/id"; an entry resource without an
+// id is an error naming the entry.
+func entryTargets(b *rpb.Bundle) (map[string]*Reference, map[string]string, error) {
+	byURL := make(map[string]*Reference, len(b.GetEntry()))
+	literal := make(map[string]string, len(b.GetEntry()))
+	for i, e := range b.GetEntry() {
+		if e.GetResource() == nil {
+			continue
+		}
+		t, id := TypeOf(e.GetResource()), IDOf(e.GetResource())
+		if id == "" {
+			return nil, nil, fmt.Errorf("bundle entry %d (%s) has no id: Pathway needs an id on every entry resource", i, t)
+		}
+		if u := e.GetFullUrl().GetValue(); u != "" {
+			byURL[u] = Ref(t, id)
+			literal[u] = t + "/" + id
+		}
+	}
+	return byURL, literal, nil
+}
+
+// StoredEntry is one entry resource of a transaction Bundle as a server
+// stores it: its JSON with the references between entries rewritten (as
+// TransactionResources rewrites them) and its search fields.
+type StoredEntry struct {
+	Type, ID string
+	Data     []byte
+	Search   SearchFields
+}
+
+// EncodeTransaction returns what TransactionResources, Marshal and
+// SearchFieldsOf give for each entry resource of b, without copying the
+// resources: the JSON writer rewrites the references as it writes them.
+// A resource it cannot write so (one with contained resources, say) is
+// copied, rewritten and marshalled as before. The Bundle is not changed.
+func EncodeTransaction(b *rpb.Bundle) ([]StoredEntry, error) {
+	byURL, literal, err := entryTargets(b)
+	if err != nil {
+		return nil, err
+	}
+	resolve := func(ref *Reference) *Reference {
+		if target, ok := byURL[ref.GetUri().GetValue()]; ok {
+			return &Reference{Reference: target.Reference, Type: ref.GetType()}
+		}
+		return ref
+	}
+	out := make([]StoredEntry, 0, len(b.GetEntry()))
+	for i, e := range b.GetEntry() {
+		cr := e.GetResource()
+		if cr == nil {
+			continue
+		}
+		se := StoredEntry{Type: TypeOf(cr), ID: IDOf(cr)}
+		if data, ok := marshalFastRefs(cr, literal); ok {
+			se.Data, se.Search = data, searchFields(cr, resolve)
+			out = append(out, se)
+			continue
+		}
+		// The copy, rewritten as TransactionResources rewrites it.
+		c := proto.Clone(cr).(*ContainedResource)
+		rewrite := func(ref *Reference) {
+			if target, ok := byURL[ref.GetUri().GetValue()]; ok {
+				ref.Reference = proto.Clone(target).(*Reference).Reference
+			}
+		}
+		if !refsOK(c, func(ref *Reference, _ []string) bool { rewrite(ref); return true }) {
+			walkReferences(Unwrap(c).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) { rewrite(ref) })
+		}
+		data, err := Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", Key(c), err)
+		}
+		se.Data, se.Search = data, SearchFieldsOf(c)
+		out = append(out, se)
 	}
 	return out, nil
 }
