@@ -20,6 +20,7 @@ import (
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 
 	"github.com/pathway-fhir/pathway/audit"
+	"github.com/pathway-fhir/pathway/connectors"
 	"github.com/pathway-fhir/pathway/exchange"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/mappings"
@@ -375,6 +376,10 @@ func demoIngest(ctx context.Context, pipe *exchange.Pipeline, in demoInput, rep 
 		return err
 	}
 	defer src.Close()
+	reject := func(_ connectors.Record, pos string, _ ...string) { rep.Rejected = append(rep.Rejected, pos) }
+	take := func(_ connectors.Record, pos string, fields mappings.Fields) error {
+		return demoReferral(ctx, pipe, in, m, pos, fields, rep)
+	}
 	for {
 		rec, err := src.Next()
 		if errors.Is(err, io.EOF) {
@@ -383,33 +388,8 @@ func demoIngest(ctx context.Context, pipe *exchange.Pipeline, in demoInput, rep 
 		if err != nil {
 			return err
 		}
-		if rec.Err != nil {
-			rep.Records++
-			rep.Rejected = append(rep.Rejected, rec.Pos.String())
-			continue
-		}
-		if m.Input.Format != mappings.FormatFHIR {
-			rep.Records++
-			if err := demoReferral(ctx, pipe, in, m, rec.Pos.String(), fieldsOf(rec), rep); err != nil {
-				return err
-			}
-			continue
-		}
-		// A FHIR document holds one referral per ServiceRequest (as
-		// pathway convert reads it).
-		for _, fr := range mappings.FHIRRecords(rec.JSON) {
-			rep.Records++
-			pos := rec.Pos.String()
-			if fr.Path != "" {
-				pos += ":" + fr.Path
-			}
-			if fr.Err != nil {
-				rep.Rejected = append(rep.Rejected, pos)
-				continue
-			}
-			if err := demoReferral(ctx, pipe, in, m, pos, fr.Fields, rep); err != nil {
-				return err
-			}
+		if err := ingestRecord(m, rec, &rep.Records, reject, take); err != nil {
+			return err
 		}
 	}
 }

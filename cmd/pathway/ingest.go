@@ -157,14 +157,16 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	started := time.Now()
 	var sum ingestSummary
 	seen := map[string]string{}
-	reject := func(rec connectors.Record, reasons ...string) {
+	// pos is the record's position, and inside a FHIR document the
+	// referral's path in it.
+	reject := func(rec connectors.Record, pos string, reasons ...string) {
 		sum.Rejected++
 		if rejects != nil {
-			b, _ := json.Marshal(convertReject{Position: rec.Pos.String(), Reasons: reasons, Record: string(rec.Raw)})
+			b, _ := json.Marshal(convertReject{Position: pos, Reasons: reasons, Record: string(rec.Raw)})
 			rejects.Write(append(b, '\n'))
 			return
 		}
-		fmt.Fprintf(s.err, "%s: rejected:\n", rec.Pos)
+		fmt.Fprintf(s.err, "%s: rejected:\n", pos)
 		for _, r := range reasons {
 			fmt.Fprintf(s.err, "  %s\n", r)
 		}
@@ -175,6 +177,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	// rejected, the rest go on.
 	type pending struct {
 		rec    connectors.Record
+		pos    string
 		bundle *rpb.Bundle
 	}
 	var batch []pending
@@ -191,11 +194,11 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		for i, res := range results {
 			if err := errs[i]; err != nil {
 				if errors.Is(err, exchange.ErrForeignReferral) {
-					reject(batch[i].rec, err.Error())
+					reject(batch[i].rec, batch[i].pos, err.Error())
 					continue
 				}
 				if fatal == nil {
-					fatal = fmt.Errorf("%s: %w", batch[i].rec.Pos, err)
+					fatal = fmt.Errorf("%s: %w", batch[i].pos, err)
 				}
 				continue
 			}
@@ -219,6 +222,48 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		}
 		return nil
 	}
+	// take converts one referral (a record, or a ServiceRequest of a FHIR
+	// document) and queues it for the pipeline, or rejects it.
+	take := func(rec connectors.Record, pos string, fields mappings.Fields) error {
+		ref, err := m.Apply(fields)
+		if err != nil {
+			var re *mappings.RecordError
+			if errors.As(err, &re) {
+				var reasons []string
+				for _, p := range re.Problems {
+					reasons = append(reasons, p.String())
+				}
+				reject(rec, pos, reasons...)
+			} else {
+				reject(rec, pos, err.Error())
+			}
+			return nil
+		}
+		key := ref.SourceSystem + "\x00" + ref.RecordID
+		if first, dup := seen[key]; dup {
+			reject(rec, pos, "source.record_id: the same record id as "+first+": each record needs its own id")
+			return nil
+		}
+		bundle, err := mappings.Build(ref)
+		if err != nil {
+			reject(rec, pos, err.Error())
+			return nil
+		}
+		if issues := fhir.Validate(bundle); issues.HasErrors() {
+			var reasons []string
+			for _, is := range issues.Errors() {
+				reasons = append(reasons, "invalid bundle: "+is.String())
+			}
+			reject(rec, pos, reasons...)
+			return nil
+		}
+		seen[key] = pos
+		batch = append(batch, pending{rec: rec, pos: pos, bundle: bundle})
+		if len(batch) == ingestBatch {
+			return flush()
+		}
+		return nil
+	}
 	conv := &converter{m: m}
 	for _, in := range o.inputs {
 		f, err := os.Open(in)
@@ -235,61 +280,17 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
+			if err == nil {
+				err = ingestRecord(m, rec, &sum.Read, reject, take)
+			}
 			if err != nil {
 				src.Close()
 				f.Close()
-				return &exitError{code: exitInvalid, msg: err.Error()}
-			}
-			sum.Read++
-			if rec.Err != nil {
-				reason := rec.Err.Error()
-				var re *connectors.RecordError
-				if errors.As(rec.Err, &re) {
-					reason = re.Reason
-				}
-				reject(rec, reason)
-				continue
-			}
-			ref, err := m.Apply(fieldsOf(rec))
-			if err != nil {
-				var re *mappings.RecordError
-				if errors.As(err, &re) {
-					var reasons []string
-					for _, p := range re.Problems {
-						reasons = append(reasons, p.String())
-					}
-					reject(rec, reasons...)
-				} else {
-					reject(rec, err.Error())
-				}
-				continue
-			}
-			key := ref.SourceSystem + "\x00" + ref.RecordID
-			if first, dup := seen[key]; dup {
-				reject(rec, "source.record_id: the same record id as "+first+": each record needs its own id")
-				continue
-			}
-			bundle, err := mappings.Build(ref)
-			if err != nil {
-				reject(rec, err.Error())
-				continue
-			}
-			if issues := fhir.Validate(bundle); issues.HasErrors() {
-				var reasons []string
-				for _, is := range issues.Errors() {
-					reasons = append(reasons, "invalid bundle: "+is.String())
-				}
-				reject(rec, reasons...)
-				continue
-			}
-			seen[key] = rec.Pos.String()
-			batch = append(batch, pending{rec: rec, bundle: bundle})
-			if len(batch) == ingestBatch {
-				if err := flush(); err != nil {
-					src.Close()
-					f.Close()
+				var ee *exitError
+				if errors.As(err, &ee) {
 					return err
 				}
+				return &exitError{code: exitInvalid, msg: err.Error()}
 			}
 		}
 		// A file's records are committed before the next file is opened.
@@ -312,6 +313,42 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	}
 	if sum.Rejected > 0 {
 		return &exitError{code: exitInvalid}
+	}
+	return nil
+}
+
+// ingestRecord hands the referrals of one record to take: the record, or
+// each ServiceRequest of a FHIR document (as pathway convert reads them),
+// counting each in read; a record the source could not read is rejected.
+func ingestRecord(m *mappings.Mapping, rec connectors.Record, read *int, reject func(connectors.Record, string, ...string), take func(connectors.Record, string, mappings.Fields) error) error {
+	pos := rec.Pos.String()
+	if rec.Err != nil {
+		*read++
+		reason := rec.Err.Error()
+		var re *connectors.RecordError
+		if errors.As(rec.Err, &re) {
+			reason = re.Reason
+		}
+		reject(rec, pos, reason)
+		return nil
+	}
+	if m.Input.Format != mappings.FormatFHIR {
+		*read++
+		return take(rec, pos, fieldsOf(rec))
+	}
+	for _, fr := range mappings.FHIRRecords(rec.JSON) {
+		*read++
+		p := pos
+		if fr.Path != "" {
+			p += ":" + fr.Path
+		}
+		if fr.Err != nil {
+			reject(rec, p, reasonsOf(fr.Err)...)
+			continue
+		}
+		if err := take(rec, p, fr.Fields); err != nil {
+			return err
+		}
 	}
 	return nil
 }

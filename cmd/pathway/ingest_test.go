@@ -138,6 +138,36 @@ func TestIngestWorkerReferrals(t *testing.T) {
 // TestWorkerKilledMidBatch kills a worker process with SIGKILL while it
 // delivers, restarts it, and checks that every message is delivered, none
 // is lost, and only what was in flight at the kill is sent twice.
+// TestIngestFHIRDocument: pathway ingest takes each ServiceRequest of a
+// clinic's FHIR document as its own referral (as pathway convert does),
+// and rejects the ones that cannot convert by their path in the document.
+func TestIngestFHIRDocument(t *testing.T) {
+	cfg := networkConfig(t, "http://127.0.0.1:1/fhir", "http://127.0.0.1:2/fhir")
+	db := "sqlite://" + filepath.Join(t.TempDir(), "pathway.db")
+	rejects := filepath.Join(t.TempDir(), "rejects.ndjson")
+	doc := "../../testdata/mappings/fhir-referral-bundle.json"
+	code, out, errOut := runCmd(t, "", "ingest", "--config", cfg, "--database", db, "--mapping", "fhir-referral", "--source", "clinic-riverside", "--rejects", rejects, "--json", doc)
+	var sum ingestSummary
+	if code != 1 || json.Unmarshal([]byte(out), &sum) != nil {
+		t.Fatalf("ingest: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Two referrals convert: the social-prescribing one is routed to the
+	// community group (and withheld: no consent of the person yet), the
+	// high-risk one is unroutable; two are rejected on purpose.
+	if sum.Read != 4 || sum.Ingested != 2 || sum.Rejected != 2 || sum.Routed != 1 || sum.Unroutable != 1 || sum.Withheld != 1 {
+		t.Errorf("ingest summary %+v", sum)
+	}
+	data, err := os.ReadFile(rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{doc + ":Bundle.entry[7]", doc + ":Bundle.entry[8]"} {
+		if !strings.Contains(string(data), `"position":"`+want+`"`) {
+			t.Errorf("rejects do not name %s:\n%s", want, data)
+		}
+	}
+}
+
 func TestWorkerKilledMidBatch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: not building the binary")
