@@ -72,19 +72,28 @@ func (s *Store) inChunks(ctx context.Context, q querier, resourceType, col strin
 		n := min(len(vals), manyChunk)
 		chunk := vals[:n]
 		vals = vals[n:]
-		var sb strings.Builder
-		sb.WriteString(`SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ? AND ` + col + ` IN (`)
-		args := make([]any, 0, n+1)
-		args = append(args, resourceType)
-		for i, v := range chunk {
-			if i > 0 {
-				sb.WriteString(", ")
+		var (
+			query string
+			args  []any
+		)
+		if col == "id" {
+			query, args = s.idLookup(resourceColumns, resourceType, chunk, false)
+		} else {
+			var sb strings.Builder
+			sb.WriteString(`SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ? AND ` + col + ` IN (`)
+			args = make([]any, 0, n+1)
+			args = append(args, resourceType)
+			for i, v := range chunk {
+				if i > 0 {
+					sb.WriteString(", ")
+				}
+				sb.WriteString("?")
+				args = append(args, v)
 			}
-			sb.WriteString("?")
-			args = append(args, v)
+			sb.WriteString(")" + tail)
+			query = rebind(s.dialect, sb.String())
 		}
-		sb.WriteString(")" + tail)
-		rs, err := q.query(ctx, rebind(s.dialect, sb.String()), args...)
+		rs, err := q.query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -179,29 +188,14 @@ func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) 
 	if !validTypeName(resourceType) {
 		return nil, errors.New("heads: type is not a FHIR resource type name")
 	}
-	tail := ""
-	if s.dialect == DialectPostgres {
-		tail = " FOR UPDATE"
-	}
 	out := make(map[string]Head, len(ids))
 	vals := slices.Compact(slices.Sorted(slices.Values(ids)))
 	for len(vals) > 0 {
 		n := min(len(vals), manyChunk)
 		chunk := vals[:n]
 		vals = vals[n:]
-		var sb strings.Builder
-		sb.WriteString(`SELECT id, source, status, version, hash FROM resources WHERE resource_type = ? AND id IN (`)
-		args := make([]any, 0, n+1)
-		args = append(args, resourceType)
-		for i, v := range chunk {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("?")
-			args = append(args, v)
-		}
-		sb.WriteString(")" + tail)
-		rs, err := tx.q.query(ctx, rebind(s.dialect, sb.String()), args...)
+		query, args := s.idLookup("id, source, status, version, hash", resourceType, chunk, true)
+		rs, err := tx.q.query(ctx, query, args...)
 		if err != nil {
 			return nil, fmt.Errorf("heads: %w", err)
 		}
@@ -223,4 +217,33 @@ func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) 
 		}
 	}
 	return out, nil
+}
+
+// idLookup returns the statement and arguments reading cols of the
+// resources of one type with the given ids (lock: and locking their rows
+// on PostgreSQL, in the order of ids).
+//
+// On PostgreSQL the ids are one array, each id looked up through the
+// primary key in a LATERAL subquery that the planner cannot fold into a
+// join (FOR UPDATE, or OFFSET 0, keeps it apart). Written as id IN (...)
+// or as a join on unnest, the planner may read every row of the type
+// through resources_last_updated_idx instead and filter (it does on a
+// table loaded since its statistics were gathered, as a sync's first
+// pages are): 8.5 ms instead of 0.3 ms for 100 Tasks among 10,000, and
+// growing with the table. SQLite probes the key for each id of an IN list.
+func (s *Store) idLookup(cols, resourceType string, ids []string, lock bool) (string, []any) {
+	if s.dialect == DialectPostgres {
+		fence := " OFFSET 0"
+		if lock {
+			fence = " FOR UPDATE"
+		}
+		return `SELECT r.* FROM unnest($2::text[]) AS k(id), LATERAL (SELECT ` + cols +
+			` FROM resources WHERE resource_type = $1 AND id = k.id` + fence + `) AS r`, []any{resourceType, ids}
+	}
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, resourceType)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return `SELECT ` + cols + ` FROM resources WHERE resource_type = ? AND id IN (` + placeholders(len(ids)) + `)`, args
 }
