@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -83,11 +82,11 @@ func (b *postgresBackend) reader() querier { return pgxQuerier{b.pool} }
 func (b *postgresBackend) writer() querier { return pgxQuerier{b.pool} }
 
 func (b *postgresBackend) begin(ctx context.Context) (txHandle, error) {
-	tx, err := b.pool.Begin(ctx)
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return pgxTx{pgxQuerier{tx}, tx}, nil
+	return &pgxTx{conn: conn}, nil
 }
 
 func (b *postgresBackend) close() error {
@@ -126,11 +125,12 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::byt
 	return nil
 }
 
-// pgxQuerier adapts a pgx pool or transaction.
+// pgxQuerier adapts a pgx pool or connection.
 type pgxQuerier struct {
 	db interface {
 		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	}
 }
 
@@ -143,16 +143,129 @@ func (q pgxQuerier) query(ctx context.Context, query string, args ...any) (rows,
 	return q.db.Query(ctx, query, args...)
 }
 
-type pgxTx struct {
-	pgxQuerier
-	tx pgx.Tx
+// queryAfter sends before and query as one pipeline: one round trip
+// instead of one per statement. Outside a transaction, PostgreSQL runs a
+// pipeline as one implicit transaction.
+func (q pgxQuerier) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
+	if len(before) == 0 {
+		return q.query(ctx, query, args...)
+	}
+	b := &pgx.Batch{}
+	for _, st := range before {
+		b.Queue(st.sql, st.args...)
+	}
+	b.Queue(query, args...)
+	br := q.db.SendBatch(ctx, b)
+	for range before {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, err
+		}
+	}
+	rs, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rs, br: br}, nil
 }
 
-func (t pgxTx) commit(ctx context.Context) error { return t.tx.Commit(ctx) }
+// batchRows are the rows of a pipeline's last statement; closing them
+// ends the pipeline.
+type batchRows struct {
+	pgx.Rows
+	br  pgx.BatchResults
+	err error
+}
 
-func (t pgxTx) rollback(ctx context.Context) error {
-	if err := t.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	if r.br != nil {
+		r.err = r.br.Close()
+		r.br = nil
+	}
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
 		return err
 	}
+	return r.err
+}
+
+// pgxTx is a transaction on one connection of the pool. Its BEGIN is not
+// a round trip of its own: it goes with the transaction's first statement
+// in one pipeline (a transaction of a few statements, such as a Task
+// update, spends most of its time in round trips). A transaction that
+// sends nothing sends no BEGIN and no COMMIT either.
+type pgxTx struct {
+	conn  *pgxpool.Conn
+	begun bool
+}
+
+var beginStatement = []statement{{sql: "begin"}}
+
+func (t *pgxTx) q() pgxQuerier { return pgxQuerier{t.conn} }
+
+func (t *pgxTx) exec(ctx context.Context, query string, args ...any) error {
+	if !t.begun {
+		rs, err := t.queryAfter(ctx, nil, query, args...)
+		if err != nil {
+			return err
+		}
+		rs.Close()
+		return rs.Err()
+	}
+	return t.q().exec(ctx, query, args...)
+}
+
+func (t *pgxTx) query(ctx context.Context, query string, args ...any) (rows, error) {
+	return t.queryAfter(ctx, nil, query, args...)
+}
+
+func (t *pgxTx) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
+	if !t.begun {
+		t.begun = true
+		before = append(beginStatement[:1:1], before...)
+	}
+	return t.q().queryAfter(ctx, before, query, args...)
+}
+
+func (t *pgxTx) commit(ctx context.Context) error {
+	if t.conn == nil {
+		return pgx.ErrTxClosed
+	}
+	defer t.release()
+	if !t.begun {
+		return nil
+	}
+	tag, err := t.conn.Exec(ctx, "commit")
+	if err != nil {
+		return err
+	}
+	// A transaction a statement failed in ends in a rollback, which
+	// PostgreSQL reports as the COMMIT's tag (as pgx.Tx.Commit checks).
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
 	return nil
+}
+
+func (t *pgxTx) rollback(ctx context.Context) error {
+	if t.conn == nil {
+		return nil // committed, or rolled back already
+	}
+	defer t.release()
+	if !t.begun {
+		return nil
+	}
+	_, err := t.conn.Exec(ctx, "rollback")
+	return err
+}
+
+// release hands the connection back to the pool, which closes it rather
+// than reuse it if a failure left it inside the transaction.
+func (t *pgxTx) release() {
+	t.conn.Release()
+	t.conn = nil
 }

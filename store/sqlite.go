@@ -207,6 +207,15 @@ func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows,
 	return sqlRows{rs}, nil
 }
 
+func (q sqlQuerier) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
+	for _, st := range before {
+		if err := q.exec(ctx, st.sql, st.args...); err != nil {
+			return nil, err
+		}
+	}
+	return q.query(ctx, query, args...)
+}
+
 type sqlRows struct{ *sql.Rows }
 
 // Close closes the rows; their error, if any, is reported by Err.

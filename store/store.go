@@ -330,6 +330,16 @@ type txHandle interface {
 type querier interface {
 	exec(ctx context.Context, query string, args ...any) error
 	query(ctx context.Context, query string, args ...any) (rows, error)
+	// queryAfter runs the statements of before, in order, then query, and
+	// returns query's rows; the first error stops it. PostgreSQL gets them
+	// in one round trip (a pipeline); SQLite, in process, one by one.
+	queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error)
+}
+
+// statement is one statement of a pipeline, with its arguments.
+type statement struct {
+	sql  string
+	args []any
 }
 
 // rows is the part of *sql.Rows and pgx.Rows the store uses.
