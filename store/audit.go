@@ -90,6 +90,29 @@ const auditLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('pathway aud
 
 const auditSizeSQL = `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries`
 
+// auditHeadSQL reads the log's size (the first column of one row) and the
+// seq and nodes of the rows holding the roots of the perfect subtrees
+// covering it (the second and third columns of one row each); rows of
+// entry ids already logged can follow in the fourth. Each root row is
+// looked up by its seq: on PostgreSQL in a LATERAL subquery the planner
+// cannot turn into a scan of the growing table (OFFSET 0 keeps it apart).
+func auditHeadSQL(d Dialect) string {
+	if d == DialectPostgres {
+		return `WITH size AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM audit_entries)
+SELECT n, NULL::bigint, NULL::bytea, NULL::text FROM size
+UNION ALL
+SELECT NULL, e.seq, e.nodes, NULL FROM size, generate_series(0, 62) AS b,
+	LATERAL (SELECT seq, nodes FROM audit_entries WHERE seq = ((size.n >> b) << b) - 1 OFFSET 0) AS e
+WHERE (size.n >> b) & 1 = 1`
+	}
+	return `WITH RECURSIVE size(n) AS (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries),
+bits(b) AS (SELECT 0 UNION ALL SELECT b + 1 FROM bits WHERE b < 62)
+SELECT n, NULL, NULL, NULL FROM size
+UNION ALL
+SELECT NULL, e.seq, e.nodes, NULL FROM size, bits, audit_entries AS e
+WHERE (size.n >> bits.b) & 1 = 1 AND e.seq = ((size.n >> bits.b) << bits.b) - 1`
+}
+
 // AuditHead is what appending needs to know of the log: its size, and the
 // hashes of the perfect subtrees that cover it.
 type AuditHead struct {
@@ -108,43 +131,47 @@ type AuditHead struct {
 // fails with ErrAuditDuplicate, and the transaction stays usable.
 func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error) {
 	s := tx.s
+	var lock []statement
 	if s.dialect == DialectPostgres {
-		if err := tx.q.exec(ctx, auditLockSQL); err != nil {
-			return AuditHead{}, fmt.Errorf("locking audit log: %w", err)
-		}
+		lock = []statement{{sql: auditLockSQL}}
 	}
-	// The size, with the first ids to check in the same statement; then
-	// the rows holding the roots of the perfect subtrees covering [0, n):
-	// for each bit b set in n, the subtree ending at leaf ((n >> b) << b) - 1,
-	// whose root is that row's node at level b. The transaction is the
-	// sequencer, so nothing appends between the two.
+	// One statement reads the size, the rows holding the roots of the
+	// perfect subtrees covering [0, n) (for each bit b set in n, the
+	// subtree ending at leaf ((n >> b) << b) - 1, whose root is that row's
+	// node at level b) and the first ids to check; on PostgreSQL it goes
+	// with the lock in one round trip, and runs after it. The transaction
+	// is the sequencer, so nothing appends in between.
 	first, rest := newIDs[:min(len(newIDs), auditBatchRows)], newIDs[min(len(newIDs), auditBatchRows):]
-	query := `SELECT COALESCE(MAX(seq) + 1, 0), NULL FROM audit_entries`
+	query := s.sql.auditHead
 	args := make([]any, len(first))
 	if len(first) > 0 {
-		query += "\nUNION ALL SELECT NULL, entry_id FROM audit_entries WHERE entry_id IN (" + placeholders(len(first)) + ")"
+		query += "\nUNION ALL SELECT NULL, NULL, NULL, entry_id FROM audit_entries WHERE entry_id IN (" + placeholders(len(first)) + ")"
 		for i, id := range first {
 			args[i] = id
 		}
 	}
-	rs, err := tx.q.query(ctx, rebind(s.dialect, query), args...)
+	rs, err := tx.q.queryAfter(ctx, lock, rebind(s.dialect, query), args...)
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 	}
 	head := AuditHead{Size: -1}
 	var dup string
+	nodesOf := map[int64][]byte{}
 	for rs.Next() {
 		var (
-			n  *int64
-			id *string
+			n, seq *int64
+			nodes  []byte
+			id     *string
 		)
-		if err := rs.Scan(&n, &id); err != nil {
+		if err := rs.Scan(&n, &seq, &nodes, &id); err != nil {
 			rs.Close()
 			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 		}
 		switch {
 		case id != nil:
 			dup = *id
+		case seq != nil:
+			nodesOf[*seq] = nodes
 		case n != nil:
 			head.Size = *n
 		}
@@ -165,40 +192,11 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 			return AuditHead{}, err
 		}
 	}
-	if head.Size == 0 {
-		return head, nil
-	}
-	var bits []int // set bits of the size, largest first
-	var seqs []any
-	for b := 62; b >= 0; b-- {
-		if head.Size>>b&1 == 1 {
-			bits = append(bits, b)
-			seqs = append(seqs, (head.Size>>b)<<b-1)
+	for b := 62; b >= 0; b-- { // set bits of the size, largest first
+		if head.Size>>b&1 == 0 {
+			continue
 		}
-	}
-	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT seq, nodes FROM audit_entries WHERE seq IN (`+placeholders(len(seqs))+`)`), seqs...)
-	if err != nil {
-		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-	}
-	nodesOf := make(map[int64][]byte, len(seqs))
-	for rs.Next() {
-		var (
-			seq   int64
-			nodes []byte
-		)
-		if err := rs.Scan(&seq, &nodes); err != nil {
-			rs.Close()
-			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-		}
-		nodesOf[seq] = nodes
-	}
-	err = rs.Err()
-	rs.Close()
-	if err != nil {
-		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-	}
-	for i, b := range bits {
-		last := seqs[i].(int64)
+		last := (head.Size>>b)<<b - 1
 		nodes := nodesOf[last]
 		off := b * AuditHashSize
 		if off+AuditHashSize > len(nodes) {

@@ -198,6 +198,7 @@ type statements struct {
 	getVersion string
 	count      string
 	countAll   string
+	auditHead  string
 }
 
 // upsertTail is the conflict clause shared by single and multi-row upserts:
@@ -226,8 +227,9 @@ RETURNING version`),
 		getVersion: rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ? AND version = ?
 UNION ALL
 SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id = ? AND version = ?`),
-		count:    rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
-		countAll: `SELECT count(*) FROM resources`,
+		count:     rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
+		countAll:  `SELECT count(*) FROM resources`,
+		auditHead: auditHeadSQL(d),
 	}
 }
 
