@@ -156,8 +156,8 @@ func (q pgxQuerier) queryAfter(ctx context.Context, before []statement, query st
 	}
 	b.Queue(query, args...)
 	br := q.db.SendBatch(ctx, b)
-	for range before {
-		if _, err := br.Exec(); err != nil {
+	for _, st := range before {
+		if err := runBatched(br, st); err != nil {
 			br.Close()
 			return nil, err
 		}
@@ -168,6 +168,24 @@ func (q pgxQuerier) queryAfter(ctx context.Context, before []statement, query st
 		return nil, err
 	}
 	return &batchRows{Rows: rs, br: br}, nil
+}
+
+// runBatched reads the result of the pipeline's next statement st.
+func runBatched(br pgx.BatchResults, st statement) error {
+	if st.scan == nil {
+		_, err := br.Exec()
+		return err
+	}
+	rs, err := br.Query()
+	if err != nil {
+		return err
+	}
+	err = st.scan(rs)
+	rs.Close()
+	if err != nil {
+		return err
+	}
+	return rs.Err()
 }
 
 // batchRows are the rows of a pipeline's last statement; closing them

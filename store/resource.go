@@ -199,6 +199,11 @@ type statements struct {
 	count      string
 	countAll   string
 	auditHead  string
+	// lockRow reads the current version as get does, locking its row on
+	// PostgreSQL; update writes a new version of it if it is still at a
+	// given version and its content differs (Tx.Update).
+	lockRow string
+	update  string
 }
 
 // upsertTail is the conflict clause shared by single and multi-row upserts:
@@ -230,7 +235,21 @@ SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id 
 		count:     rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
 		countAll:  `SELECT count(*) FROM resources`,
 		auditHead: auditHeadSQL(d),
+		lockRow:   rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ?`+lockTail(d)),
+		update: rebind(d, `UPDATE resources SET version = version + 1, last_updated = ?, source = ?, format = ?, data = ?, hash = ?,
+	patient = ?, status = ?, owner = ?, requester = ?
+WHERE resource_type = ? AND id = ? AND version = ? AND (hash <> ? OR format <> ?)
+RETURNING version`),
 	}
+}
+
+// lockTail locks the rows a SELECT reads until the transaction ends, on
+// PostgreSQL; a SQLite transaction holds the database's write lock already.
+func lockTail(d Dialect) string {
+	if d == DialectPostgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // timeArg encodes a time as the dialect stores it.
@@ -260,6 +279,60 @@ func (s *Store) put(ctx context.Context, q querier, r Resource) (Resource, error
 		return Resource{}, fmt.Errorf("putting resource %s: reading unchanged version: %w", r.Ref(), err)
 	}
 	return cur, nil
+}
+
+// Update writes r as Put does, provided the current version of r is
+// version: otherwise it writes nothing and returns an error wrapping
+// ErrConflict, or ErrNotFound when r is not stored. As with Put, content
+// the same as the current version's writes nothing and returns that
+// version. The row stays locked (PostgreSQL) until the transaction ends,
+// and reading it and writing it are one round trip.
+func (tx *Tx) Update(ctx context.Context, r Resource, version int64) (Resource, error) {
+	s := tx.s
+	if err := checkResource(&r); err != nil {
+		return Resource{}, fmt.Errorf("updating resource: %w", err)
+	}
+	stamp(&r, s.clock())
+	var (
+		cur   Resource
+		found bool
+	)
+	// The row is locked before the UPDATE runs (a pipeline runs in
+	// order), so the UPDATE finds the version read here.
+	lock := statement{sql: s.sql.lockRow, args: []any{r.Type, r.ID}, scan: func(rs rows) error {
+		if !rs.Next() {
+			return nil
+		}
+		var err error
+		cur, err = scanResource(rs)
+		found = err == nil
+		return err
+	}}
+	rs, err := tx.q.queryAfter(ctx, []statement{lock}, s.sql.update,
+		s.timeArg(r.LastUpdated), r.Source, r.Format, r.Data, r.Hash[:], r.Patient, r.Status, r.Owner, r.Requester,
+		r.Type, r.ID, version, r.Hash[:], r.Format)
+	if err != nil {
+		return Resource{}, fmt.Errorf("updating resource %s: %w", r.Ref(), err)
+	}
+	written := rs.Next()
+	if written {
+		err = rs.Scan(&r.Version)
+	}
+	rs.Close()
+	if err == nil {
+		err = rs.Err()
+	}
+	switch {
+	case err != nil:
+		return Resource{}, fmt.Errorf("updating resource %s: %w", r.Ref(), err)
+	case !found:
+		return Resource{}, fmt.Errorf("updating resource %s: %w", r.Ref(), ErrNotFound)
+	case cur.Version != version:
+		return Resource{}, fmt.Errorf("updating resource %s: at version %d, not %d: %w", r.Ref(), cur.Version, version, ErrConflict)
+	case written:
+		return r, nil
+	}
+	return cur, nil // the same content
 }
 
 // upsertOne runs the single-row upsert. written is false when the stored

@@ -209,7 +209,22 @@ func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows,
 
 func (q sqlQuerier) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
 	for _, st := range before {
-		if err := q.exec(ctx, st.sql, st.args...); err != nil {
+		if st.scan == nil {
+			if err := q.exec(ctx, st.sql, st.args...); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rs, err := q.query(ctx, st.sql, st.args...)
+		if err != nil {
+			return nil, err
+		}
+		err = st.scan(rs)
+		rs.Close()
+		if err == nil {
+			err = rs.Err()
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -16,6 +16,10 @@ import (
 // not exist. Test for it with errors.Is.
 var ErrNotFound = errors.New("not found")
 
+// ErrConflict is returned (wrapped) by Tx.Update when the resource is not
+// at the version the caller changed.
+var ErrConflict = errors.New("version conflict")
+
 // ErrClosed is returned (wrapped) by every operation on a Store after Close.
 var ErrClosed = errors.New("store closed")
 
@@ -340,6 +344,9 @@ type querier interface {
 type statement struct {
 	sql  string
 	args []any
+	// scan, when set, reads the statement's rows (before the rows are
+	// closed); otherwise they are discarded.
+	scan func(rows) error
 }
 
 // rows is the part of *sql.Rows and pgx.Rows the store uses.

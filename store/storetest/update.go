@@ -1,0 +1,139 @@
+package storetest
+
+import (
+	"errors"
+	"sync"
+	"time"
+	"testing"
+
+	"github.com/pathway-fhir/pathway/store"
+)
+
+func init() {
+	cases = append(cases, []struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{
+		{"TxUpdate", testTxUpdate},
+		{"TxUpdateConcurrent", testTxUpdateConcurrent},
+	}...)
+}
+
+// update runs Tx.Update in a transaction of its own, which rolls back on
+// an error.
+func update(t *testing.T, s *store.Store, r store.Resource, version int64) (store.Resource, error) {
+	t.Helper()
+	var got store.Resource
+	err := s.WithTx(t.Context(), func(tx *store.Tx) error {
+		var err error
+		got, err = tx.Update(t.Context(), r, version)
+		return err
+	})
+	return got, err
+}
+
+func testTxUpdate(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ctx := t.Context()
+	v1 := mustPut(t, s, task("t1", 1))
+	clock.Advance(time.Second)
+
+	// At the version given: a new version, the one before kept.
+	in := task("t1", 2)
+	in.Status, in.Owner = "accepted", "Organization/clinic-b"
+	v2, err := update(t, s, in, 1)
+	if err != nil {
+		t.Fatalf("Update at the current version: %v", err)
+	}
+	if v2.Version != 2 || !v2.LastUpdated.Equal(clock.Now().UTC().Truncate(time.Microsecond)) || v2.Status != "accepted" {
+		t.Errorf("Update returned %+v, want version 2 stamped now", v2)
+	}
+	cur, err := s.Get(ctx, "Task", "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same(t, "current after Update", cur, v2)
+	old, err := s.GetVersion(ctx, "Task", "t1", 1)
+	if err != nil {
+		t.Fatalf("version 1 after Update: %v", err)
+	}
+	same(t, "version 1 after Update", old, v1)
+
+	// At another version: a conflict, nothing written.
+	if _, err := update(t, s, task("t1", 3), 1); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Update at a stale version: %v, want ErrConflict", err)
+	}
+	if cur, _ := s.Get(ctx, "Task", "t1"); cur.Version != 2 {
+		t.Errorf("after a conflict the Task is at version %d, want 2", cur.Version)
+	}
+
+	// The same content: no new version, the stored one returned.
+	clock.Advance(time.Second)
+	same2, err := update(t, s, in, 2)
+	if err != nil {
+		t.Fatalf("Update with the same content: %v", err)
+	}
+	same(t, "Update with the same content", same2, v2)
+
+	// Not stored.
+	if _, err := update(t, s, task("missing", 1), 1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Update of a resource not stored: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, "Task", "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Update created the resource it did not find: %v", err)
+	}
+	bad := task("t1", 4)
+	bad.Data = nil
+	if _, err := update(t, s, bad, 2); err == nil {
+		t.Error("Update accepted a resource without data")
+	}
+}
+
+// Writers that each read the current version and update from it: every
+// update lands on the version it read or fails with ErrConflict, so no
+// version is handed out twice and none is lost.
+func testTxUpdateConcurrent(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ctx := t.Context()
+	mustPut(t, s, task("shared", 0))
+	const writers, each = 4, 10
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		versions = map[int64]bool{}
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; i < each; {
+				cur, err := s.Get(ctx, "Task", "shared")
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				got, err := update(t, s, task("shared", 1+w*100+i), cur.Version)
+				if errors.Is(err, store.ErrConflict) {
+					continue // another writer was first: read again
+				}
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				mu.Lock()
+				if got.Version != cur.Version+1 || versions[got.Version] {
+					t.Errorf("writer %d updated version %d to %d (handed out before: %v)", w, cur.Version, got.Version, versions[got.Version])
+				}
+				versions[got.Version] = true
+				mu.Unlock()
+				i++
+			}
+		})
+	}
+	wg.Wait()
+	cur, err := s.Get(ctx, "Task", "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Version != 1+writers*each {
+		t.Errorf("final version %d, want %d", cur.Version, 1+writers*each)
+	}
+}
