@@ -465,15 +465,32 @@ func (s *Store) queryOne(ctx context.Context, q querier, query string, args ...a
 }
 
 func (s *Store) search(ctx context.Context, q querier, sq Query) ([]Resource, error) {
+	query, args, err := s.searchSQL(sq)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+	}
+	out, err := scanResources(rs)
+	if err != nil {
+		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+	}
+	return out, nil
+}
+
+// searchSQL is the statement and arguments of a search.
+func (s *Store) searchSQL(sq Query) (string, []any, error) {
 	if !validTypeName(sq.Type) {
-		return nil, errors.New("searching resources: query type is not a FHIR resource type name")
+		return "", nil, errors.New("searching resources: query type is not a FHIR resource type name")
 	}
 	limit := sq.Limit
 	switch {
 	case limit == 0:
 		limit = DefaultSearchLimit
 	case limit < 0 || limit > MaxSearchLimit:
-		return nil, fmt.Errorf("searching %s resources: limit %d is outside 1 to %d", sq.Type, sq.Limit, MaxSearchLimit)
+		return "", nil, fmt.Errorf("searching %s resources: limit %d is outside 1 to %d", sq.Type, sq.Limit, MaxSearchLimit)
 	}
 	query := `SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ?`
 	args := []any{sq.Type}
@@ -498,24 +515,58 @@ func (s *Store) search(ctx context.Context, q querier, sq Query) ([]Resource, er
 	}
 	query += ` ORDER BY id LIMIT ?`
 	args = append(args, limit)
+	return rebind(s.dialect, query), args, nil
+}
 
-	rs, err := q.query(ctx, rebind(s.dialect, query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
-	}
+// scanResources reads every row of rs (resourceColumns) and closes it.
+func scanResources(rs rows) ([]Resource, error) {
 	defer rs.Close()
 	var out []Resource
 	for rs.Next() {
 		r, err := scanResource(rs)
 		if err != nil {
-			return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+			return nil, err
 		}
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+		return nil, err
 	}
 	return out, nil
+}
+
+// GetAndSearch returns what Get(resourceType, id) and Search(q) return,
+// read in one round trip on PostgreSQL (the two queries in one pipeline):
+// a resource and the resources about it, such as a patient and its
+// consents. found is false when the resource is not stored.
+func (s *Store) GetAndSearch(ctx context.Context, resourceType, id string, q Query) (r Resource, found bool, rs []Resource, err error) {
+	if err := s.checkOpen(); err != nil {
+		return Resource{}, false, nil, fmt.Errorf("getting resource: %w", err)
+	}
+	if err := checkKey(resourceType, id); err != nil {
+		return Resource{}, false, nil, fmt.Errorf("getting resource: %w", err)
+	}
+	query, args, err := s.searchSQL(q)
+	if err != nil {
+		return Resource{}, false, nil, err
+	}
+	get := statement{sql: s.sql.get, args: []any{resourceType, id}, scan: func(rs rows) error {
+		if !rs.Next() {
+			return nil
+		}
+		var err error
+		r, err = scanResource(rs)
+		found = err == nil
+		return err
+	}}
+	res, err := s.be.reader().queryAfter(ctx, []statement{get}, query, args...)
+	if err == nil {
+		rs, err = scanResources(res)
+	}
+	if err != nil {
+		return Resource{}, false, nil, fmt.Errorf("getting resource %s/%s and searching %s resources: %w", resourceType, id, q.Type, err)
+	}
+	return r, found, rs, nil
 }
 
 func (s *Store) count(ctx context.Context, q querier, resourceType string) (int64, error) {

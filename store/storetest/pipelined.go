@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 	"testing"
@@ -16,6 +17,7 @@ func init() {
 	}{
 		{"TxUpdate", testTxUpdate},
 		{"TxUpdateConcurrent", testTxUpdateConcurrent},
+		{"GetAndSearch", testGetAndSearch},
 	}...)
 }
 
@@ -135,5 +137,43 @@ func testTxUpdateConcurrent(t *testing.T, newURL NewURL) {
 	}
 	if cur.Version != 1+writers*each {
 		t.Errorf("final version %d, want %d", cur.Version, 1+writers*each)
+	}
+}
+
+// GetAndSearch returns what Get and Search return.
+func testGetAndSearch(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ctx := t.Context()
+	for i := range 3 {
+		mustPut(t, s, task(fmt.Sprint("t", i), 1))
+	}
+	pt := mustPut(t, s, store.Resource{Type: "Patient", ID: "p-t1", Source: "ngo-a", Format: "json", Data: []byte(`{"resourceType":"Patient"}`), Patient: "Patient/p-t1"})
+	q := store.Query{Type: "Task", Patient: "Patient/p-t1"}
+	want, err := s.Search(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, found, rs, err := s.GetAndSearch(ctx, "Patient", "p-t1", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatal("GetAndSearch did not find the Patient")
+	}
+	same(t, "GetAndSearch's resource", r, pt)
+	if len(rs) != len(want) || len(rs) != 1 {
+		t.Fatalf("GetAndSearch found %d, Search %d, want 1", len(rs), len(want))
+	}
+	same(t, "GetAndSearch's search", rs[0], want[0])
+
+	r, found, rs, err = s.GetAndSearch(ctx, "Patient", "missing", store.Query{Type: "Task"})
+	if err != nil || found || len(rs) != 3 {
+		t.Errorf("GetAndSearch of a missing resource = %+v, %v, %d results, %v; want not found, 3 results", r, found, len(rs), err)
+	}
+	if _, _, _, err := s.GetAndSearch(ctx, "Patient", "p-t1", store.Query{Type: "Task", Limit: store.MaxSearchLimit + 1}); err == nil {
+		t.Error("GetAndSearch accepted a limit over the maximum")
+	}
+	if _, _, _, err := s.GetAndSearch(ctx, "not a type", "p-t1", q); err == nil {
+		t.Error("GetAndSearch accepted an invalid type")
 	}
 }
