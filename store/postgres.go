@@ -94,15 +94,19 @@ func (b *postgresBackend) close() error {
 	return nil
 }
 
-// postgresUpsertMany writes rs with one statement per postgresBatchRows rows,
-// each passing its columns as arrays to unnest: one statement text whatever
-// the batch size. The history trigger keeps the versions the statement
-// replaces in one INSERT ... SELECT per statement.
-func (s *Store) postgresUpsertMany(ctx context.Context, q querier, rs []Resource, at time.Time) error {
-	const query = `INSERT INTO resources (` + resourceColumns + `)
+// postgresUpsertSQL writes rows passed as arrays, one per column, to
+// unnest: one statement text whatever the number of rows. The history
+// trigger keeps the versions the statement replaces in one INSERT ...
+// SELECT per statement.
+const postgresUpsertSQL = `INSERT INTO resources (` + resourceColumns + `)
 SELECT t.resource_type, t.id, 1, $1, t.source, t.format, t.data, t.hash, t.patient, t.status, t.owner, t.requester
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[])
 	AS t(resource_type, id, source, format, data, hash, patient, status, owner, requester)` + upsertTail
+
+// postgresUpserts returns the statements writing rs, one per
+// postgresBatchRows rows.
+func postgresUpserts(rs []Resource, at time.Time) []statement {
+	var out []statement
 	for len(rs) > 0 {
 		n := min(len(rs), postgresBatchRows)
 		chunk := rs[:n]
@@ -118,11 +122,9 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::byt
 			data[i], hashes[i] = r.Data, r.Hash[:]
 			patients[i], statuses[i], owners[i], request[i] = r.Patient, r.Status, r.Owner, r.Requester
 		}
-		if err := q.exec(ctx, query, at, types, ids, sources, formats, data, hashes, patients, statuses, owners, request); err != nil {
-			return err
-		}
+		out = append(out, statement{sql: postgresUpsertSQL, args: []any{at, types, ids, sources, formats, data, hashes, patients, statuses, owners, request}})
 	}
-	return nil
+	return out
 }
 
 // pgxQuerier adapts a pgx pool or connection.

@@ -370,21 +370,45 @@ func (s *Store) putBatch(ctx context.Context, q querier, rs []Resource) error {
 		stamp(&r, at)
 		batch[i] = r
 	}
-	for _, round := range splitRounds(batch) {
-		var err error
-		switch s.dialect {
-		case DialectSQLite:
-			err = s.sqliteUpsertMany(ctx, q, round)
-		case DialectPostgres:
-			err = s.postgresUpsertMany(ctx, q, round, at)
-		default:
-			err = fmt.Errorf("unhandled dialect %q", s.dialect)
+	rounds := splitRounds(batch)
+	var err error
+	switch s.dialect {
+	case DialectSQLite:
+		for _, round := range rounds {
+			if err = s.sqliteUpsertMany(ctx, q, round); err != nil {
+				break
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("putting batch of %d resources: %w", len(rs), err)
+	case DialectPostgres:
+		// All rounds in one pipeline: a batch holding many versions of
+		// one resource (the decided bundle of a page's changes, say) is
+		// one round trip, not one per version.
+		var stmts []statement
+		for _, round := range rounds {
+			stmts = append(stmts, postgresUpserts(round, at)...)
 		}
+		err = execAll(ctx, q, stmts)
+	default:
+		err = fmt.Errorf("unhandled dialect %q", s.dialect)
+	}
+	if err != nil {
+		return fmt.Errorf("putting batch of %d resources: %w", len(rs), err)
 	}
 	return nil
+}
+
+// execAll runs stmts in order, in one round trip on PostgreSQL.
+func execAll(ctx context.Context, q querier, stmts []statement) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	last := stmts[len(stmts)-1]
+	rs, err := q.queryAfter(ctx, stmts[:len(stmts)-1], last.sql, last.args...)
+	if err != nil {
+		return err
+	}
+	rs.Close()
+	return rs.Err()
 }
 
 // splitRounds splits a batch so that no round holds the same type/id twice
