@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The audit log's storage: the rows of package audit's Merkle log and its
@@ -238,7 +240,10 @@ func auditSize(ctx context.Context, q querier) (int64, error) {
 // sequence stays gapless whatever happens. Every record needs an entry id,
 // a kind, data, a time, and exactly AuditNodeCount(Seq) node hashes of
 // AuditHashSize bytes. An entry id twice in recs fails with
-// ErrAuditDuplicate before anything is written.
+// ErrAuditDuplicate before anything is written. On PostgreSQL the rows go
+// with the transaction's next statement or its commit (one round trip
+// less), so a log that does not continue fails that statement or the
+// commit, with the same message.
 func (tx *Tx) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -268,7 +273,12 @@ func (tx *Tx) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 		case DialectSQLite:
 			n, err = s.sqliteInsertAudit(ctx, tx.q, chunk)
 		case DialectPostgres:
-			n, err = s.postgresInsertAudit(ctx, tx.q, chunk)
+			// Sent with the transaction's next statement or its commit
+			// (the entries are mostly the last write of a transaction):
+			// one round trip less. It fails there if the log does not
+			// end where the chunk begins.
+			err = tx.q.execLater(ctx, postgresInsertAudit(chunk))
+			n = len(chunk)
 		default:
 			err = fmt.Errorf("unhandled dialect %q", s.dialect)
 		}
@@ -380,13 +390,15 @@ func (s *Store) sqliteInsertAudit(ctx context.Context, q querier, recs []AuditRe
 	return countRows(rs)
 }
 
-// postgresInsertAudit inserts recs if the log ends just before recs[0], and
-// returns how many rows it inserted.
-func (s *Store) postgresInsertAudit(ctx context.Context, q querier, recs []AuditRecord) (int, error) {
+// postgresInsertAudit is the statement inserting recs if the log ends just
+// before recs[0]. Otherwise it fails: the first sequence number becomes -1,
+// which the table's check on seq refuses (the statement may run after the
+// call that made it, so it cannot report a count to check).
+func postgresInsertAudit(recs []AuditRecord) statement {
 	const query = `INSERT INTO audit_entries (seq, entry_id, exchange, kind, recorded_at, data, nodes)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::bytea[])
-WHERE (` + auditSizeSQL + `) = $8
-RETURNING seq`
+SELECT CASE WHEN (` + auditSizeSQL + `) = $8 THEN t.seq ELSE -1 END, t.entry_id, t.exchange, t.kind, t.recorded_at, t.data, t.nodes
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::bytea[])
+	AS t(seq, entry_id, exchange, kind, recorded_at, data, nodes)`
 	n := len(recs)
 	seqs, times := make([]int64, n), make([]time.Time, n)
 	ids, exchanges, kinds := make([]string, n), make([]string, n), make([]string, n)
@@ -396,11 +408,14 @@ RETURNING seq`
 		seqs[i], ids[i], exchanges[i], kinds[i], times[i] = r.Seq, r.EntryID, r.Exchange, r.Kind, normTime(r.Time)
 		data[i], nodes[i] = r.Data, bytes.Join(r.Nodes, nil)
 	}
-	rs, err := q.query(ctx, query, seqs, ids, exchanges, kinds, times, data, nodes, recs[0].Seq)
-	if err != nil {
-		return 0, err
-	}
-	return countRows(rs)
+	first, last := recs[0].Seq, recs[n-1].Seq
+	return statement{sql: query, args: []any{seqs, ids, exchanges, kinds, times, data, nodes, first}, fail: func(err error) error {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.ConstraintName == "audit_entries_seq_check" {
+			return fmt.Errorf("appending audit entries: entry %d does not continue the log", first)
+		}
+		return fmt.Errorf("appending audit entries %d to %d: %w", first, last, err)
+	}}
 }
 
 // AuditNodes returns the stored hashes of the nodes ids, in order, as the

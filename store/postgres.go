@@ -161,7 +161,7 @@ func (q pgxQuerier) queryAfter(ctx context.Context, before []statement, query st
 	for _, st := range before {
 		if err := runBatched(br, st); err != nil {
 			br.Close()
-			return nil, err
+			return nil, st.failed(err)
 		}
 	}
 	rs, err := br.Query()
@@ -170,6 +170,13 @@ func (q pgxQuerier) queryAfter(ctx context.Context, before []statement, query st
 		return nil, err
 	}
 	return &batchRows{Rows: rs, br: br}, nil
+}
+
+func (q pgxQuerier) execLater(ctx context.Context, st statement) error {
+	if err := q.exec(ctx, st.sql, st.args...); err != nil {
+		return st.failed(err)
+	}
+	return nil
 }
 
 // runBatched reads the result of the pipeline's next statement st.
@@ -216,19 +223,21 @@ func (r *batchRows) Err() error {
 // pgxTx is a transaction on one connection of the pool. Its BEGIN is not
 // a round trip of its own: it goes with the transaction's first statement
 // in one pipeline (a transaction of a few statements, such as a Task
-// update, spends most of its time in round trips). A transaction that
-// sends nothing sends no BEGIN and no COMMIT either.
+// update, spends most of its time in round trips), and so do statements
+// run later (execLater) with the statement or the COMMIT after them. A
+// transaction that sends nothing sends no BEGIN and no COMMIT either.
 type pgxTx struct {
-	conn  *pgxpool.Conn
-	begun bool
+	conn    *pgxpool.Conn
+	begun   bool
+	pending []statement // execLater's, in order
 }
 
-var beginStatement = []statement{{sql: "begin"}}
+var beginStatement = statement{sql: "begin"}
 
 func (t *pgxTx) q() pgxQuerier { return pgxQuerier{t.conn} }
 
 func (t *pgxTx) exec(ctx context.Context, query string, args ...any) error {
-	if !t.begun {
+	if !t.begun || len(t.pending) > 0 {
 		rs, err := t.queryAfter(ctx, nil, query, args...)
 		if err != nil {
 			return err
@@ -244,11 +253,22 @@ func (t *pgxTx) query(ctx context.Context, query string, args ...any) (rows, err
 }
 
 func (t *pgxTx) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
-	if !t.begun {
-		t.begun = true
-		before = append(beginStatement[:1:1], before...)
+	if !t.begun || len(t.pending) > 0 {
+		pre := make([]statement, 0, 1+len(t.pending)+len(before))
+		if !t.begun {
+			t.begun = true
+			pre = append(pre, beginStatement)
+		}
+		pre = append(pre, t.pending...)
+		t.pending = nil
+		before = append(pre, before...)
 	}
 	return t.q().queryAfter(ctx, before, query, args...)
+}
+
+func (t *pgxTx) execLater(_ context.Context, st statement) error {
+	t.pending = append(t.pending, st)
+	return nil
 }
 
 func (t *pgxTx) commit(ctx context.Context) error {
@@ -256,12 +276,27 @@ func (t *pgxTx) commit(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	defer t.release()
-	if !t.begun {
+	if !t.begun && len(t.pending) == 0 {
 		return nil
 	}
-	tag, err := t.conn.Exec(ctx, "commit")
-	if err != nil {
-		return err
+	var tag pgconn.CommandTag
+	if len(t.pending) > 0 {
+		rs, err := t.queryAfter(ctx, nil, "commit")
+		if err == nil {
+			rs.Close()
+			err = rs.Err()
+		}
+		if err != nil {
+			// A statement before the COMMIT failed: the COMMIT did not run.
+			t.conn.Exec(ctx, "rollback")
+			return err
+		}
+		tag = rs.(*batchRows).CommandTag()
+	} else {
+		var err error
+		if tag, err = t.conn.Exec(ctx, "commit"); err != nil {
+			return err
+		}
 	}
 	// A transaction a statement failed in ends in a rollback, which
 	// PostgreSQL reports as the COMMIT's tag (as pgx.Tx.Commit checks).
@@ -276,6 +311,7 @@ func (t *pgxTx) rollback(ctx context.Context) error {
 		return nil // committed, or rolled back already
 	}
 	defer t.release()
+	t.pending = nil
 	if !t.begun {
 		return nil
 	}

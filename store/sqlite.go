@@ -231,6 +231,13 @@ func (q sqlQuerier) queryAfter(ctx context.Context, before []statement, query st
 	return q.query(ctx, query, args...)
 }
 
+func (q sqlQuerier) execLater(ctx context.Context, st statement) error {
+	if err := q.exec(ctx, st.sql, st.args...); err != nil {
+		return st.failed(err)
+	}
+	return nil
+}
+
 type sqlRows struct{ *sql.Rows }
 
 // Close closes the rows; their error, if any, is reported by Err.

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ func init() {
 		{"TxUpdate", testTxUpdate},
 		{"TxUpdateConcurrent", testTxUpdateConcurrent},
 		{"GetAndSearch", testGetAndSearch},
+		{"AuditAppendNotContinuing", testAuditAppendNotContinuing},
 	}...)
 }
 
@@ -175,5 +177,31 @@ func testGetAndSearch(t *testing.T, newURL NewURL) {
 	}
 	if _, _, _, err := s.GetAndSearch(ctx, "not a type", "p-t1", q); err == nil {
 		t.Error("GetAndSearch accepted an invalid type")
+	}
+}
+
+// An append that does not continue the log fails its transaction, with
+// what the transaction wrote, also where the rows go with the commit
+// (PostgreSQL).
+func testAuditAppendNotContinuing(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ctx := t.Context()
+	appendAudit(t, s, 2, clock.Now())
+	for _, seq := range []int64{1, 3} { // taken; leaving a gap
+		err := s.WithTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Put(ctx, task("t1", 1)); err != nil {
+				return err
+			}
+			return tx.AppendAudit(ctx, []store.AuditRecord{auditRecord(seq, clock.Now())})
+		})
+		if err == nil || !strings.Contains(err.Error(), "does not continue the log") {
+			t.Errorf("appending entry %d to a log of 2: %v, want an error saying it does not continue the log", seq, err)
+		}
+	}
+	if n, err := s.AuditSize(ctx); err != nil || n != 2 {
+		t.Errorf("AuditSize = %d, %v; want 2", n, err)
+	}
+	if _, err := s.Get(ctx, "Task", "t1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the transaction's write was kept: %v", err)
 	}
 }
