@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -133,38 +134,55 @@ func (tx *Tx) AdvanceSync(ctx context.Context, partner string, watermark time.Ti
 		}
 	}
 	watermark = normTime(watermark)
-	cur, err := s.syncState(ctx, tx.q, partner)
-	if err != nil {
-		return err
-	}
-	if !cur.Watermark.IsZero() && watermark.Before(cur.Watermark) {
-		return nil
-	}
-	var all []string
-	if watermark.Equal(cur.Watermark) {
-		all = slices.Clone(cur.AtWatermark)
-	}
-	// A set: thousands of ids can share one instant (a batch the
-	// partner wrote at once).
-	have := make(map[string]bool, len(all)+len(ids))
-	for _, id := range all {
-		have[id] = true
-	}
-	for _, id := range ids {
-		if !have[id] {
-			have[id] = true
-			all = append(all, id)
-		}
-	}
-	slices.Sort(all)
-	err = tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO sync_state (partner, watermark, at_watermark, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (partner) DO UPDATE SET watermark = excluded.watermark, at_watermark = excluded.at_watermark, updated_at = excluded.updated_at
-WHERE excluded.watermark >= sync_state.watermark`),
-		partner, s.timeArg(watermark), strings.Join(all, " "), s.timeArg(s.clock()))
+	// The partner's row is locked (PostgreSQL) until the transaction ends,
+	// so that two syncs of one partner add their ids in turn.
+	var cur time.Time
+	rs, err := tx.q.query(ctx, rebind(s.dialect, `SELECT watermark FROM sync_state WHERE partner = ?`+lockTail(s.dialect)), partner)
 	if err != nil {
 		return fmt.Errorf("advancing sync state of %s: %w", partner, err)
 	}
+	if rs.Next() {
+		var wm timeValue
+		err = rs.Scan(&wm)
+		cur = wm.t
+	}
+	rs.Close()
+	if err == nil {
+		err = rs.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("advancing sync state of %s: %w", partner, err)
+	}
+	if !cur.IsZero() && watermark.Before(cur) {
+		return nil
+	}
+	// The same watermark adds its ids to those kept; a newer one replaces
+	// them. Only this page's ids are written, not all those of the instant.
+	var stmts []statement
+	if !watermark.Equal(cur) {
+		stmts = append(stmts, statement{sql: rebind(s.dialect, `DELETE FROM sync_at_watermark WHERE partner = ?`), args: []any{partner}})
+	}
+	if len(ids) > 0 {
+		cond, arg := s.valuesOf(ids)
+		stmts = append(stmts, statement{sql: rebind(s.dialect, `INSERT INTO sync_at_watermark (partner, id) SELECT DISTINCT ?, `+cond+` ON CONFLICT DO NOTHING`), args: []any{partner, arg}})
+	}
+	stmts = append(stmts, statement{sql: rebind(s.dialect, `INSERT INTO sync_state (partner, watermark, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (partner) DO UPDATE SET watermark = excluded.watermark, updated_at = excluded.updated_at
+WHERE excluded.watermark >= sync_state.watermark`), args: []any{partner, s.timeArg(watermark), s.timeArg(s.clock())}})
+	if err := execAll(ctx, tx.q, stmts); err != nil {
+		return fmt.Errorf("advancing sync state of %s: %w", partner, err)
+	}
 	return nil
+}
+
+// valuesOf returns the select list and FROM clause yielding vals as rows
+// of one column, with ? for its one argument, and that argument.
+func (s *Store) valuesOf(vals []string) (string, any) {
+	if s.dialect == DialectPostgres {
+		return "v FROM unnest(?::text[]) AS v", vals
+	}
+	b, _ := json.Marshal(vals)
+	return "value FROM json_each(?) WHERE true", string(b)
 }
 
 // SyncState reads a partner's sync state inside the transaction.
