@@ -118,25 +118,10 @@ func keep(ctx context.Context, tx *store.Tx, typ, id, format, patient string, da
 // order, with one read of their heads and one batch write: a bundle whose
 // bytes are those of its current version keeps that version, any other
 // gets the next one (as the store's upsert numbers them; kept bundles are
-// always FHIR JSON). Two records of one bundle id are kept one by one.
+// always FHIR JSON). Records of one bundle id (the Tasks of a page that
+// have no focus share one) make successive versions of it, which the
+// batch writes in order.
 func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]audit.Input, error) {
-	keys := make([]string, len(recs))
-	seen := make(map[string]bool, len(recs))
-	for i, rec := range recs {
-		keys[i] = "Bundle/" + rec.DecidedID
-		if seen[keys[i]] {
-			ins := make([]audit.Input, len(recs))
-			for j, rec := range recs {
-				in, err := keep(ctx, tx, "Bundle", rec.DecidedID, FormatJSON, rec.Patient, rec.Decided)
-				if err != nil {
-					return nil, err
-				}
-				ins[j] = in
-			}
-			return ins, nil
-		}
-		seen[keys[i]] = true
-	}
 	// The rows are locked (PostgreSQL) so that the versions read are still
 	// the current ones when the batch writes: a worker settling an older
 	// message of the same referral writes the same Bundle ids. (A Bundle
@@ -145,25 +130,22 @@ func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]au
 	for i, rec := range recs {
 		ids[i] = rec.DecidedID
 	}
-	locked, err := tx.LockHeads(ctx, "Bundle", ids)
+	heads, err := tx.LockHeads(ctx, "Bundle", ids)
 	if err != nil {
 		return nil, fmt.Errorf("keeping the decided bundles for the audit log: %w", err)
-	}
-	heads := make(map[string]store.Head, len(locked))
-	for id, h := range locked {
-		heads["Bundle/"+id] = h
 	}
 	ins := make([]audit.Input, len(recs))
 	var rows []store.Resource
 	for i, rec := range recs {
 		hash := sha256.Sum256(rec.Decided)
-		h, ok := heads[keys[i]]
-		version := h.Version
+		h, ok := heads[rec.DecidedID]
 		if !ok || h.Hash != hash {
-			version++
+			h.Version++
+			h.Hash = hash
+			heads[rec.DecidedID] = h // what the next record of this id follows
 			rows = append(rows, store.Resource{Type: "Bundle", ID: rec.DecidedID, Format: FormatJSON, Data: rec.Decided, Patient: rec.Patient, Source: "pathway"})
 		}
-		ins[i] = audit.Input{Ref: audit.Ref("Bundle", rec.DecidedID, version), Hash: hash}
+		ins[i] = audit.Input{Ref: audit.Ref("Bundle", rec.DecidedID, h.Version), Hash: hash}
 	}
 	if err := tx.PutBatch(ctx, rows); err != nil {
 		return nil, fmt.Errorf("keeping the decided bundles for the audit log: %w", err)

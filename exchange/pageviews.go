@@ -78,7 +78,7 @@ func (p *Pipeline) loadPageViews(ctx context.Context, patients []string) (*pageV
 
 func (pv *pageViews) patient(ctx context.Context, ref string) (store.Resource, bool, error) {
 	if !pv.loaded[ref] {
-		return storeViews{pv.p}.patient(ctx, ref)
+		return (&storeViews{p: pv.p}).patient(ctx, ref)
 	}
 	r, ok := pv.patients[ref]
 	return r, ok, nil
@@ -93,7 +93,7 @@ func (pv *pageViews) consents(ctx context.Context, patient string, b *rpb.Bundle
 		}
 	}
 	if patient == "" || !pv.loaded[patient] || holdsConsent {
-		return storeViews{pv.p}.consents(ctx, patient, b)
+		return (&storeViews{p: pv.p}).consents(ctx, patient, b)
 	}
 	// Clipped: a caller appending to them cannot change another's.
 	return slices.Clip(pv.byPt[patient]), slices.Clip(pv.inputsOf[patient]), nil

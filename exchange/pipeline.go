@@ -544,11 +544,16 @@ func (p *Pipeline) storedConsents(ctx context.Context, patient string, b *rpb.Bu
 	if patient == "" {
 		return nil, nil, nil
 	}
-	rs, err := p.Store.Search(ctx, store.Query{Type: "Consent", Patient: patient, Limit: store.MaxSearchLimit})
+	rs, err := p.Store.Search(ctx, consentsOf(patient))
 	if err != nil {
 		return nil, nil, err
 	}
 	return consentsFrom(rs, b, replace)
+}
+
+// consentsOf is the search for a patient's stored consents.
+func consentsOf(patient string) store.Query {
+	return store.Query{Type: "Consent", Patient: patient, Limit: store.MaxSearchLimit}
 }
 
 // consentsFrom is storedConsents once the patient's stored consents (rs,

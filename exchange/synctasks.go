@@ -19,7 +19,6 @@ import (
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	tpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/task_go_proto"
 
-	"github.com/pathway-fhir/pathway/audit"
 	"github.com/pathway-fhir/pathway/fhir"
 	"github.com/pathway-fhir/pathway/store"
 )
@@ -635,36 +634,18 @@ func (s *Syncer) reportTasks(rep *SyncReport, b *taskBatch) {
 	}
 }
 
-// logDecisions logs the flow-back decisions of a page in its transaction:
-// each entry is made by the Auditor as Decided makes it (its inputs kept
-// in tx), and the page's entries are appended to the log together, one
-// sequencing of the log for the page instead of one per change. Should
-// one of them be logged already (the same decision, with the same inputs,
-// taken again), each is logged on its own through Decided, which skips
-// that one.
+// logDecisions logs the flow-back decisions of a page in its transaction,
+// as Auditor.DecidedAll logs a group of ingest decisions: the
+// configuration kept once and the decided bundles in one batch write (not
+// one upsert, and one for the configuration, per change), one sequencing
+// of the log for the page, and a decision already logged (the same
+// decision, with the same inputs, taken again) left out.
 func (s *Syncer) logDecisions(ctx context.Context, tx *store.Tx, recs []DecisionRecord) error {
 	a := s.Pipeline.Audit
 	if a == nil || len(recs) == 0 {
 		return nil
 	}
-	entries := make([]audit.Entry, 0, len(recs))
-	for _, rec := range recs {
-		e, err := a.decisionEntry(ctx, tx, rec, "d")
-		if err != nil {
-			return err
-		}
-		entries = append(entries, e)
-	}
-	_, err := audit.Append(ctx, tx, entries...)
-	if !errors.Is(err, store.ErrAuditDuplicate) {
-		return err
-	}
-	for _, rec := range recs {
-		if err := a.Decided(ctx, tx, rec); err != nil {
-			return err
-		}
-	}
-	return nil
+	return a.DecidedAll(ctx, tx, recs)
 }
 
 // item and lastUpdated carry what the change was read from, for a

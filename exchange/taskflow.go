@@ -31,7 +31,7 @@ import (
 // changes that reach Pathway by other ways (pathway sync polling a
 // partner that hosts its Tasks).
 func (p *Pipeline) FlowBack(ctx context.Context, tx *store.Tx, t store.Resource, changedBy string) (bool, error) {
-	fb, err := p.planFlowBack(ctx, storeViews{p}, t, changedBy, false)
+	fb, err := p.planFlowBack(ctx, &storeViews{p: p}, t, changedBy, false)
 	if err != nil || fb.Message == nil {
 		return false, err
 	}

@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -62,7 +61,7 @@ type View struct {
 // agreement still limits what it sees of what others added (an outcome
 // note with clinical detail, say).
 func (p *Pipeline) ViewFor(ctx context.Context, partner, patient string, rs []store.Resource, referrer bool) (View, error) {
-	v, _, err := p.viewFrom(ctx, storeViews{p}, partner, patient, rs, referrer)
+	v, _, err := p.viewFrom(ctx, &storeViews{p: p}, partner, patient, rs, referrer)
 	return v, err
 }
 
@@ -86,19 +85,31 @@ type viewSource interface {
 	consents(ctx context.Context, patient string, b *rpb.Bundle) ([]*conpb.Consent, []audit.Input, error)
 }
 
-// storeViews reads views' inputs from the store, one read at a time.
-type storeViews struct{ p *Pipeline }
-
-func (sv storeViews) patient(ctx context.Context, ref string) (store.Resource, bool, error) {
-	typ, id := splitRef(ref)
-	r, err := sv.p.Store.Get(ctx, typ, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Resource{}, false, nil
-	}
-	return r, err == nil, err
+// storeViews reads views' inputs from the store: the patient's resource
+// and its consents in one round trip (GetAndSearch), as a view reads the
+// patient and then the patient's consents. Use one per view.
+type storeViews struct {
+	p *Pipeline
+	// read is the patient whose consents were read with it, consentRows
+	// what they were.
+	read        string
+	consentRows []store.Resource
 }
 
-func (sv storeViews) consents(ctx context.Context, patient string, b *rpb.Bundle) ([]*conpb.Consent, []audit.Input, error) {
+func (sv *storeViews) patient(ctx context.Context, ref string) (store.Resource, bool, error) {
+	typ, id := splitRef(ref)
+	r, found, consents, err := sv.p.Store.GetAndSearch(ctx, typ, id, consentsOf(ref))
+	if err != nil {
+		return store.Resource{}, false, err
+	}
+	sv.read, sv.consentRows = ref, consents
+	return r, found, nil
+}
+
+func (sv *storeViews) consents(ctx context.Context, patient string, b *rpb.Bundle) ([]*conpb.Consent, []audit.Input, error) {
+	if patient != "" && patient == sv.read {
+		return consentsFrom(sv.consentRows, b, true)
+	}
 	return sv.p.storedConsents(ctx, patient, b, true)
 }
 

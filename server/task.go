@@ -574,19 +574,12 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		// The version is checked on the locked row (PostgreSQL; SQLite's
 		// transaction holds the write lock): a change committed by sync or
 		// another request in between is a conflict, never overwritten.
-		heads, err := tx.LockHeads(ctx, "Task", []string{id})
-		if err != nil {
-			return err
-		}
-		cur, ok := heads[id]
-		if !ok {
-			return fmt.Errorf("Task/%s: %w", id, store.ErrNotFound)
-		}
-		if cur.Version != t.Version {
+		var err error
+		saved, err = tx.Update(ctx, store.Resource{Type: "Task", ID: id, Source: c.id, Format: exchange.FormatJSON, Data: data,
+			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester}, t.Version)
+		if errors.Is(err, store.ErrConflict) {
 			return errConflict
 		}
-		saved, err = tx.Put(ctx, store.Resource{Type: "Task", ID: id, Source: c.id, Format: exchange.FormatJSON, Data: data,
-			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester})
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The audit log's storage: the rows of package audit's Merkle log and its
@@ -90,6 +92,29 @@ const auditLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('pathway aud
 
 const auditSizeSQL = `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries`
 
+// auditHeadSQL reads the log's size (the first column of one row) and the
+// seq and nodes of the rows holding the roots of the perfect subtrees
+// covering it (the second and third columns of one row each); rows of
+// entry ids already logged can follow in the fourth. Each root row is
+// looked up by its seq: on PostgreSQL in a LATERAL subquery the planner
+// cannot turn into a scan of the growing table (OFFSET 0 keeps it apart).
+func auditHeadSQL(d Dialect) string {
+	if d == DialectPostgres {
+		return `WITH size AS (SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM audit_entries)
+SELECT n, NULL::bigint, NULL::bytea, NULL::text FROM size
+UNION ALL
+SELECT NULL, e.seq, e.nodes, NULL FROM size, generate_series(0, 62) AS b,
+	LATERAL (SELECT seq, nodes FROM audit_entries WHERE seq = ((size.n >> b) << b) - 1 OFFSET 0) AS e
+WHERE (size.n >> b) & 1 = 1`
+	}
+	return `WITH RECURSIVE size(n) AS (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries),
+bits(b) AS (SELECT 0 UNION ALL SELECT b + 1 FROM bits WHERE b < 62)
+SELECT n, NULL, NULL, NULL FROM size
+UNION ALL
+SELECT NULL, e.seq, e.nodes, NULL FROM size, bits, audit_entries AS e
+WHERE (size.n >> bits.b) & 1 = 1 AND e.seq = ((size.n >> bits.b) << bits.b) - 1`
+}
+
 // AuditHead is what appending needs to know of the log: its size, and the
 // hashes of the perfect subtrees that cover it.
 type AuditHead struct {
@@ -108,41 +133,46 @@ type AuditHead struct {
 // fails with ErrAuditDuplicate, and the transaction stays usable.
 func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error) {
 	s := tx.s
+	var lock []statement
 	if s.dialect == DialectPostgres {
-		if err := tx.q.exec(ctx, auditLockSQL); err != nil {
-			return AuditHead{}, fmt.Errorf("locking audit log: %w", err)
-		}
+		lock = []statement{{sql: auditLockSQL}}
 	}
-	// The size, with the first ids to check in the same statement; then
-	// the rows holding the roots of the perfect subtrees covering [0, n):
-	// for each bit b set in n, the subtree ending at leaf ((n >> b) << b) - 1,
-	// whose root is that row's node at level b. The transaction is the
-	// sequencer, so nothing appends between the two.
-	query := `SELECT COALESCE(MAX(seq) + 1, 0), NULL FROM audit_entries`
+	// One statement reads the size, the rows holding the roots of the
+	// perfect subtrees covering [0, n) (for each bit b set in n, the
+	// subtree ending at leaf ((n >> b) << b) - 1, whose root is that row's
+	// node at level b) and which of the new ids are logged already (one
+	// list argument, however many); on PostgreSQL it goes with the lock in
+	// one round trip, and runs after it. The transaction is the sequencer,
+	// so nothing appends in between.
+	query := s.sql.auditHead
 	var args []any
 	if len(newIDs) > 0 {
 		cond, arg := inList(s.dialect, "entry_id", newIDs)
-		query += "\nUNION ALL SELECT NULL, entry_id FROM audit_entries WHERE " + cond
+		query += "\nUNION ALL SELECT NULL, NULL, NULL, entry_id FROM audit_entries WHERE " + cond
 		args = append(args, arg)
 	}
-	rs, err := tx.q.query(ctx, rebind(s.dialect, query), args...)
+	rs, err := tx.q.queryAfter(ctx, lock, rebind(s.dialect, query), args...)
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 	}
 	head := AuditHead{Size: -1}
 	var dup string
+	nodesOf := map[int64][]byte{}
 	for rs.Next() {
 		var (
-			n  *int64
-			id *string
+			n, seq *int64
+			nodes  []byte
+			id     *string
 		)
-		if err := rs.Scan(&n, &id); err != nil {
+		if err := rs.Scan(&n, &seq, &nodes, &id); err != nil {
 			rs.Close()
 			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 		}
 		switch {
 		case id != nil:
 			dup = *id
+		case seq != nil:
+			nodesOf[*seq] = nodes
 		case n != nil:
 			head.Size = *n
 		}
@@ -158,41 +188,11 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 	if dup != "" {
 		return AuditHead{}, fmt.Errorf("appending audit entries: entry id %q: %w", dup, ErrAuditDuplicate)
 	}
-	if head.Size == 0 {
-		return head, nil
-	}
-	var bits []int // set bits of the size, largest first
-	var seqs []int64
-	for b := 62; b >= 0; b-- {
-		if head.Size>>b&1 == 1 {
-			bits = append(bits, b)
-			seqs = append(seqs, (head.Size>>b)<<b-1)
+	for b := 62; b >= 0; b-- { // set bits of the size, largest first
+		if head.Size>>b&1 == 0 {
+			continue
 		}
-	}
-	cond, arg := inInts(s.dialect, "seq", seqs)
-	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT seq, nodes FROM audit_entries WHERE `+cond), arg)
-	if err != nil {
-		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-	}
-	nodesOf := make(map[int64][]byte, len(seqs))
-	for rs.Next() {
-		var (
-			seq   int64
-			nodes []byte
-		)
-		if err := rs.Scan(&seq, &nodes); err != nil {
-			rs.Close()
-			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-		}
-		nodesOf[seq] = nodes
-	}
-	err = rs.Err()
-	rs.Close()
-	if err != nil {
-		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-	}
-	for i, b := range bits {
-		last := seqs[i]
+		last := (head.Size>>b)<<b - 1
 		nodes := nodesOf[last]
 		off := b * AuditHashSize
 		if off+AuditHashSize > len(nodes) {
@@ -234,7 +234,10 @@ func auditSize(ctx context.Context, q querier) (int64, error) {
 // sequence stays gapless whatever happens. Every record needs an entry id,
 // a kind, data, a time, and exactly AuditNodeCount(Seq) node hashes of
 // AuditHashSize bytes. An entry id twice in recs fails with
-// ErrAuditDuplicate before anything is written.
+// ErrAuditDuplicate before anything is written. On PostgreSQL the rows go
+// with the transaction's next statement or its commit (one round trip
+// less), so a log that does not continue fails that statement or the
+// commit, with the same message.
 func (tx *Tx) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -264,7 +267,12 @@ func (tx *Tx) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 		case DialectSQLite:
 			n, err = s.sqliteInsertAudit(ctx, tx.q, chunk)
 		case DialectPostgres:
-			n, err = s.postgresInsertAudit(ctx, tx.q, chunk)
+			// Sent with the transaction's next statement or its commit
+			// (the entries are mostly the last write of a transaction):
+			// one round trip less. It fails there if the log does not
+			// end where the chunk begins.
+			err = tx.q.execLater(ctx, postgresInsertAudit(chunk))
+			n = len(chunk)
 		default:
 			err = fmt.Errorf("unhandled dialect %q", s.dialect)
 		}
@@ -338,13 +346,15 @@ func (s *Store) sqliteInsertAudit(ctx context.Context, q querier, recs []AuditRe
 	return countRows(rs)
 }
 
-// postgresInsertAudit inserts recs if the log ends just before recs[0], and
-// returns how many rows it inserted.
-func (s *Store) postgresInsertAudit(ctx context.Context, q querier, recs []AuditRecord) (int, error) {
+// postgresInsertAudit is the statement inserting recs if the log ends just
+// before recs[0]. Otherwise it fails: the first sequence number becomes -1,
+// which the table's check on seq refuses (the statement may run after the
+// call that made it, so it cannot report a count to check).
+func postgresInsertAudit(recs []AuditRecord) statement {
 	const query = `INSERT INTO audit_entries (seq, entry_id, exchange, kind, recorded_at, data, nodes)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::bytea[])
-WHERE (` + auditSizeSQL + `) = $8
-RETURNING seq`
+SELECT CASE WHEN (` + auditSizeSQL + `) = $8 THEN t.seq ELSE -1 END, t.entry_id, t.exchange, t.kind, t.recorded_at, t.data, t.nodes
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::bytea[])
+	AS t(seq, entry_id, exchange, kind, recorded_at, data, nodes)`
 	n := len(recs)
 	seqs, times := make([]int64, n), make([]time.Time, n)
 	ids, exchanges, kinds := make([]string, n), make([]string, n), make([]string, n)
@@ -354,11 +364,14 @@ RETURNING seq`
 		seqs[i], ids[i], exchanges[i], kinds[i], times[i] = r.Seq, r.EntryID, r.Exchange, r.Kind, normTime(r.Time)
 		data[i], nodes[i] = r.Data, bytes.Join(r.Nodes, nil)
 	}
-	rs, err := q.query(ctx, query, seqs, ids, exchanges, kinds, times, data, nodes, recs[0].Seq)
-	if err != nil {
-		return 0, err
-	}
-	return countRows(rs)
+	first, last := recs[0].Seq, recs[n-1].Seq
+	return statement{sql: query, args: []any{seqs, ids, exchanges, kinds, times, data, nodes, first}, fail: func(err error) error {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.ConstraintName == "audit_entries_seq_check" {
+			return fmt.Errorf("appending audit entries: entry %d does not continue the log", first)
+		}
+		return fmt.Errorf("appending audit entries %d to %d: %w", first, last, err)
+	}}
 }
 
 // AuditNodes returns the stored hashes of the nodes ids, in order, as the

@@ -45,7 +45,10 @@ func inInts(d Dialect, col string, vals []int64) (string, any) {
 // found through the primary key.
 func (s *Store) keysFrom(types, ids []string) (string, []any) {
 	if s.dialect == DialectPostgres {
-		return "unnest(?::text[], ?::text[]) AS k(t, i) JOIN resources r ON r.resource_type = k.t AND r.id = k.i",
+		// A LATERAL subquery the planner cannot fold into a join (OFFSET
+		// 0), as idLookup's: a join may be planned as a scan of the table
+		// while its statistics are older than its rows.
+		return "unnest(?::text[], ?::text[]) AS k(t, i), LATERAL (SELECT * FROM resources WHERE resource_type = k.t AND id = k.i OFFSET 0) AS r",
 			[]any{types, ids}
 	}
 	// CROSS JOIN keeps the list as the outer loop: one primary-key lookup

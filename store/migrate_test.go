@@ -1,8 +1,14 @@
 package store
 
 import (
+	"context"
+	"database/sql"
+	"fmt"
 	"io/fs"
+	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,4 +94,100 @@ func TestHistoryMigration(t *testing.T) {
 	check("a", 1, `{"v":1}`)
 	check("a", 2, `{"v":2}`)
 	check("a", 3, `{"v":3}`)
+}
+
+// Migration 00010 moves the ids at a partner's watermark from a text of
+// sync_state into rows of their own, and back down.
+func TestSyncAtWatermarkMigration(t *testing.T) {
+	ctx := t.Context()
+	type target struct {
+		dialect goose.Dialect
+		dir     string
+		db      *sql.DB
+		url     string
+	}
+	var targets []target
+	path := filepath.Join(t.TempDir(), "old.db")
+	abs, _ := filepath.Abs(path)
+	db, err := openSQLiteDB(abs, map[string][]string{"_journal_mode": {"WAL"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets = append(targets, target{goose.DialectSQLite3, "migrations/sqlite", db, "sqlite://" + path})
+	if base := os.Getenv("PATHWAY_TEST_DATABASE_URL"); base != "" {
+		schema := fmt.Sprintf("pathway_test_migrate_%d", time.Now().UnixNano())
+		admin, err := sql.Open("pgx", base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+		u, _ := url.Parse(base)
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		pg, err := sql.Open("pgx", u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, target{goose.DialectPostgres, "migrations/postgres", pg, u.String()})
+	}
+	for _, tg := range targets {
+		t.Run(string(tg.dialect), func(t *testing.T) {
+			defer tg.db.Close()
+			fsys, err := fs.Sub(migrations, tg.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := goose.NewProvider(tg.dialect, tg.db, fsys, goose.WithDisableGlobalRegistry(true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.UpTo(ctx, 8); err != nil {
+				t.Fatal(err)
+			}
+			d := DialectSQLite
+			if tg.dialect == goose.DialectPostgres {
+				d = DialectPostgres
+			}
+			at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			var wm any = formatSQLiteTime(at)
+			if d == DialectPostgres {
+				wm = at
+			}
+			for _, row := range [][2]string{{"clinic-a", "ServiceRequest/a ServiceRequest/b ServiceRequest/c"}, {"clinic-b", ""}} {
+				if _, err := tg.db.ExecContext(ctx, rebind(d, `INSERT INTO sync_state (partner, watermark, at_watermark, updated_at) VALUES (?, ?, ?, ?)`), row[0], wm, row[1], wm); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := p.Up(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(ctx, tg.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for partner, want := range map[string][]string{"clinic-a": {"ServiceRequest/a", "ServiceRequest/b", "ServiceRequest/c"}, "clinic-b": nil} {
+				st, err := s.SyncState(ctx, partner)
+				if err != nil || !st.Watermark.Equal(at) || !slices.Equal(st.AtWatermark, want) {
+					t.Errorf("after the migration, %s: %+v, %v; want watermark %v and ids %q", partner, st, err, at, want)
+				}
+			}
+			// Back down: the text as it was.
+			if _, err := p.DownTo(ctx, 8); err != nil {
+				t.Fatal(err)
+			}
+			var ids string
+			if err := tg.db.QueryRowContext(ctx, rebind(d, `SELECT at_watermark FROM sync_state WHERE partner = ?`), "clinic-a").Scan(&ids); err != nil {
+				t.Fatal(err)
+			}
+			if ids != "ServiceRequest/a ServiceRequest/b ServiceRequest/c" {
+				t.Errorf("after migrating down: at_watermark %q", ids)
+			}
+		})
+	}
 }

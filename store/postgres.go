@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -83,11 +82,11 @@ func (b *postgresBackend) reader() querier { return pgxQuerier{b.pool} }
 func (b *postgresBackend) writer() querier { return pgxQuerier{b.pool} }
 
 func (b *postgresBackend) begin(ctx context.Context) (txHandle, error) {
-	tx, err := b.pool.Begin(ctx)
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return pgxTx{pgxQuerier{tx}, tx}, nil
+	return &pgxTx{conn: conn}, nil
 }
 
 func (b *postgresBackend) close() error {
@@ -95,15 +94,19 @@ func (b *postgresBackend) close() error {
 	return nil
 }
 
-// postgresUpsertMany writes rs with one statement per postgresBatchRows rows,
-// each passing its columns as arrays to unnest: one statement text whatever
-// the batch size. The history trigger keeps the versions the statement
-// replaces in one INSERT ... SELECT per statement.
-func (s *Store) postgresUpsertMany(ctx context.Context, q querier, rs []Resource, at time.Time) error {
-	const query = `INSERT INTO resources (` + resourceColumns + `)
+// postgresUpsertSQL writes rows passed as arrays, one per column, to
+// unnest: one statement text whatever the number of rows. The history
+// trigger keeps the versions the statement replaces in one INSERT ...
+// SELECT per statement.
+const postgresUpsertSQL = `INSERT INTO resources (` + resourceColumns + `)
 SELECT t.resource_type, t.id, 1, $1, t.source, t.format, t.data, t.hash, t.patient, t.status, t.owner, t.requester
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[])
 	AS t(resource_type, id, source, format, data, hash, patient, status, owner, requester)` + upsertTail
+
+// postgresUpserts returns the statements writing rs, one per
+// postgresBatchRows rows.
+func postgresUpserts(rs []Resource, at time.Time) []statement {
+	var out []statement
 	for len(rs) > 0 {
 		n := min(len(rs), postgresBatchRows)
 		chunk := rs[:n]
@@ -119,18 +122,17 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::byt
 			data[i], hashes[i] = r.Data, r.Hash[:]
 			patients[i], statuses[i], owners[i], request[i] = r.Patient, r.Status, r.Owner, r.Requester
 		}
-		if err := q.exec(ctx, query, at, types, ids, sources, formats, data, hashes, patients, statuses, owners, request); err != nil {
-			return err
-		}
+		out = append(out, statement{sql: postgresUpsertSQL, args: []any{at, types, ids, sources, formats, data, hashes, patients, statuses, owners, request}})
 	}
-	return nil
+	return out
 }
 
-// pgxQuerier adapts a pgx pool or transaction.
+// pgxQuerier adapts a pgx pool or connection.
 type pgxQuerier struct {
 	db interface {
 		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	}
 }
 
@@ -143,16 +145,183 @@ func (q pgxQuerier) query(ctx context.Context, query string, args ...any) (rows,
 	return q.db.Query(ctx, query, args...)
 }
 
-type pgxTx struct {
-	pgxQuerier
-	tx pgx.Tx
+// queryAfter sends before and query as one pipeline: one round trip
+// instead of one per statement. Outside a transaction, PostgreSQL runs a
+// pipeline as one implicit transaction.
+func (q pgxQuerier) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
+	if len(before) == 0 {
+		return q.query(ctx, query, args...)
+	}
+	b := &pgx.Batch{}
+	for _, st := range before {
+		b.Queue(st.sql, st.args...)
+	}
+	b.Queue(query, args...)
+	br := q.db.SendBatch(ctx, b)
+	for _, st := range before {
+		if err := runBatched(br, st); err != nil {
+			br.Close()
+			return nil, st.failed(err)
+		}
+	}
+	rs, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rs, br: br}, nil
 }
 
-func (t pgxTx) commit(ctx context.Context) error { return t.tx.Commit(ctx) }
-
-func (t pgxTx) rollback(ctx context.Context) error {
-	if err := t.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return err
+func (q pgxQuerier) execLater(ctx context.Context, st statement) error {
+	if err := q.exec(ctx, st.sql, st.args...); err != nil {
+		return st.failed(err)
 	}
 	return nil
+}
+
+// runBatched reads the result of the pipeline's next statement st.
+func runBatched(br pgx.BatchResults, st statement) error {
+	if st.scan == nil {
+		_, err := br.Exec()
+		return err
+	}
+	rs, err := br.Query()
+	if err != nil {
+		return err
+	}
+	err = st.scan(rs)
+	rs.Close()
+	if err != nil {
+		return err
+	}
+	return rs.Err()
+}
+
+// batchRows are the rows of a pipeline's last statement; closing them
+// ends the pipeline.
+type batchRows struct {
+	pgx.Rows
+	br  pgx.BatchResults
+	err error
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	if r.br != nil {
+		r.err = r.br.Close()
+		r.br = nil
+	}
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+// pgxTx is a transaction on one connection of the pool. Its BEGIN is not
+// a round trip of its own: it goes with the transaction's first statement
+// in one pipeline (a transaction of a few statements, such as a Task
+// update, spends most of its time in round trips), and so do statements
+// run later (execLater) with the statement or the COMMIT after them. A
+// transaction that sends nothing sends no BEGIN and no COMMIT either.
+type pgxTx struct {
+	conn    *pgxpool.Conn
+	begun   bool
+	pending []statement // execLater's, in order
+}
+
+var beginStatement = statement{sql: "begin"}
+
+func (t *pgxTx) q() pgxQuerier { return pgxQuerier{t.conn} }
+
+func (t *pgxTx) exec(ctx context.Context, query string, args ...any) error {
+	if !t.begun || len(t.pending) > 0 {
+		rs, err := t.queryAfter(ctx, nil, query, args...)
+		if err != nil {
+			return err
+		}
+		rs.Close()
+		return rs.Err()
+	}
+	return t.q().exec(ctx, query, args...)
+}
+
+func (t *pgxTx) query(ctx context.Context, query string, args ...any) (rows, error) {
+	return t.queryAfter(ctx, nil, query, args...)
+}
+
+func (t *pgxTx) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
+	if !t.begun || len(t.pending) > 0 {
+		pre := make([]statement, 0, 1+len(t.pending)+len(before))
+		if !t.begun {
+			t.begun = true
+			pre = append(pre, beginStatement)
+		}
+		pre = append(pre, t.pending...)
+		t.pending = nil
+		before = append(pre, before...)
+	}
+	return t.q().queryAfter(ctx, before, query, args...)
+}
+
+func (t *pgxTx) execLater(_ context.Context, st statement) error {
+	t.pending = append(t.pending, st)
+	return nil
+}
+
+func (t *pgxTx) commit(ctx context.Context) error {
+	if t.conn == nil {
+		return pgx.ErrTxClosed
+	}
+	defer t.release()
+	if !t.begun && len(t.pending) == 0 {
+		return nil
+	}
+	var tag pgconn.CommandTag
+	if len(t.pending) > 0 {
+		rs, err := t.queryAfter(ctx, nil, "commit")
+		if err == nil {
+			rs.Close()
+			err = rs.Err()
+		}
+		if err != nil {
+			// A statement before the COMMIT failed: the COMMIT did not run.
+			t.conn.Exec(ctx, "rollback")
+			return err
+		}
+		tag = rs.(*batchRows).CommandTag()
+	} else {
+		var err error
+		if tag, err = t.conn.Exec(ctx, "commit"); err != nil {
+			return err
+		}
+	}
+	// A transaction a statement failed in ends in a rollback, which
+	// PostgreSQL reports as the COMMIT's tag (as pgx.Tx.Commit checks).
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+func (t *pgxTx) rollback(ctx context.Context) error {
+	if t.conn == nil {
+		return nil // committed, or rolled back already
+	}
+	defer t.release()
+	t.pending = nil
+	if !t.begun {
+		return nil
+	}
+	_, err := t.conn.Exec(ctx, "rollback")
+	return err
+}
+
+// release hands the connection back to the pool, which closes it rather
+// than reuse it if a failure left it inside the transaction.
+func (t *pgxTx) release() {
+	t.conn.Release()
+	t.conn = nil
 }

@@ -198,6 +198,12 @@ type statements struct {
 	getVersion string
 	count      string
 	countAll   string
+	auditHead  string
+	// lockRow reads the current version as get does, locking its row on
+	// PostgreSQL; update writes a new version of it if it is still at a
+	// given version and its content differs (Tx.Update).
+	lockRow string
+	update  string
 }
 
 // upsertTail is the conflict clause shared by single and multi-row upserts:
@@ -226,9 +232,24 @@ RETURNING version`),
 		getVersion: rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ? AND version = ?
 UNION ALL
 SELECT `+resourceColumns+` FROM resource_history WHERE resource_type = ? AND id = ? AND version = ?`),
-		count:    rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
-		countAll: `SELECT count(*) FROM resources`,
+		count:     rebind(d, `SELECT count(*) FROM resources WHERE resource_type = ?`),
+		countAll:  `SELECT count(*) FROM resources`,
+		auditHead: auditHeadSQL(d),
+		lockRow:   rebind(d, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND id = ?`+lockTail(d)),
+		update: rebind(d, `UPDATE resources SET version = version + 1, last_updated = ?, source = ?, format = ?, data = ?, hash = ?,
+	patient = ?, status = ?, owner = ?, requester = ?
+WHERE resource_type = ? AND id = ? AND version = ? AND (hash <> ? OR format <> ?)
+RETURNING version`),
 	}
+}
+
+// lockTail locks the rows a SELECT reads until the transaction ends, on
+// PostgreSQL; a SQLite transaction holds the database's write lock already.
+func lockTail(d Dialect) string {
+	if d == DialectPostgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // timeArg encodes a time as the dialect stores it.
@@ -258,6 +279,60 @@ func (s *Store) put(ctx context.Context, q querier, r Resource) (Resource, error
 		return Resource{}, fmt.Errorf("putting resource %s: reading unchanged version: %w", r.Ref(), err)
 	}
 	return cur, nil
+}
+
+// Update writes r as Put does, provided the current version of r is
+// version: otherwise it writes nothing and returns an error wrapping
+// ErrConflict, or ErrNotFound when r is not stored. As with Put, content
+// the same as the current version's writes nothing and returns that
+// version. The row stays locked (PostgreSQL) until the transaction ends,
+// and reading it and writing it are one round trip.
+func (tx *Tx) Update(ctx context.Context, r Resource, version int64) (Resource, error) {
+	s := tx.s
+	if err := checkResource(&r); err != nil {
+		return Resource{}, fmt.Errorf("updating resource: %w", err)
+	}
+	stamp(&r, s.clock())
+	var (
+		cur   Resource
+		found bool
+	)
+	// The row is locked before the UPDATE runs (a pipeline runs in
+	// order), so the UPDATE finds the version read here.
+	lock := statement{sql: s.sql.lockRow, args: []any{r.Type, r.ID}, scan: func(rs rows) error {
+		if !rs.Next() {
+			return nil
+		}
+		var err error
+		cur, err = scanResource(rs)
+		found = err == nil
+		return err
+	}}
+	rs, err := tx.q.queryAfter(ctx, []statement{lock}, s.sql.update,
+		s.timeArg(r.LastUpdated), r.Source, r.Format, r.Data, r.Hash[:], r.Patient, r.Status, r.Owner, r.Requester,
+		r.Type, r.ID, version, r.Hash[:], r.Format)
+	if err != nil {
+		return Resource{}, fmt.Errorf("updating resource %s: %w", r.Ref(), err)
+	}
+	written := rs.Next()
+	if written {
+		err = rs.Scan(&r.Version)
+	}
+	rs.Close()
+	if err == nil {
+		err = rs.Err()
+	}
+	switch {
+	case err != nil:
+		return Resource{}, fmt.Errorf("updating resource %s: %w", r.Ref(), err)
+	case !found:
+		return Resource{}, fmt.Errorf("updating resource %s: %w", r.Ref(), ErrNotFound)
+	case cur.Version != version:
+		return Resource{}, fmt.Errorf("updating resource %s: at version %d, not %d: %w", r.Ref(), cur.Version, version, ErrConflict)
+	case written:
+		return r, nil
+	}
+	return cur, nil // the same content
 }
 
 // upsertOne runs the single-row upsert. written is false when the stored
@@ -295,21 +370,45 @@ func (s *Store) putBatch(ctx context.Context, q querier, rs []Resource) error {
 		stamp(&r, at)
 		batch[i] = r
 	}
-	for _, round := range splitRounds(batch) {
-		var err error
-		switch s.dialect {
-		case DialectSQLite:
-			err = s.sqliteUpsertMany(ctx, q, round)
-		case DialectPostgres:
-			err = s.postgresUpsertMany(ctx, q, round, at)
-		default:
-			err = fmt.Errorf("unhandled dialect %q", s.dialect)
+	rounds := splitRounds(batch)
+	var err error
+	switch s.dialect {
+	case DialectSQLite:
+		for _, round := range rounds {
+			if err = s.sqliteUpsertMany(ctx, q, round); err != nil {
+				break
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("putting batch of %d resources: %w", len(rs), err)
+	case DialectPostgres:
+		// All rounds in one pipeline: a batch holding many versions of
+		// one resource (the decided bundle of a page's changes, say) is
+		// one round trip, not one per version.
+		var stmts []statement
+		for _, round := range rounds {
+			stmts = append(stmts, postgresUpserts(round, at)...)
 		}
+		err = execAll(ctx, q, stmts)
+	default:
+		err = fmt.Errorf("unhandled dialect %q", s.dialect)
+	}
+	if err != nil {
+		return fmt.Errorf("putting batch of %d resources: %w", len(rs), err)
 	}
 	return nil
+}
+
+// execAll runs stmts in order, in one round trip on PostgreSQL.
+func execAll(ctx context.Context, q querier, stmts []statement) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	last := stmts[len(stmts)-1]
+	rs, err := q.queryAfter(ctx, stmts[:len(stmts)-1], last.sql, last.args...)
+	if err != nil {
+		return err
+	}
+	rs.Close()
+	return rs.Err()
 }
 
 // splitRounds splits a batch so that no round holds the same type/id twice
@@ -390,15 +489,32 @@ func (s *Store) queryOne(ctx context.Context, q querier, query string, args ...a
 }
 
 func (s *Store) search(ctx context.Context, q querier, sq Query) ([]Resource, error) {
+	query, args, err := s.searchSQL(sq)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+	}
+	out, err := scanResources(rs)
+	if err != nil {
+		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+	}
+	return out, nil
+}
+
+// searchSQL is the statement and arguments of a search.
+func (s *Store) searchSQL(sq Query) (string, []any, error) {
 	if !validTypeName(sq.Type) {
-		return nil, errors.New("searching resources: query type is not a FHIR resource type name")
+		return "", nil, errors.New("searching resources: query type is not a FHIR resource type name")
 	}
 	limit := sq.Limit
 	switch {
 	case limit == 0:
 		limit = DefaultSearchLimit
 	case limit < 0 || limit > MaxSearchLimit:
-		return nil, fmt.Errorf("searching %s resources: limit %d is outside 1 to %d", sq.Type, sq.Limit, MaxSearchLimit)
+		return "", nil, fmt.Errorf("searching %s resources: limit %d is outside 1 to %d", sq.Type, sq.Limit, MaxSearchLimit)
 	}
 	query := `SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ?`
 	args := []any{sq.Type}
@@ -423,24 +539,58 @@ func (s *Store) search(ctx context.Context, q querier, sq Query) ([]Resource, er
 	}
 	query += ` ORDER BY id LIMIT ?`
 	args = append(args, limit)
+	return rebind(s.dialect, query), args, nil
+}
 
-	rs, err := q.query(ctx, rebind(s.dialect, query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
-	}
+// scanResources reads every row of rs (resourceColumns) and closes it.
+func scanResources(rs rows) ([]Resource, error) {
 	defer rs.Close()
 	var out []Resource
 	for rs.Next() {
 		r, err := scanResource(rs)
 		if err != nil {
-			return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+			return nil, err
 		}
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("searching %s resources: %w", sq.Type, err)
+		return nil, err
 	}
 	return out, nil
+}
+
+// GetAndSearch returns what Get(resourceType, id) and Search(q) return,
+// read in one round trip on PostgreSQL (the two queries in one pipeline):
+// a resource and the resources about it, such as a patient and its
+// consents. found is false when the resource is not stored.
+func (s *Store) GetAndSearch(ctx context.Context, resourceType, id string, q Query) (r Resource, found bool, rs []Resource, err error) {
+	if err := s.checkOpen(); err != nil {
+		return Resource{}, false, nil, fmt.Errorf("getting resource: %w", err)
+	}
+	if err := checkKey(resourceType, id); err != nil {
+		return Resource{}, false, nil, fmt.Errorf("getting resource: %w", err)
+	}
+	query, args, err := s.searchSQL(q)
+	if err != nil {
+		return Resource{}, false, nil, err
+	}
+	get := statement{sql: s.sql.get, args: []any{resourceType, id}, scan: func(rs rows) error {
+		if !rs.Next() {
+			return nil
+		}
+		var err error
+		r, err = scanResource(rs)
+		found = err == nil
+		return err
+	}}
+	res, err := s.be.reader().queryAfter(ctx, []statement{get}, query, args...)
+	if err == nil {
+		rs, err = scanResources(res)
+	}
+	if err != nil {
+		return Resource{}, false, nil, fmt.Errorf("getting resource %s/%s and searching %s resources: %w", resourceType, id, q.Type, err)
+	}
+	return r, found, rs, nil
 }
 
 func (s *Store) count(ctx context.Context, q querier, resourceType string) (int64, error) {

@@ -245,6 +245,37 @@ func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows,
 	return sqlRows{rs}, nil
 }
 
+func (q sqlQuerier) queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error) {
+	for _, st := range before {
+		if st.scan == nil {
+			if err := q.exec(ctx, st.sql, st.args...); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rs, err := q.query(ctx, st.sql, st.args...)
+		if err != nil {
+			return nil, err
+		}
+		err = st.scan(rs)
+		rs.Close()
+		if err == nil {
+			err = rs.Err()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return q.query(ctx, query, args...)
+}
+
+func (q sqlQuerier) execLater(ctx context.Context, st statement) error {
+	if err := q.exec(ctx, st.sql, st.args...); err != nil {
+		return st.failed(err)
+	}
+	return nil
+}
+
 type sqlRows struct{ *sql.Rows }
 
 // Close closes the rows; their error, if any, is reported by Err.

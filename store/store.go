@@ -16,6 +16,10 @@ import (
 // not exist. Test for it with errors.Is.
 var ErrNotFound = errors.New("not found")
 
+// ErrConflict is returned (wrapped) by Tx.Update when the resource is not
+// at the version the caller changed.
+var ErrConflict = errors.New("version conflict")
+
 // ErrClosed is returned (wrapped) by every operation on a Store after Close.
 var ErrClosed = errors.New("store closed")
 
@@ -330,6 +334,35 @@ type txHandle interface {
 type querier interface {
 	exec(ctx context.Context, query string, args ...any) error
 	query(ctx context.Context, query string, args ...any) (rows, error)
+	// queryAfter runs the statements of before, in order, then query, and
+	// returns query's rows; the first error stops it. PostgreSQL gets them
+	// in one round trip (a pipeline); SQLite, in process, one by one.
+	queryAfter(ctx context.Context, before []statement, query string, args ...any) (rows, error)
+	// execLater runs st with the next statement of the transaction, or
+	// with its commit, in the same round trip, on PostgreSQL: an error of
+	// st is then that statement's or the commit's. Elsewhere (SQLite,
+	// outside a transaction) it runs st now.
+	execLater(ctx context.Context, st statement) error
+}
+
+// statement is one statement of a pipeline, with its arguments.
+type statement struct {
+	sql  string
+	args []any
+	// scan, when set, reads the statement's rows (before the rows are
+	// closed); otherwise they are discarded.
+	scan func(rows) error
+	// fail, when set, makes the error of the statement (sent before
+	// another) say what failed.
+	fail func(error) error
+}
+
+// failed is the error of st, as st.fail describes it.
+func (st statement) failed(err error) error {
+	if st.fail == nil {
+		return err
+	}
+	return st.fail(err)
 }
 
 // rows is the part of *sql.Rows and pgx.Rows the store uses.

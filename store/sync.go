@@ -36,26 +36,33 @@ func (s *Store) SyncState(ctx context.Context, partner string) (SyncState, error
 
 func (s *Store) syncState(ctx context.Context, q querier, partner string) (SyncState, error) {
 	st := SyncState{Partner: partner}
-	rs, err := q.query(ctx, rebind(s.dialect, `SELECT watermark, at_watermark, updated_at FROM sync_state WHERE partner = ?`), partner)
+	state := statement{sql: rebind(s.dialect, `SELECT watermark, updated_at FROM sync_state WHERE partner = ?`), args: []any{partner},
+		scan: func(rs rows) error {
+			if !rs.Next() {
+				return nil
+			}
+			var wm, at timeValue
+			if err := rs.Scan(&wm, &at); err != nil {
+				return err
+			}
+			st.Watermark, st.UpdatedAt = wm.t, at.t
+			return nil
+		}}
+	// Both in one round trip (PostgreSQL); in id order, as they were kept.
+	rs, err := q.queryAfter(ctx, []statement{state}, rebind(s.dialect, `SELECT id FROM sync_at_watermark WHERE partner = ? ORDER BY id`), partner)
 	if err != nil {
-		return st, fmt.Errorf("reading sync state of %s: %w", partner, err)
+		return SyncState{Partner: partner}, fmt.Errorf("reading sync state of %s: %w", partner, err)
 	}
 	defer rs.Close()
-	if rs.Next() {
-		var (
-			wm, at timeValue
-			ids    string
-		)
-		if err := rs.Scan(&wm, &ids, &at); err != nil {
-			return st, fmt.Errorf("reading sync state of %s: %w", partner, err)
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return SyncState{Partner: partner}, fmt.Errorf("reading sync state of %s: %w", partner, err)
 		}
-		st.Watermark, st.UpdatedAt = wm.t, at.t
-		if ids != "" {
-			st.AtWatermark = strings.Split(ids, " ")
-		}
+		st.AtWatermark = append(st.AtWatermark, id)
 	}
 	if err := rs.Err(); err != nil {
-		return st, fmt.Errorf("reading sync state of %s: %w", partner, err)
+		return SyncState{Partner: partner}, fmt.Errorf("reading sync state of %s: %w", partner, err)
 	}
 	return st, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -68,8 +69,16 @@ func (s *Store) selectIn(ctx context.Context, q querier, resourceType, col strin
 		return nil
 	}
 	vals = slices.Compact(slices.Sorted(slices.Values(vals)))
-	cond, arg := inList(s.dialect, col, vals)
-	rs, err := q.query(ctx, rebind(s.dialect, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND `+cond+tail), resourceType, arg)
+	var query string
+	var args []any
+	if col == "id" {
+		query, args = s.idLookup(resourceColumns, resourceType, vals, false)
+		query += tail
+	} else {
+		cond, arg := inList(s.dialect, col, vals)
+		query, args = rebind(s.dialect, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND `+cond+tail), []any{resourceType, arg}
+	}
+	rs, err := q.query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -103,38 +112,55 @@ func (tx *Tx) AdvanceSync(ctx context.Context, partner string, watermark time.Ti
 		}
 	}
 	watermark = normTime(watermark)
-	cur, err := s.syncState(ctx, tx.q, partner)
-	if err != nil {
-		return err
-	}
-	if !cur.Watermark.IsZero() && watermark.Before(cur.Watermark) {
-		return nil
-	}
-	var all []string
-	if watermark.Equal(cur.Watermark) {
-		all = slices.Clone(cur.AtWatermark)
-	}
-	// A set: thousands of ids can share one instant (a batch the
-	// partner wrote at once).
-	have := make(map[string]bool, len(all)+len(ids))
-	for _, id := range all {
-		have[id] = true
-	}
-	for _, id := range ids {
-		if !have[id] {
-			have[id] = true
-			all = append(all, id)
-		}
-	}
-	slices.Sort(all)
-	err = tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO sync_state (partner, watermark, at_watermark, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (partner) DO UPDATE SET watermark = excluded.watermark, at_watermark = excluded.at_watermark, updated_at = excluded.updated_at
-WHERE excluded.watermark >= sync_state.watermark`),
-		partner, s.timeArg(watermark), strings.Join(all, " "), s.timeArg(s.clock()))
+	// The partner's row is locked (PostgreSQL) until the transaction ends,
+	// so that two syncs of one partner add their ids in turn.
+	var cur time.Time
+	rs, err := tx.q.query(ctx, rebind(s.dialect, `SELECT watermark FROM sync_state WHERE partner = ?`+lockTail(s.dialect)), partner)
 	if err != nil {
 		return fmt.Errorf("advancing sync state of %s: %w", partner, err)
 	}
+	if rs.Next() {
+		var wm timeValue
+		err = rs.Scan(&wm)
+		cur = wm.t
+	}
+	rs.Close()
+	if err == nil {
+		err = rs.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("advancing sync state of %s: %w", partner, err)
+	}
+	if !cur.IsZero() && watermark.Before(cur) {
+		return nil
+	}
+	// The same watermark adds its ids to those kept; a newer one replaces
+	// them. Only this page's ids are written, not all those of the instant.
+	var stmts []statement
+	if !watermark.Equal(cur) {
+		stmts = append(stmts, statement{sql: rebind(s.dialect, `DELETE FROM sync_at_watermark WHERE partner = ?`), args: []any{partner}})
+	}
+	if len(ids) > 0 {
+		cond, arg := s.valuesOf(ids)
+		stmts = append(stmts, statement{sql: rebind(s.dialect, `INSERT INTO sync_at_watermark (partner, id) SELECT DISTINCT ?, `+cond+` ON CONFLICT DO NOTHING`), args: []any{partner, arg}})
+	}
+	stmts = append(stmts, statement{sql: rebind(s.dialect, `INSERT INTO sync_state (partner, watermark, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (partner) DO UPDATE SET watermark = excluded.watermark, updated_at = excluded.updated_at
+WHERE excluded.watermark >= sync_state.watermark`), args: []any{partner, s.timeArg(watermark), s.timeArg(s.clock())}})
+	if err := execAll(ctx, tx.q, stmts); err != nil {
+		return fmt.Errorf("advancing sync state of %s: %w", partner, err)
+	}
 	return nil
+}
+
+// valuesOf returns the select list and FROM clause yielding vals as rows
+// of one column, with ? for its one argument, and that argument.
+func (s *Store) valuesOf(vals []string) (string, any) {
+	if s.dialect == DialectPostgres {
+		return "v FROM unnest(?::text[]) AS v", vals
+	}
+	b, _ := json.Marshal(vals)
+	return "value FROM json_each(?) WHERE true", string(b)
 }
 
 // SyncState reads a partner's sync state inside the transaction.
@@ -158,18 +184,14 @@ func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) 
 	if !validTypeName(resourceType) {
 		return nil, errors.New("heads: type is not a FHIR resource type name")
 	}
-	tail := ""
-	if s.dialect == DialectPostgres {
-		tail = " FOR UPDATE"
-	}
 	out := make(map[string]Head, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
 	// Sorted, so that two transactions lock shared rows in one order.
 	vals := slices.Compact(slices.Sorted(slices.Values(ids)))
-	cond, arg := inList(s.dialect, "id", vals)
-	rs, err := tx.q.query(ctx, rebind(s.dialect, `SELECT id, source, status, version, hash FROM resources WHERE resource_type = ? AND `+cond+tail), resourceType, arg)
+	query, args := s.idLookup("id, source, status, version, hash", resourceType, vals, true)
+	rs, err := tx.q.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("heads: %w", err)
 	}
@@ -188,4 +210,29 @@ func (tx *Tx) LockHeads(ctx context.Context, resourceType string, ids []string) 
 		return nil, fmt.Errorf("heads: %w", err)
 	}
 	return out, nil
+}
+
+// idLookup returns the statement and arguments reading cols of the
+// resources of one type with the given ids (lock: and locking their rows
+// on PostgreSQL, in the order of ids).
+//
+// On PostgreSQL the ids are one array, each id looked up through the
+// primary key in a LATERAL subquery that the planner cannot fold into a
+// join (FOR UPDATE, or OFFSET 0, keeps it apart). Written as id IN (...)
+// or as a join on unnest, the planner may read every row of the type
+// through resources_last_updated_idx instead and filter (it does on a
+// table loaded since its statistics were gathered, as a sync's first
+// pages are): 8.5 ms instead of 0.3 ms for 100 Tasks among 10,000, and
+// growing with the table. SQLite probes the key for each id of the list.
+func (s *Store) idLookup(cols, resourceType string, ids []string, lock bool) (string, []any) {
+	if s.dialect == DialectPostgres {
+		fence := " OFFSET 0"
+		if lock {
+			fence = " FOR UPDATE"
+		}
+		return `SELECT r.* FROM unnest($2::text[]) AS k(id), LATERAL (SELECT ` + cols +
+			` FROM resources WHERE resource_type = $1 AND id = k.id` + fence + `) AS r`, []any{resourceType, ids}
+	}
+	cond, arg := inList(s.dialect, "id", ids)
+	return `SELECT ` + cols + ` FROM resources WHERE resource_type = ? AND ` + cond, []any{resourceType, arg}
 }
