@@ -92,11 +92,11 @@ const auditLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('pathway aud
 
 const auditSizeSQL = `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries`
 
-// auditHeadSQL reads the log's size (the first column of one row) and the
-// seq and nodes of the rows holding the roots of the perfect subtrees
-// covering it (the second and third columns of one row each); rows of
-// entry ids already logged can follow in the fourth. Each root row is
-// looked up by its seq: on PostgreSQL in a LATERAL subquery the planner
+// auditHeadSQL reads the log's size (the first column of one row) and, on
+// PostgreSQL, the seq and nodes of the rows holding the roots of the
+// perfect subtrees covering it (the second and third columns of one row
+// each); rows of entry ids already logged can follow in the fourth. Each
+// root row is looked up by its seq, in a LATERAL subquery the planner
 // cannot turn into a scan of the growing table (OFFSET 0 keeps it apart).
 func auditHeadSQL(d Dialect) string {
 	if d == DialectPostgres {
@@ -107,12 +107,8 @@ SELECT NULL, e.seq, e.nodes, NULL FROM size, generate_series(0, 62) AS b,
 	LATERAL (SELECT seq, nodes FROM audit_entries WHERE seq = ((size.n >> b) << b) - 1 OFFSET 0) AS e
 WHERE (size.n >> b) & 1 = 1`
 	}
-	return `WITH RECURSIVE size(n) AS (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries),
-bits(b) AS (SELECT 0 UNION ALL SELECT b + 1 FROM bits WHERE b < 62)
-SELECT n, NULL, NULL, NULL FROM size
-UNION ALL
-SELECT NULL, e.seq, e.nodes, NULL FROM size, bits, audit_entries AS e
-WHERE (size.n >> bits.b) & 1 = 1 AND e.seq = ((size.n >> bits.b) << bits.b) - 1`
+	// SQLite: the size only; AuditHead reads the roots after it.
+	return `SELECT COALESCE(MAX(seq) + 1, 0), NULL, NULL, NULL FROM audit_entries`
 }
 
 // AuditHead is what appending needs to know of the log: its size, and the
@@ -143,7 +139,8 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 	// node at level b) and which of the new ids are logged already (one
 	// list argument, however many); on PostgreSQL it goes with the lock in
 	// one round trip, and runs after it. The transaction is the sequencer,
-	// so nothing appends in between.
+	// so nothing appends in between (nor between the two statements SQLite
+	// runs).
 	query := s.sql.auditHead
 	var args []any
 	if len(newIDs) > 0 {
@@ -151,34 +148,50 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 		query += "\nUNION ALL SELECT NULL, NULL, NULL, entry_id FROM audit_entries WHERE " + cond
 		args = append(args, arg)
 	}
-	rs, err := tx.q.queryAfter(ctx, lock, rebind(s.dialect, query), args...)
-	if err != nil {
-		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
-	}
 	head := AuditHead{Size: -1}
 	var dup string
 	nodesOf := map[int64][]byte{}
-	for rs.Next() {
-		var (
-			n, seq *int64
-			nodes  []byte
-			id     *string
-		)
-		if err := rs.Scan(&n, &seq, &nodes, &id); err != nil {
-			rs.Close()
-			return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
+	read := func(rs rows) error {
+		defer rs.Close()
+		for rs.Next() {
+			var (
+				n, seq *int64
+				nodes  []byte
+				id     *string
+			)
+			if err := rs.Scan(&n, &seq, &nodes, &id); err != nil {
+				return err
+			}
+			switch {
+			case id != nil:
+				dup = *id
+			case seq != nil:
+				nodesOf[*seq] = nodes
+			case n != nil:
+				head.Size = *n
+			}
 		}
-		switch {
-		case id != nil:
-			dup = *id
-		case seq != nil:
-			nodesOf[*seq] = nodes
-		case n != nil:
-			head.Size = *n
+		return rs.Err()
+	}
+	rs, err := tx.q.queryAfter(ctx, lock, rebind(s.dialect, query), args...)
+	if err == nil {
+		err = read(rs)
+	}
+	if err == nil && s.dialect == DialectSQLite && head.Size > 0 {
+		// SQLite, in process, reads the roots with a second statement
+		// after the size: cheaper than its plan of the single one.
+		var seqs []int64
+		for b := 62; b >= 0; b-- {
+			if head.Size>>b&1 == 1 {
+				seqs = append(seqs, (head.Size>>b)<<b-1)
+			}
+		}
+		cond, arg := inInts(s.dialect, "seq", seqs)
+		rs, err = tx.q.query(ctx, `SELECT NULL, seq, nodes, NULL FROM audit_entries WHERE `+cond, arg)
+		if err == nil {
+			err = read(rs)
 		}
 	}
-	err = rs.Err()
-	rs.Close()
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
 	}
