@@ -377,7 +377,7 @@ func (fr fieldReader) value(fd protoreflect.FieldDescriptor) (proto.Message, boo
 			}
 			sub, c = cp.sub, inner
 		}
-		return reflect.NewAt(sub.typ, c).Interface().(proto.Message), true
+		return sub.iface(c), true
 	}
 	if !fr.m.Has(fd) {
 		return nil, false
@@ -404,7 +404,7 @@ func (fr fieldReader) values(fd protoreflect.FieldDescriptor) []proto.Message {
 	var out []proto.Message
 	if sl := fr.slot(fd); sl != nil && sl.list {
 		for _, c := range *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off)) {
-			out = append(out, reflect.NewAt(sl.sub.typ, c).Interface().(proto.Message))
+			out = append(out, sl.sub.iface(c))
 		}
 		return out
 	}

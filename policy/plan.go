@@ -134,6 +134,9 @@ type walkPlan struct {
 	// ok is false when the plans cannot describe the type or a type
 	// below it: visit then hands the walk to the reflective walker.
 	ok bool
+	// tab is the type word of a proto.Message holding a *typ: with it,
+	// iface makes the interface value of a struct pointer directly.
+	tab unsafe.Pointer
 }
 
 // fieldPlan is one message-typed field (or one oneof) of a type.
@@ -268,6 +271,7 @@ func (b *planBuilder) plan(t reflect.Type) *walkPlan {
 		p.ok = false
 		return p
 	}
+	p.tab = ifaceWords(unsafe.Pointer(&msg))[0]
 	for i := range t.NumField() {
 		if f := t.Field(i); f.IsExported() && f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Pointer {
 			p.slices = append(p.slices, f.Offset)
@@ -593,7 +597,7 @@ func (p *walkPlan) meta(ptr unsafe.Pointer) (meta *dpb.Meta, ok bool) {
 // makes through reflect).
 func (p *walkPlan) copy(ptr unsafe.Pointer) unsafe.Pointer {
 	dst := reflect.New(p.typ)
-	dst.Elem().Set(reflect.NewAt(p.typ, ptr).Elem())
+	dst.Elem().Set(reflect.ValueOf(p.iface(ptr)).Elem())
 	d := dst.UnsafePointer()
 	// The new slices share one array, each capped at its length, so that
 	// an append to one of them moves it rather than write into the next.
@@ -620,7 +624,18 @@ func (p *walkPlan) copy(ptr unsafe.Pointer) unsafe.Pointer {
 // value protoreflect gives for the message (generated messages reflect
 // through their own pointer), so it can key the copy-on-write maps.
 func (p *walkPlan) message(ptr unsafe.Pointer) protoreflect.Message {
-	return reflect.NewAt(p.typ, ptr).Interface().(protoreflect.ProtoMessage).ProtoReflect()
+	return p.iface(ptr).ProtoReflect()
+}
+
+// iface returns the struct at ptr as a proto.Message. It puts together
+// the interface value from the type word recorded when the plan was made
+// and the pointer: reflect.NewAt(...).Interface() gives the same value but
+// looks the pointer type up in reflect's cache on every call.
+func (p *walkPlan) iface(ptr unsafe.Pointer) proto.Message {
+	var m proto.Message
+	words := (*[2]unsafe.Pointer)(unsafe.Pointer(&m))
+	words[0], words[1] = p.tab, ptr
+	return m
 }
 
 // node is one element met by a planned walk. Nodes live on the walk's

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -558,5 +559,59 @@ func TestFilterConcurrent(t *testing.T) {
 	}
 	if after, _ := proto.Marshal(in); !bytes.Equal(before, after) {
 		t.Error("the input Bundle changed")
+	}
+}
+
+// TestPlanIfaceMatchesReflect: the interface values the plans put
+// together (walkPlan.iface) are the ones reflect makes, for every type
+// planned while walking the test data.
+func TestPlanIfaceMatchesReflect(t *testing.T) {
+	l := diffLabeller(t)
+	for _, r := range diffResources(t, corpusDiffDirs(t)...) {
+		compareWalks(t, r.name, r.msg.ProtoReflect(), l)
+	}
+	m := walkPlans.Load()
+	if m == nil || len(*m) < 50 {
+		t.Fatal("few plans made")
+	}
+	for typ, p := range *m {
+		if p.tab == nil {
+			continue // not a message: never asked
+		}
+		v := reflect.New(typ)
+		got := p.iface(v.UnsafePointer())
+		if want := v.Interface(); got != want {
+			t.Errorf("%v: iface gives %T %p, reflect %T %p", typ, got, got, want, want)
+		}
+		if got.ProtoReflect().Descriptor() != p.desc {
+			t.Errorf("%v: iface's message has another descriptor", typ)
+		}
+	}
+}
+
+// TestCopyMapMatchesMap: copyMap answers as the map it stands for, below
+// and above the pairs it keeps in its array.
+func TestCopyMapMatchesMap(t *testing.T) {
+	for _, n := range []int{1, copyMapSmall - 1, copyMapSmall, copyMapSmall + 1, 5 * copyMapSmall} {
+		var c copyMap
+		want := map[protoreflect.Message]protoreflect.Message{}
+		var all []protoreflect.Message
+		for i := range n {
+			from := (&dpb.String{Value: fmt.Sprint(i)}).ProtoReflect()
+			to := from
+			if i%3 != 0 { // a copy; every third message is new, its own copy
+				to = (&dpb.String{Value: fmt.Sprint(i)}).ProtoReflect()
+			}
+			c.add(from, to)
+			want[from], want[to] = to, to
+			all = append(all, from, to, (&dpb.String{}).ProtoReflect())
+			for _, m := range all {
+				got, ok := c.get(m)
+				w, wok := want[m]
+				if ok != wok || got != w {
+					t.Fatalf("%d pairs: get gives %v %v, the map %v %v", i+1, got, ok, w, wok)
+				}
+			}
+		}
 	}
 }
