@@ -35,6 +35,13 @@ type cow struct {
 
 func newCOW(m protoreflect.Message) *cow {
 	w := &cow{}
+	w.start(m)
+	return w
+}
+
+// start sets up w, a zero cow, to write to a copy of m (newCOW for a cow
+// the caller allocated, one of many in an array).
+func (w *cow) start(m protoreflect.Message) {
 	if p, ptr := planFor(m); p != nil {
 		w.plan, w.ptr = p, p.copy(ptr)
 		w.root = p.message(w.ptr)
@@ -42,7 +49,6 @@ func newCOW(m protoreflect.Message) *cow {
 		w.root = shallowCopy(m)
 	}
 	w.copies.add(m, w.root)
-	return w
 }
 
 // copyMap maps the messages a cow copied, and the copies, to the copies.
@@ -56,7 +62,7 @@ type copyMap struct {
 	big   map[protoreflect.Message]protoreflect.Message
 }
 
-const copyMapSmall = 8
+const copyMapSmall = 4
 
 type copyPair struct{ from, to protoreflect.Message }
 

@@ -223,13 +223,14 @@ type lazyElem struct {
 	root  protoreflect.Message
 }
 
-// keepNode copies n and the nodes above it out of the walk's stack.
-func keepNode(root protoreflect.Message, n *node) lazyElem {
+// keepNode copies n and the nodes above it out of the walk's stack, into
+// the arena's array.
+func (a *nodeArena) keepNode(root protoreflect.Message, n *node) lazyElem {
 	d := 0
 	for x := n; x != nil; x = x.up {
 		d++
 	}
-	nodes := make([]node, d)
+	nodes := a.take(d)
 	for x, i := n, d-1; x != nil; x, i = x.up, i-1 {
 		nodes[i] = *x
 		if i > 0 {
@@ -237,6 +238,20 @@ func keepNode(root protoreflect.Message, n *node) lazyElem {
 		}
 	}
 	return lazyElem{nodes: nodes, root: root}
+}
+
+// nodeArena hands out the nodes a scan keeps from a few arrays instead of
+// one allocation per reference. An array is never grown (kept nodes
+// point at each other): a new one takes over when it is full.
+type nodeArena struct{ free []node }
+
+func (a *nodeArena) take(n int) []node {
+	if len(a.free) < n {
+		a.free = make([]node, max(n, 4))
+	}
+	out := a.free[:n:n]
+	a.free = a.free[n:]
+	return out
 }
 
 // get returns the element.
@@ -290,10 +305,11 @@ func itemFieldsOf(md protoreflect.MessageDescriptor) *itemFields {
 }
 
 // buildItem reads the facts of a resource (after labelling) that need no
-// walk: labels, profiles, date, authors. meta is the resource's meta.
-func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyIndex) *item {
+// walk: labels, profiles, date, authors, into it (a zero item). meta is
+// the resource's meta.
+func buildItem(it *item, m protoreflect.Message, meta *dpb.Meta, key string, keys *keyIndex) {
 	md := m.Descriptor()
-	it := &item{key: key, rtype: string(md.Name())}
+	*it = item{key: key, rtype: string(md.Name())}
 	if sec := meta.GetSecurity(); len(sec) > 0 {
 		it.labels = make([]Label, 0, len(sec)+2) // room for what the scan adds
 		for _, c := range sec {
@@ -332,7 +348,6 @@ func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyInde
 			it.authors = append(it.authors, keys.norm(refString(v.(*dpb.Reference))))
 		}
 	}
-	return it
 }
 
 // fieldReader reads message fields of a resource: on its walk plan where
@@ -449,6 +464,7 @@ func scanPrims(it *item) bool {
 // reference, an element with inline labels).
 func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (scanned, bool) {
 	var sc scanned
+	var arena nodeArena
 	// Room for what a referral's resources hold, in one allocation each.
 	codes, refsOut := slices.Grow(it.codes[:0], 8), slices.Grow(it.refsOut[:0], 4)
 	prims = prims || scanPrims(it)
@@ -477,7 +493,7 @@ func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (
 			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
 				key := keys.norm(r)
 				refsOut = append(refsOut, key)
-				sc.refs = append(sc.refs, keptRef{key: key, at: keepNode(m, n)})
+				sc.refs = append(sc.refs, keptRef{key: key, at: arena.keepNode(m, n)})
 			}
 			sc.inlineNode(m, n, v.GetExtension())
 			return v.GetIdentifier() != nil

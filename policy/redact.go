@@ -242,15 +242,24 @@ func cloneValue(om protoreflect.Message, fd protoreflect.FieldDescriptor, v prot
 
 // label labels copies of the input resources and indexes them.
 func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
-	keys := &keyIndex{alias: map[string]string{}, items: map[string]*item{}}
+	keys := &keyIndex{alias: make(map[string]string, len(in)), items: make(map[string]*item, len(in))}
 	rs := make([]*resource, 0, len(in))
+	// The resources, their writers and their items, each kind in one array.
+	store := make([]struct {
+		r  resource
+		w  cow
+		it item
+	}, len(in))
 	for i, en := range in {
 		msg := fhir.Unwrap(en.res)
 		if msg == nil {
 			continue
 		}
-		w := newCOW(msg.ProtoReflect())
-		r := &resource{fullURL: en.fullURL, w: w, msg: w.root}
+		s := &store[i]
+		w := &s.w
+		w.start(msg.ProtoReflect())
+		r := &s.r
+		*r = resource{fullURL: en.fullURL, w: w, msg: w.root, item: &s.it}
 		r.key = fhir.Key(msg)
 		if fhir.IDOf(msg) == "" {
 			r.key = fhir.TypeOf(msg) + "[" + itoa(i) + "]"
@@ -262,7 +271,7 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		rs = append(rs, r)
 	}
 	for _, r := range rs {
-		r.item = buildItem(r.msg, r.w.rootMeta(), r.key, keys)
+		buildItem(r.item, r.msg, r.w.rootMeta(), r.key, keys)
 		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
