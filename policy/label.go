@@ -2,9 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -708,6 +710,24 @@ func writableMeta(w *cow) *dpb.Meta {
 	if w.meta != nil && w.rootMeta() == w.meta {
 		return w.meta // made before, and still the resource's
 	}
+	if !w.inPlace && w.plan != nil && w.plan.metaOff != noOffset {
+		// What w.field does, on the plan: the root is a copy, so its meta
+		// pointer is written in place.
+		slot := (**dpb.Meta)(unsafe.Add(w.ptr, w.plan.metaOff))
+		var meta *dpb.Meta
+		if old := *slot; old == nil {
+			meta = &dpb.Meta{}
+			w.copies.add(meta.ProtoReflect(), meta.ProtoReflect())
+		} else if c, ok := w.copies.get(old.ProtoReflect()); ok {
+			meta = c.Interface().(*dpb.Meta)
+		} else {
+			meta = (*dpb.Meta)(metaPlan().copy(unsafe.Pointer(old)))
+			w.copies.add(old.ProtoReflect(), meta.ProtoReflect())
+		}
+		*slot = meta
+		w.meta = meta
+		return meta
+	}
 	fd := w.root.Descriptor().Fields().ByName("meta")
 	if fd == nil {
 		return nil
@@ -716,6 +736,8 @@ func writableMeta(w *cow) *dpb.Meta {
 	w.meta = meta
 	return meta
 }
+
+var metaPlan = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Meta]()) })
 
 // securityLabels returns the resource's meta.security labels.
 func securityLabels(m protoreflect.Message) []Label { return metaLabels(metaOf(m)) }

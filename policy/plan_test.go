@@ -615,3 +615,30 @@ func TestCopyMapMatchesMap(t *testing.T) {
 		}
 	}
 }
+
+// TestWritableMetaMatchesField: writableMeta on the plans writes the
+// labels w.field (protoreflect) writes, and never into the input.
+func TestWritableMetaMatchesField(t *testing.T) {
+	lbs := []Label{{fhir.SystemActCode, LabelProcessInline}, {fhir.SystemConfidentiality, "R"}, {fhir.SystemActCode, "PSY"}}
+	for _, r := range diffResources(t, corpusDiffDirs(t)...) {
+		before := proto.Clone(r.msg)
+		planned, reflective := newCOW(r.msg.ProtoReflect()), newCOW(r.msg.ProtoReflect())
+		if planned.plan == nil || planned.plan.metaOff == noOffset {
+			continue
+		}
+		reflective.plan = nil // rootMeta and writableMeta through protoreflect
+		for _, lb := range append(lbs, lbs...) {
+			if a, b := addSecurity(planned, lb), addSecurity(reflective, lb); a != b {
+				t.Fatalf("%s: addSecurity %v: %v on the plan, %v without", r.name, lb, a, b)
+			}
+		}
+		removeSecurity(planned, lbs[0])
+		removeSecurity(reflective, lbs[0])
+		if !proto.Equal(planned.root.Interface(), reflective.root.Interface()) {
+			t.Errorf("%s: labels written on the plan differ from those written through protoreflect", r.name)
+		}
+		if !proto.Equal(r.msg, before) {
+			t.Errorf("%s: writing labels changed the input", r.name)
+		}
+	}
+}
