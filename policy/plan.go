@@ -668,6 +668,13 @@ func (n *node) elem(root protoreflect.Message) *elem {
 	return e
 }
 
+// set fills in a node field by field. The nodes live in a pooled (heap)
+// visitor: a whole-struct store goes through the runtime's bulk write
+// barrier while the GC marks, field stores through the cheap one.
+func (n *node) set(plan *walkPlan, ptr unsafe.Pointer, field *fieldRef, choice *casePlan, idx int, up *node) {
+	n.plan, n.ptr, n.field, n.choice, n.idx, n.up = plan, ptr, field, choice, idx, up
+}
+
 // visitFunc visits one element; returning false skips its children, and
 // setting v.stop ends the walk.
 type visitFunc func(v *visitor, n *node) bool
@@ -737,7 +744,7 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				continue
 			}
 			n := v.at(depth)
-			*n = node{plan: cp.sub, ptr: inner, field: &cp.fieldRef, idx: -1, up: up}
+			n.set(cp.sub, inner, &cp.fieldRef, nil, -1, up)
 			if v.fn(v, n) {
 				v.walk(cp.sub, inner, n, depth+1)
 			}
@@ -753,7 +760,7 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 					continue
 				}
 				n := v.at(depth)
-				*n = node{plan: f.sub, ptr: c, field: &f.fieldRef, idx: j, up: up}
+				n.set(f.sub, c, &f.fieldRef, nil, j, up)
 				if v.fn(v, n) {
 					v.walk(f.sub, c, n, depth+1)
 				}
@@ -778,7 +785,7 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				continue
 			}
 			n := v.at(depth)
-			*n = node{plan: sub, ptr: c, field: &f.fieldRef, choice: choice, idx: -1, up: up}
+			n.set(sub, c, &f.fieldRef, choice, -1, up)
 			if v.fn(v, n) {
 				v.walk(sub, c, n, depth+1)
 			}
