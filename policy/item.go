@@ -463,66 +463,82 @@ func scanPrims(it *item) bool {
 // by case, on typed pointers. Elements become elems only when kept (a
 // reference, an element with inline labels).
 func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (scanned, bool) {
-	var sc scanned
-	var arena nodeArena
-	// Room for what a referral's resources hold, in one allocation each.
-	codes, refsOut := slices.Grow(it.codes[:0], 8), slices.Grow(it.refsOut[:0], 4)
-	prims = prims || scanPrims(it)
-	ok := visit(m, prims, func(_ *visitor, n *node) bool {
-		switch n.plan.class {
-		case classMeta, classNarrative:
-			return false
-		case classCodeableConcept:
-			v := (*dpb.CodeableConcept)(n.ptr)
-			for i, c := range v.GetCoding() {
-				codes = append(codes, c)
-				if len(c.GetExtension()) > 0 {
-					cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), field: &codingField, idx: i, up: n}
-					sc.inlineNode(m, &cn, c.GetExtension())
-				}
-			}
-			sc.inlineNode(m, n, v.GetExtension())
-			return false
-		case classCoding:
-			v := (*dpb.Coding)(n.ptr)
-			codes = append(codes, v)
-			sc.inlineNode(m, n, v.GetExtension())
-			return false
-		case classReference:
-			v := (*dpb.Reference)(n.ptr)
-			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
-				key := keys.norm(r)
-				refsOut = append(refsOut, key)
-				sc.refs = append(sc.refs, keptRef{key: key, at: arena.keepNode(m, n)})
-			}
-			sc.inlineNode(m, n, v.GetExtension())
-			return v.GetIdentifier() != nil
-		case classExtension:
-			v := (*dpb.Extension)(n.ptr)
-			if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
-				return false // a label, not data
-			}
-			sc.inlineNode(m, n, v.GetExtension())
-			return true
-		case classIdentifier:
-			v := (*dpb.Identifier)(n.ptr)
-			codes = append(codes, v.GetType().GetCoding()...)
-			sc.inlineNode(m, n, v.GetExtension())
-			return prims || v.GetAssigner() != nil
-		case classSummary:
-			if !prims {
-				sc.inlineNode(m, n, n.plan.extensions(n.ptr))
-				return false
-			}
-		}
-		sc.inlineNode(m, n, n.plan.extensions(n.ptr))
-		return true
-	})
-	if !ok {
+	// What the walk gathers lives in one struct (a closure would put each
+	// variable it changes on the heap on its own).
+	st := &scanState{m: m, keys: keys, prims: prims || scanPrims(it),
+		// Room for what a referral's resources hold, in one allocation each.
+		codes: slices.Grow(it.codes[:0], 8), refsOut: slices.Grow(it.refsOut[:0], 4)}
+	if !visit(m, st.prims, st.visit) {
 		return scanned{}, false
 	}
-	it.codes, it.refsOut, it.scanned = codes, refsOut, true
-	return sc, true
+	it.codes, it.refsOut, it.scanned = st.codes, st.refsOut, true
+	return st.sc, true
+}
+
+// scanState is one planned scan in progress.
+type scanState struct {
+	m       protoreflect.Message
+	keys    *keyIndex
+	prims   bool
+	sc      scanned
+	arena   nodeArena
+	codes   []*dpb.Coding
+	refsOut []string
+}
+
+func (st *scanState) visit(_ *visitor, n *node) bool {
+	m, sc := st.m, &st.sc
+	switch n.plan.class {
+	case classMeta, classNarrative:
+		return false
+	case classCodeableConcept:
+		v := (*dpb.CodeableConcept)(n.ptr)
+		for i, c := range v.GetCoding() {
+			st.codes = append(st.codes, c)
+			if len(c.GetExtension()) > 0 {
+				cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), field: &codingField, idx: i, up: n}
+				sc.inlineNode(m, &cn, c.GetExtension())
+			}
+		}
+		sc.inlineNode(m, n, v.GetExtension())
+		return false
+	case classCoding:
+		v := (*dpb.Coding)(n.ptr)
+		st.codes = append(st.codes, v)
+		sc.inlineNode(m, n, v.GetExtension())
+		return false
+	case classReference:
+		v := (*dpb.Reference)(n.ptr)
+		if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
+			key := st.keys.norm(r)
+			st.refsOut = append(st.refsOut, key)
+			if sc.refs == nil {
+				sc.refs = make([]keptRef, 0, 4) // most resources refer to a few others
+			}
+			sc.refs = append(sc.refs, keptRef{key: key, at: st.arena.keepNode(m, n)})
+		}
+		sc.inlineNode(m, n, v.GetExtension())
+		return v.GetIdentifier() != nil
+	case classExtension:
+		v := (*dpb.Extension)(n.ptr)
+		if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
+			return false // a label, not data
+		}
+		sc.inlineNode(m, n, v.GetExtension())
+		return true
+	case classIdentifier:
+		v := (*dpb.Identifier)(n.ptr)
+		st.codes = append(st.codes, v.GetType().GetCoding()...)
+		sc.inlineNode(m, n, v.GetExtension())
+		return st.prims || v.GetAssigner() != nil
+	case classSummary:
+		if !st.prims {
+			sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+			return false
+		}
+	}
+	sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+	return true
 }
 
 var (
