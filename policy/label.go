@@ -394,7 +394,8 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 		path string
 		es   []elem
 	}
-	var cache []resolved
+	var room [4]resolved // the paths a resource type's rules name: a few
+	cache := room[:0]
 	rtype := string(m.Descriptor().Name())
 	var out []Applied
 	sensitive := false
@@ -436,6 +437,9 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 						el = e.path()
 						inline = true
 					}
+					if out == nil {
+						out = make([]Applied, 0, 4) // a label, confidentiality R, inline labels...
+					}
 					out = append(out, Applied{Rule: r.name, Element: el, Label: lb})
 				}
 				if lb.gates() {
@@ -475,7 +479,7 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		return nil, false
 	}
 	lb := r.labels[0]
-	if slices.Contains(metaLabels(w.rootMeta()), lb) {
+	if slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool { return labelOf(c) == lb }) {
 		return nil, false
 	}
 	// Most resources hold no immigration code at all: a planned walk that
