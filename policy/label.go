@@ -301,19 +301,8 @@ func (r *labelRule) containsCodeIn(m protoreflect.Message, prims bool) bool {
 		}
 		return false
 	}
-	found := false
-	if visit(m, prims, func(v *visitor, n *node) bool {
-		switch n.plan.class {
-		case classCoding:
-			if r.codingMatches((*dpb.Coding)(n.ptr)) {
-				found, v.stop = true, true
-			}
-			return false
-		case classExtension:
-			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
-		}
-		return true
-	}) {
+	p, ptr := planFor(m)
+	if found, ok := searchPlan(p, ptr, r, prims, false); ok {
 		return found
 	}
 	return r.containsCodeReflect(m, prims)
@@ -573,21 +562,7 @@ func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
 	if p != nil && p.hasContained(ptr) {
 		return true, true
 	}
-	ok = visitPlan(p, ptr, true, func(v *visitor, n *node) bool {
-		switch n.plan.class {
-		case classMeta, classNarrative:
-			return false
-		case classExtension:
-			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
-		case classCoding:
-			if r.codingMatches((*dpb.Coding)(n.ptr)) {
-				maybe, v.stop = true, true
-			}
-			return false
-		}
-		return true
-	})
-	return maybe, ok
+	return searchPlan(p, ptr, r, true, true)
 }
 
 // labelledAlong reports whether the element or one holding it carries the

@@ -685,7 +685,12 @@ type visitor struct {
 	prims bool
 	stop  bool // set by fn to end the walk
 	deep  int  // the deepest stack node used
-	stack [24]node
+	// codes, when set, makes the walk a search for a coding of the rule
+	// (searchPlan): search decides at each element, without nodes or fn.
+	codes    *labelRule
+	skipMeta bool // the search leaves out meta and the narrative
+	found    bool
+	stack    [24]node
 }
 
 // visitors are reused: a visitor is two kilobytes, and a Filter walks a
@@ -712,6 +717,41 @@ func visitPlan(p *walkPlan, ptr unsafe.Pointer, prims bool, fn visitFunc) bool {
 	clear(v.stack[:min(v.deep+1, len(v.stack))])
 	v.fn = nil
 	visitors.Put(v)
+	return true
+}
+
+// searchPlan reports whether a coding of r lies under the struct at ptr
+// where the planned walk with prims finds one, leaving out inline labels
+// and, with skipMeta, meta and the narrative: mayHoldCode's and
+// containsCodeIn's walks, without making nodes or calling a function per
+// element. ok is false when the plans cannot describe the message.
+func searchPlan(p *walkPlan, ptr unsafe.Pointer, r *labelRule, prims, skipMeta bool) (found, ok bool) {
+	if p == nil || !p.ok || p.choice != nil {
+		return false, false
+	}
+	v := visitors.Get().(*visitor)
+	v.fn, v.prims, v.stop, v.deep = nil, prims, false, 0
+	v.codes, v.skipMeta, v.found = r, skipMeta, false
+	v.walk(p, ptr, nil, 0)
+	found = v.found
+	v.codes = nil
+	visitors.Put(v)
+	return found, true
+}
+
+// search decides one element of a search: false leaves out its children.
+func (v *visitor) search(p *walkPlan, ptr unsafe.Pointer) bool {
+	switch p.class {
+	case classMeta, classNarrative:
+		return !v.skipMeta
+	case classExtension:
+		return (*dpb.Extension)(ptr).GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
+	case classCoding:
+		if v.codes.codingMatches((*dpb.Coding)(ptr)) {
+			v.found, v.stop = true, true
+		}
+		return false
+	}
 	return true
 }
 
@@ -743,6 +783,12 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 			if cp.prim && (!v.prims || !cp.sub.hasExt(inner)) {
 				continue
 			}
+			if v.codes != nil {
+				if v.search(cp.sub, inner) {
+					v.walk(cp.sub, inner, nil, depth+1)
+				}
+				continue
+			}
 			n := v.at(depth)
 			n.set(cp.sub, inner, &cp.fieldRef, nil, -1, up)
 			if v.fn(v, n) {
@@ -757,6 +803,12 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 					return
 				}
 				if c == nil || (f.prim && !f.sub.hasExt(c)) {
+					continue
+				}
+				if v.codes != nil {
+					if v.search(f.sub, c) {
+						v.walk(f.sub, c, nil, depth+1)
+					}
 					continue
 				}
 				n := v.at(depth)
@@ -782,6 +834,12 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				}
 				sub, c, choice = cp.sub, inner, cp
 			} else if f.prim && !sub.hasExt(c) {
+				continue
+			}
+			if v.codes != nil {
+				if v.search(sub, c) {
+					v.walk(sub, c, nil, depth+1)
+				}
 				continue
 			}
 			n := v.at(depth)

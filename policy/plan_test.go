@@ -281,6 +281,11 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 	if r.codes == nil {
 		return
 	}
+	if got, ok := mayHoldCode(m, r); ok {
+		if want := visitedHoldCode(t, m, r, true, true); got != want {
+			t.Errorf("%s: mayHoldCode's search says %v, the visiting walk %v", name, got, want)
+		}
+	}
 	if maybe, ok := mayHoldCode(m, r); ok && !maybe {
 		if tops, whole, _ := immigrationTops(m, r); len(tops) > 0 || whole {
 			t.Errorf("%s: the planned walk finds no immigration code, the reflective walk finds %d (whole resource %v)", name, len(tops), whole)
@@ -300,6 +305,13 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 				if got := rule.containsCodeIn(e.msg, prims); got != want {
 					t.Errorf("%s %s: rule %s: containsCodeIn(prims %v) %v, the reflective walk says %v", name, e.path(), rule.name, prims, got, want)
 				}
+				switch e.msg.Interface().(type) {
+				case *dpb.Coding, *dpb.CodeableConcept: // decided without a walk
+				default:
+					if got := visitedHoldCode(t, e.msg, rule, prims, false); got != want {
+						t.Errorf("%s %s: rule %s: the visiting walk (prims %v) says %v, the reflective walk %v", name, e.path(), rule.name, prims, got, want)
+					}
+				}
 			}
 		}
 		// The resource and its elements two levels down: what rules name.
@@ -309,6 +321,34 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 			return e.up == nil
 		})
 	}
+}
+
+// visitedHoldCode is searchPlan on visit, with the search's decisions in
+// the walk's function: what mayHoldCode and containsCodeIn did before they
+// searched without nodes.
+func visitedHoldCode(t testing.TB, m protoreflect.Message, r *labelRule, prims, skipMeta bool) bool {
+	t.Helper()
+	p, ptr := planFor(m)
+	if p != nil && p.hasContained(ptr) && skipMeta {
+		return true
+	}
+	found := false
+	if !visit(m, prims, func(v *visitor, n *node) bool {
+		switch c := n.plan.class; {
+		case skipMeta && (c == classMeta || c == classNarrative):
+			return false
+		case c == classExtension:
+			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
+		case c == classCoding:
+			found = found || r.codingMatches((*dpb.Coding)(n.ptr))
+			v.stop = found
+			return false
+		}
+		return true
+	}) {
+		t.Fatal("no plan")
+	}
+	return found
 }
 
 // decorate returns a copy of a resource with extensions added to about
