@@ -19,7 +19,7 @@ import (
 // In place mode (Labeller.Apply) writes to the messages themselves.
 type cow struct {
 	root    protoreflect.Message
-	copies  map[protoreflect.Message]protoreflect.Message // original or copy -> copy
+	copies  copyMap // original or copy -> copy
 	inPlace bool
 	// plan and ptr are root's walk plan and struct, for the fast paths
 	// to meta (nil plan: protoreflect only); meta is the writable meta
@@ -34,16 +34,67 @@ type cow struct {
 }
 
 func newCOW(m protoreflect.Message) *cow {
-	w := &cow{copies: make(map[protoreflect.Message]protoreflect.Message, 8)}
+	w := &cow{}
+	w.start(m)
+	return w
+}
+
+// start sets up w, a zero cow, to write to a copy of m (newCOW for a cow
+// the caller allocated, one of many in an array).
+func (w *cow) start(m protoreflect.Message) {
 	if p, ptr := planFor(m); p != nil {
 		w.plan, w.ptr = p, p.copy(ptr)
 		w.root = p.message(w.ptr)
 	} else {
 		w.root = shallowCopy(m)
 	}
-	w.copies[m] = w.root
-	w.copies[w.root] = w.root
-	return w
+	w.copies.add(m, w.root)
+}
+
+// copyMap maps the messages a cow copied, and the copies, to the copies.
+// A resource's writes copy a handful of messages, so the pairs (original,
+// copy) are searched in order, in an array inside the cow: a map cost an
+// allocation and an interface hash per look-up. Past copyMapSmall pairs it
+// becomes a map.
+type copyMap struct {
+	n     int
+	small [copyMapSmall]copyPair
+	big   map[protoreflect.Message]protoreflect.Message
+}
+
+const copyMapSmall = 4
+
+type copyPair struct{ from, to protoreflect.Message }
+
+// get returns the copy of m, or m itself when m is a copy.
+func (c *copyMap) get(m protoreflect.Message) (protoreflect.Message, bool) {
+	if c.big != nil {
+		to, ok := c.big[m]
+		return to, ok
+	}
+	for i := range c.n {
+		if p := &c.small[i]; p.from == m || p.to == m {
+			return p.to, true
+		}
+	}
+	return nil, false
+}
+
+// add records that from is copied to to (from == to: a message made new).
+func (c *copyMap) add(from, to protoreflect.Message) {
+	if c.big == nil && c.n < copyMapSmall {
+		c.small[c.n] = copyPair{from, to}
+		c.n++
+		return
+	}
+	if c.big == nil {
+		c.big = make(map[protoreflect.Message]protoreflect.Message, 4*copyMapSmall)
+		for _, p := range c.small[:c.n] {
+			c.big[p.from], c.big[p.to] = p.to, p.to
+		}
+		c.small = [copyMapSmall]copyPair{}
+	}
+	c.big[from], c.big[to] = to, to
 }
 
 func inPlace(m protoreflect.Message) *cow {
@@ -127,7 +178,7 @@ func (w *cow) current(m protoreflect.Message) protoreflect.Message {
 	if w.inPlace {
 		return m
 	}
-	if c, ok := w.copies[m]; ok {
+	if c, ok := w.copies.get(m); ok {
 		return c
 	}
 	return m
@@ -149,7 +200,7 @@ func (w *cow) msg(e *elem) protoreflect.Message {
 	if w.inPlace {
 		return e.msg
 	}
-	if c, ok := w.copies[e.msg]; ok {
+	if c, ok := w.copies.get(e.msg); ok {
 		return c
 	}
 	p := w.holder(e)
@@ -165,10 +216,10 @@ func (w *cow) msg(e *elem) protoreflect.Message {
 		}
 	case isChoice(e.fd.Message()):
 		wrap := p.Get(e.fd).Message()
-		wc, ok := w.copies[wrap]
+		wc, ok := w.copies.get(wrap)
 		if !ok {
 			wc = shallowCopy(wrap)
-			w.copies[wrap], w.copies[wc] = wc, wc
+			w.copies.add(wrap, wc)
 			p.Set(e.fd, protoreflect.ValueOfMessage(wc))
 		}
 		if set := choiceSet(wc); set != nil {
@@ -180,7 +231,7 @@ func (w *cow) msg(e *elem) protoreflect.Message {
 	default:
 		p.Set(e.fd, protoreflect.ValueOfMessage(n))
 	}
-	w.copies[e.msg], w.copies[n] = n, n
+	w.copies.add(e.msg, n)
 	return n
 }
 
@@ -190,7 +241,7 @@ func (w *cow) field(m protoreflect.Message, fd protoreflect.FieldDescriptor) pro
 	if !m.Has(fd) {
 		n := m.Mutable(fd).Message()
 		if !w.inPlace {
-			w.copies[n] = n
+			w.copies.add(n, n)
 		}
 		return n
 	}
@@ -198,11 +249,11 @@ func (w *cow) field(m protoreflect.Message, fd protoreflect.FieldDescriptor) pro
 	if w.inPlace {
 		return m.Mutable(fd).Message()
 	}
-	if c, ok := w.copies[old]; ok {
+	if c, ok := w.copies.get(old); ok {
 		return c
 	}
 	n := shallowCopy(old)
-	w.copies[old], w.copies[n] = n, n
+	w.copies.add(old, n)
 	m.Set(fd, protoreflect.ValueOfMessage(n))
 	return n
 }

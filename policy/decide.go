@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -207,6 +208,9 @@ type evaluator struct {
 	trail    []Step
 	obl      []Obligation
 	base     BasePolicy
+	// denyBuf and permitBuf hold decideItem's steps from one decision to
+	// the next.
+	denyBuf, permitBuf []Step
 }
 
 func newEvaluator(req Request, consents []*conpb.Consent, keys *keyIndex) *evaluator {
@@ -260,8 +264,12 @@ type consentResult struct {
 
 // decideItem combines every consent for one item (nil: the request in
 // general), deny overriding permit, falling back to the base policy.
+//
+// The consents' steps of the result are kept in arrays the evaluator
+// reuses: they are valid until it decides again (callers copy what they
+// keep into the trail, or a step by value).
 func (ev *evaluator) decideItem(it *item, conds *[]conditional) consentResult {
-	var denies, permits []Step
+	denies, permits := ev.denyBuf[:0], ev.permitBuf[:0]
 	explicit := false
 	target := ""
 	if it != nil {
@@ -300,6 +308,7 @@ func (ev *evaluator) decideItem(it *item, conds *[]conditional) consentResult {
 			}
 		}
 	}
+	ev.denyBuf, ev.permitBuf = denies[:0], permits[:0]
 	switch {
 	case len(denies) > 0:
 		return consentResult{effect: Deny, steps: denies}
@@ -345,7 +354,8 @@ func (ev *evaluator) immigrationStep(target string) Step {
 
 // judge decides one item: the agreement's types and labels, the consents,
 // and the immigration rule. It returns the step that withholds the item,
-// or nil and the steps that allowed it.
+// or nil and the steps that allowed it (valid until the next decision, see
+// decideItem).
 func (ev *evaluator) judge(it *item, checkType bool) (*Step, []Step) {
 	a := ev.req.Agreement
 	if a != nil && checkType && !containsString(a.ResourceTypes, it.rtype) {
@@ -501,6 +511,9 @@ func (ev *evaluator) decideData(rs []*resource) Effect {
 			continue
 		}
 		kept++
+		if general.effect != Permit || r.item.hasImmigration() {
+			steps = slices.Clone(steps) // judgeElements decides again
+		}
 		ev.judgeElements(r)
 		if general.effect != Permit {
 			// The request as a whole was not permitted: say what permitted this.

@@ -223,13 +223,14 @@ type lazyElem struct {
 	root  protoreflect.Message
 }
 
-// keepNode copies n and the nodes above it out of the walk's stack.
-func keepNode(root protoreflect.Message, n *node) lazyElem {
+// keepNode copies n and the nodes above it out of the walk's stack, into
+// the arena's array.
+func (a *nodeArena) keepNode(root protoreflect.Message, n *node) lazyElem {
 	d := 0
 	for x := n; x != nil; x = x.up {
 		d++
 	}
-	nodes := make([]node, d)
+	nodes := a.take(d)
 	for x, i := n, d-1; x != nil; x, i = x.up, i-1 {
 		nodes[i] = *x
 		if i > 0 {
@@ -237,6 +238,20 @@ func keepNode(root protoreflect.Message, n *node) lazyElem {
 		}
 	}
 	return lazyElem{nodes: nodes, root: root}
+}
+
+// nodeArena hands out the nodes a scan keeps from a few arrays instead of
+// one allocation per reference. An array is never grown (kept nodes
+// point at each other): a new one takes over when it is full.
+type nodeArena struct{ free []node }
+
+func (a *nodeArena) take(n int) []node {
+	if len(a.free) < n {
+		a.free = make([]node, max(n, 4))
+	}
+	out := a.free[:n:n]
+	a.free = a.free[n:]
+	return out
 }
 
 // get returns the element.
@@ -290,10 +305,11 @@ func itemFieldsOf(md protoreflect.MessageDescriptor) *itemFields {
 }
 
 // buildItem reads the facts of a resource (after labelling) that need no
-// walk: labels, profiles, date, authors. meta is the resource's meta.
-func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyIndex) *item {
+// walk: labels, profiles, date, authors, into it (a zero item). meta is
+// the resource's meta.
+func buildItem(it *item, m protoreflect.Message, meta *dpb.Meta, key string, keys *keyIndex) {
 	md := m.Descriptor()
-	it := &item{key: key, rtype: string(md.Name())}
+	*it = item{key: key, rtype: string(md.Name())}
 	if sec := meta.GetSecurity(); len(sec) > 0 {
 		it.labels = make([]Label, 0, len(sec)+2) // room for what the scan adds
 		for _, c := range sec {
@@ -332,7 +348,6 @@ func buildItem(m protoreflect.Message, meta *dpb.Meta, key string, keys *keyInde
 			it.authors = append(it.authors, keys.norm(refString(v.(*dpb.Reference))))
 		}
 	}
-	return it
 }
 
 // fieldReader reads message fields of a resource: on its walk plan where
@@ -377,7 +392,7 @@ func (fr fieldReader) value(fd protoreflect.FieldDescriptor) (proto.Message, boo
 			}
 			sub, c = cp.sub, inner
 		}
-		return reflect.NewAt(sub.typ, c).Interface().(proto.Message), true
+		return sub.iface(c), true
 	}
 	if !fr.m.Has(fd) {
 		return nil, false
@@ -404,7 +419,7 @@ func (fr fieldReader) values(fd protoreflect.FieldDescriptor) []proto.Message {
 	var out []proto.Message
 	if sl := fr.slot(fd); sl != nil && sl.list {
 		for _, c := range *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off)) {
-			out = append(out, reflect.NewAt(sl.sub.typ, c).Interface().(proto.Message))
+			out = append(out, sl.sub.iface(c))
 		}
 		return out
 	}
@@ -448,65 +463,82 @@ func scanPrims(it *item) bool {
 // by case, on typed pointers. Elements become elems only when kept (a
 // reference, an element with inline labels).
 func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (scanned, bool) {
-	var sc scanned
-	// Room for what a referral's resources hold, in one allocation each.
-	codes, refsOut := slices.Grow(it.codes[:0], 8), slices.Grow(it.refsOut[:0], 4)
-	prims = prims || scanPrims(it)
-	ok := visit(m, prims, func(_ *visitor, n *node) bool {
-		switch n.plan.class {
-		case classMeta, classNarrative:
-			return false
-		case classCodeableConcept:
-			v := (*dpb.CodeableConcept)(n.ptr)
-			for i, c := range v.GetCoding() {
-				codes = append(codes, c)
-				if len(c.GetExtension()) > 0 {
-					cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), field: &codingField, idx: i, up: n}
-					sc.inlineNode(m, &cn, c.GetExtension())
-				}
-			}
-			sc.inlineNode(m, n, v.GetExtension())
-			return false
-		case classCoding:
-			v := (*dpb.Coding)(n.ptr)
-			codes = append(codes, v)
-			sc.inlineNode(m, n, v.GetExtension())
-			return false
-		case classReference:
-			v := (*dpb.Reference)(n.ptr)
-			if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
-				key := keys.norm(r)
-				refsOut = append(refsOut, key)
-				sc.refs = append(sc.refs, keptRef{key: key, at: keepNode(m, n)})
-			}
-			sc.inlineNode(m, n, v.GetExtension())
-			return v.GetIdentifier() != nil
-		case classExtension:
-			v := (*dpb.Extension)(n.ptr)
-			if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
-				return false // a label, not data
-			}
-			sc.inlineNode(m, n, v.GetExtension())
-			return true
-		case classIdentifier:
-			v := (*dpb.Identifier)(n.ptr)
-			codes = append(codes, v.GetType().GetCoding()...)
-			sc.inlineNode(m, n, v.GetExtension())
-			return prims || v.GetAssigner() != nil
-		case classSummary:
-			if !prims {
-				sc.inlineNode(m, n, n.plan.extensions(n.ptr))
-				return false
-			}
-		}
-		sc.inlineNode(m, n, n.plan.extensions(n.ptr))
-		return true
-	})
-	if !ok {
+	// What the walk gathers lives in one struct (a closure would put each
+	// variable it changes on the heap on its own).
+	st := &scanState{m: m, keys: keys, prims: prims || scanPrims(it),
+		// Room for what a referral's resources hold, in one allocation each.
+		codes: slices.Grow(it.codes[:0], 8), refsOut: slices.Grow(it.refsOut[:0], 4)}
+	if !visit(m, st.prims, st.visit) {
 		return scanned{}, false
 	}
-	it.codes, it.refsOut, it.scanned = codes, refsOut, true
-	return sc, true
+	it.codes, it.refsOut, it.scanned = st.codes, st.refsOut, true
+	return st.sc, true
+}
+
+// scanState is one planned scan in progress.
+type scanState struct {
+	m       protoreflect.Message
+	keys    *keyIndex
+	prims   bool
+	sc      scanned
+	arena   nodeArena
+	codes   []*dpb.Coding
+	refsOut []string
+}
+
+func (st *scanState) visit(_ *visitor, n *node) bool {
+	m, sc := st.m, &st.sc
+	switch n.plan.class {
+	case classMeta, classNarrative:
+		return false
+	case classCodeableConcept:
+		v := (*dpb.CodeableConcept)(n.ptr)
+		for i, c := range v.GetCoding() {
+			st.codes = append(st.codes, c)
+			if len(c.GetExtension()) > 0 {
+				cn := node{plan: codingPlan(), ptr: unsafe.Pointer(c), field: &codingField, idx: i, up: n}
+				sc.inlineNode(m, &cn, c.GetExtension())
+			}
+		}
+		sc.inlineNode(m, n, v.GetExtension())
+		return false
+	case classCoding:
+		v := (*dpb.Coding)(n.ptr)
+		st.codes = append(st.codes, v)
+		sc.inlineNode(m, n, v.GetExtension())
+		return false
+	case classReference:
+		v := (*dpb.Reference)(n.ptr)
+		if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
+			key := st.keys.norm(r)
+			st.refsOut = append(st.refsOut, key)
+			if sc.refs == nil {
+				sc.refs = make([]keptRef, 0, 4) // most resources refer to a few others
+			}
+			sc.refs = append(sc.refs, keptRef{key: key, at: st.arena.keepNode(m, n)})
+		}
+		sc.inlineNode(m, n, v.GetExtension())
+		return v.GetIdentifier() != nil
+	case classExtension:
+		v := (*dpb.Extension)(n.ptr)
+		if v.GetUrl().GetValue() == ExtInlineSecurityLabel {
+			return false // a label, not data
+		}
+		sc.inlineNode(m, n, v.GetExtension())
+		return true
+	case classIdentifier:
+		v := (*dpb.Identifier)(n.ptr)
+		st.codes = append(st.codes, v.GetType().GetCoding()...)
+		sc.inlineNode(m, n, v.GetExtension())
+		return st.prims || v.GetAssigner() != nil
+	case classSummary:
+		if !st.prims {
+			sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+			return false
+		}
+	}
+	sc.inlineNode(m, n, n.plan.extensions(n.ptr))
+	return true
 }
 
 var (

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -299,19 +301,8 @@ func (r *labelRule) containsCodeIn(m protoreflect.Message, prims bool) bool {
 		}
 		return false
 	}
-	found := false
-	if visit(m, prims, func(v *visitor, n *node) bool {
-		switch n.plan.class {
-		case classCoding:
-			if r.codingMatches((*dpb.Coding)(n.ptr)) {
-				found, v.stop = true, true
-			}
-			return false
-		case classExtension:
-			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
-		}
-		return true
-	}) {
+	p, ptr := planFor(m)
+	if found, ok := searchPlan(p, ptr, r, prims, false); ok {
 		return found
 	}
 	return r.containsCodeReflect(m, prims)
@@ -392,7 +383,8 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 		path string
 		es   []elem
 	}
-	var cache []resolved
+	var room [4]resolved // the paths a resource type's rules name: a few
+	cache := room[:0]
 	rtype := string(m.Descriptor().Name())
 	var out []Applied
 	sensitive := false
@@ -434,6 +426,9 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 						el = e.path()
 						inline = true
 					}
+					if out == nil {
+						out = make([]Applied, 0, 4) // a label, confidentiality R, inline labels...
+					}
 					out = append(out, Applied{Rule: r.name, Element: el, Label: lb})
 				}
 				if lb.gates() {
@@ -473,7 +468,7 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		return nil, false
 	}
 	lb := r.labels[0]
-	if slices.Contains(metaLabels(w.rootMeta()), lb) {
+	if slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool { return labelOf(c) == lb }) {
 		return nil, false
 	}
 	// Most resources hold no immigration code at all: a planned walk that
@@ -567,21 +562,7 @@ func mayHoldCode(m protoreflect.Message, r *labelRule) (maybe, ok bool) {
 	if p != nil && p.hasContained(ptr) {
 		return true, true
 	}
-	ok = visitPlan(p, ptr, true, func(v *visitor, n *node) bool {
-		switch n.plan.class {
-		case classMeta, classNarrative:
-			return false
-		case classExtension:
-			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
-		case classCoding:
-			if r.codingMatches((*dpb.Coding)(n.ptr)) {
-				maybe, v.stop = true, true
-			}
-			return false
-		}
-		return true
-	})
-	return maybe, ok
+	return searchPlan(p, ptr, r, true, true)
 }
 
 // labelledAlong reports whether the element or one holding it carries the
@@ -708,6 +689,24 @@ func writableMeta(w *cow) *dpb.Meta {
 	if w.meta != nil && w.rootMeta() == w.meta {
 		return w.meta // made before, and still the resource's
 	}
+	if !w.inPlace && w.plan != nil && w.plan.metaOff != noOffset {
+		// What w.field does, on the plan: the root is a copy, so its meta
+		// pointer is written in place.
+		slot := (**dpb.Meta)(unsafe.Add(w.ptr, w.plan.metaOff))
+		var meta *dpb.Meta
+		if old := *slot; old == nil {
+			meta = &dpb.Meta{}
+			w.copies.add(meta.ProtoReflect(), meta.ProtoReflect())
+		} else if c, ok := w.copies.get(old.ProtoReflect()); ok {
+			meta = c.Interface().(*dpb.Meta)
+		} else {
+			meta = (*dpb.Meta)(metaPlan().copy(unsafe.Pointer(old)))
+			w.copies.add(old.ProtoReflect(), meta.ProtoReflect())
+		}
+		*slot = meta
+		w.meta = meta
+		return meta
+	}
 	fd := w.root.Descriptor().Fields().ByName("meta")
 	if fd == nil {
 		return nil
@@ -716,6 +715,8 @@ func writableMeta(w *cow) *dpb.Meta {
 	w.meta = meta
 	return meta
 }
+
+var metaPlan = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Meta]()) })
 
 // securityLabels returns the resource's meta.security labels.
 func securityLabels(m protoreflect.Message) []Label { return metaLabels(metaOf(m)) }

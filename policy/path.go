@@ -259,38 +259,44 @@ func checkPath(resourceType, path string) (string, bool) {
 // It reads the fields on the walk plans where they describe them, else
 // through protoreflect (appendChildren); both give the same elems.
 func resolve(m protoreflect.Message, path string) []elem {
-	cur := []elem{{msg: m, idx: -1}}
 	if path == "" {
-		return cur
+		return []elem{{msg: m, idx: -1}}
 	}
 	p, ptr := planFor(m)
 	if p == nil || !p.ok {
 		p = nil
 	}
-	// at are cur's plans and structs while every step so far was planned.
-	at := []planned{{p, ptr}}
-	for seg := range strings.SplitSeq(path, ".") {
+	// The elements under the resource do not point at it (their up is
+	// nil), so the first step starts from m itself, not from an elem of it.
+	seg, rest, more := strings.Cut(path, ".")
+	cur, at := resolveStep(nil, nil, m, nil, planned{p, ptr}, seg)
+	for more && len(cur) > 0 {
+		seg, rest, more = strings.Cut(rest, ".")
 		var next []elem
 		var nextAt []planned
 		for i := range cur {
-			if at != nil && at[i].p != nil {
-				if out, outAt, ok := appendPlanned(next, nextAt, &cur[i], at[i], seg); ok {
-					next, nextAt = out, outAt
-					continue
-				}
-			}
-			n := len(next)
-			next = appendChildren(next, &cur[i], seg)
-			for range len(next) - n {
-				nextAt = append(nextAt, planned{})
-			}
+			next, nextAt = resolveStep(next, nextAt, cur[i].msg, &cur[i], at[i], seg)
 		}
 		cur, at = next, nextAt
-		if len(cur) == 0 {
-			break
-		}
 	}
 	return cur
+}
+
+// resolveStep appends the elements named seg under parent (the message
+// of up; up nil for the resource), on the plans when they describe the
+// field, else through protoreflect.
+func resolveStep(out []elem, outAt []planned, parent protoreflect.Message, up *elem, at planned, seg string) ([]elem, []planned) {
+	if at.p != nil {
+		if next, nextAt, ok := appendPlanned(out, outAt, parent, up, at, seg); ok {
+			return next, nextAt
+		}
+	}
+	n := len(out)
+	out = appendChildren(out, parent, up, seg)
+	for range len(out) - n {
+		outAt = append(outAt, planned{})
+	}
+	return out, outAt
 }
 
 // resolveReflect is resolve through protoreflect alone: the reference the
@@ -303,7 +309,11 @@ func resolveReflect(m protoreflect.Message, path string) []elem {
 	for seg := range strings.SplitSeq(path, ".") {
 		var next []elem
 		for i := range cur {
-			next = appendChildren(next, &cur[i], seg)
+			up := &cur[i]
+			if up.parent == nil {
+				up = nil // the resource
+			}
+			next = appendChildren(next, cur[i].msg, up, seg)
 		}
 		cur = next
 		if len(cur) == 0 {
@@ -322,8 +332,8 @@ type planned struct {
 // appendPlanned is appendChildren on the plans; ok is false when they do
 // not describe the field (a oneof case, a scalar), which appendChildren
 // then reads.
-func appendPlanned(out []elem, outAt []planned, e *elem, at planned, seg string) ([]elem, []planned, bool) {
-	md := e.msg.Descriptor()
+func appendPlanned(out []elem, outAt []planned, parent protoreflect.Message, up *elem, at planned, seg string) ([]elem, []planned, bool) {
+	md := parent.Descriptor()
 	fd, choice, found := fieldFor(md, seg)
 	if !found || fd.Message() == nil {
 		return out, outAt, true // nothing there, as appendChildren finds
@@ -335,18 +345,15 @@ func appendPlanned(out []elem, outAt []planned, e *elem, at planned, seg string)
 	if sl.off == noOffset || sl.sub == nil || !sl.sub.ok || (sl.list && sl.sub.choice != nil) {
 		return out, outAt, false
 	}
-	up := e
-	if e.parent == nil {
-		up = nil
-	}
 	name := fhirName(fd)
 	if sl.list {
 		items := *(*[]unsafe.Pointer)(unsafe.Add(at.ptr, sl.off))
 		if slices.Contains(items, nil) {
 			return out, outAt, false
 		}
+		out, outAt = slices.Grow(out, len(items)), slices.Grow(outAt, len(items))
 		for i, c := range items {
-			out = append(out, elem{parent: e.msg, fd: fd, idx: i, msg: sl.sub.message(c), up: up, name: name})
+			out = append(out, elem{parent: parent, fd: fd, idx: i, msg: sl.sub.message(c), up: up, name: name})
 			outAt = append(outAt, planned{okPlan(sl.sub), c})
 		}
 		return out, outAt, true
@@ -360,10 +367,10 @@ func appendPlanned(out []elem, outAt []planned, e *elem, at planned, seg string)
 		if cp == nil || (choice != nil && cp.fd != choice) || cp.sub == nil {
 			return out, outAt, true
 		}
-		out = append(out, elem{parent: e.msg, fd: fd, idx: -1, msg: cp.sub.message(inner), up: up, name: name, choice: cp.fd})
+		out = append(out, elem{parent: parent, fd: fd, idx: -1, msg: cp.sub.message(inner), up: up, name: name, choice: cp.fd})
 		return out, append(outAt, planned{okPlan(cp.sub), inner}), true
 	}
-	out = append(out, elem{parent: e.msg, fd: fd, idx: -1, msg: sl.sub.message(c), up: up, name: name})
+	out = append(out, elem{parent: parent, fd: fd, idx: -1, msg: sl.sub.message(c), up: up, name: name})
 	return out, append(outAt, planned{okPlan(sl.sub), c}), true
 }
 
@@ -375,34 +382,31 @@ func okPlan(p *walkPlan) *walkPlan {
 	return p
 }
 
-// appendChildren appends the elements named seg under e.
-func appendChildren(out []elem, e *elem, seg string) []elem {
-	fd, choice, ok := fieldFor(e.msg.Descriptor(), seg)
-	if !ok || fd.Message() == nil || !e.msg.Has(fd) {
+// appendChildren appends the elements named seg under parent (the
+// message of up; up nil for the resource).
+func appendChildren(out []elem, parent protoreflect.Message, up *elem, seg string) []elem {
+	fd, choice, ok := fieldFor(parent.Descriptor(), seg)
+	if !ok || fd.Message() == nil || !parent.Has(fd) {
 		return out
-	}
-	up := e
-	if e.parent == nil {
-		up = nil
 	}
 	name := fhirName(fd)
 	if fd.IsList() {
-		l := e.msg.Get(fd).List()
+		l := parent.Get(fd).List()
 		for i := range l.Len() {
-			out = append(out, elem{parent: e.msg, fd: fd, idx: i, msg: l.Get(i).Message(), up: up, name: name})
+			out = append(out, elem{parent: parent, fd: fd, idx: i, msg: l.Get(i).Message(), up: up, name: name})
 		}
 		return out
 	}
-	v := e.msg.Get(fd).Message()
+	v := parent.Get(fd).Message()
 	if isChoice(fd.Message()) {
 		set := choiceSet(v)
 		if set == nil || (choice != nil && set != choice) || set.Message() == nil {
 			return out
 		}
-		return append(out, elem{parent: e.msg, fd: fd, idx: -1, msg: v.Get(set).Message(), up: up,
+		return append(out, elem{parent: parent, fd: fd, idx: -1, msg: v.Get(set).Message(), up: up,
 			name: name, choice: set})
 	}
-	return append(out, elem{parent: e.msg, fd: fd, idx: -1, msg: v, up: up, name: name})
+	return append(out, elem{parent: parent, fd: fd, idx: -1, msg: v, up: up, name: name})
 }
 
 // walkFunc visits one element; returning false skips its children.

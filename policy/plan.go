@@ -134,6 +134,9 @@ type walkPlan struct {
 	// ok is false when the plans cannot describe the type or a type
 	// below it: visit then hands the walk to the reflective walker.
 	ok bool
+	// tab is the type word of a proto.Message holding a *typ: with it,
+	// iface makes the interface value of a struct pointer directly.
+	tab unsafe.Pointer
 }
 
 // fieldPlan is one message-typed field (or one oneof) of a type.
@@ -268,6 +271,7 @@ func (b *planBuilder) plan(t reflect.Type) *walkPlan {
 		p.ok = false
 		return p
 	}
+	p.tab = ifaceWords(unsafe.Pointer(&msg))[0]
 	for i := range t.NumField() {
 		if f := t.Field(i); f.IsExported() && f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Pointer {
 			p.slices = append(p.slices, f.Offset)
@@ -593,7 +597,7 @@ func (p *walkPlan) meta(ptr unsafe.Pointer) (meta *dpb.Meta, ok bool) {
 // makes through reflect).
 func (p *walkPlan) copy(ptr unsafe.Pointer) unsafe.Pointer {
 	dst := reflect.New(p.typ)
-	dst.Elem().Set(reflect.NewAt(p.typ, ptr).Elem())
+	dst.Elem().Set(reflect.ValueOf(p.iface(ptr)).Elem())
 	d := dst.UnsafePointer()
 	// The new slices share one array, each capped at its length, so that
 	// an append to one of them moves it rather than write into the next.
@@ -620,7 +624,18 @@ func (p *walkPlan) copy(ptr unsafe.Pointer) unsafe.Pointer {
 // value protoreflect gives for the message (generated messages reflect
 // through their own pointer), so it can key the copy-on-write maps.
 func (p *walkPlan) message(ptr unsafe.Pointer) protoreflect.Message {
-	return reflect.NewAt(p.typ, ptr).Interface().(protoreflect.ProtoMessage).ProtoReflect()
+	return p.iface(ptr).ProtoReflect()
+}
+
+// iface returns the struct at ptr as a proto.Message. It puts together
+// the interface value from the type word recorded when the plan was made
+// and the pointer: reflect.NewAt(...).Interface() gives the same value but
+// looks the pointer type up in reflect's cache on every call.
+func (p *walkPlan) iface(ptr unsafe.Pointer) proto.Message {
+	var m proto.Message
+	words := (*[2]unsafe.Pointer)(unsafe.Pointer(&m))
+	words[0], words[1] = p.tab, ptr
+	return m
 }
 
 // node is one element met by a planned walk. Nodes live on the walk's
@@ -653,6 +668,13 @@ func (n *node) elem(root protoreflect.Message) *elem {
 	return e
 }
 
+// set fills in a node field by field. The nodes live in a pooled (heap)
+// visitor: a whole-struct store goes through the runtime's bulk write
+// barrier while the GC marks, field stores through the cheap one.
+func (n *node) set(plan *walkPlan, ptr unsafe.Pointer, field *fieldRef, choice *casePlan, idx int, up *node) {
+	n.plan, n.ptr, n.field, n.choice, n.idx, n.up = plan, ptr, field, choice, idx, up
+}
+
 // visitFunc visits one element; returning false skips its children, and
 // setting v.stop ends the walk.
 type visitFunc func(v *visitor, n *node) bool
@@ -663,7 +685,12 @@ type visitor struct {
 	prims bool
 	stop  bool // set by fn to end the walk
 	deep  int  // the deepest stack node used
-	stack [24]node
+	// codes, when set, makes the walk a search for a coding of the rule
+	// (searchPlan): search decides at each element, without nodes or fn.
+	codes    *labelRule
+	skipMeta bool // the search leaves out meta and the narrative
+	found    bool
+	stack    [24]node
 }
 
 // visitors are reused: a visitor is two kilobytes, and a Filter walks a
@@ -690,6 +717,41 @@ func visitPlan(p *walkPlan, ptr unsafe.Pointer, prims bool, fn visitFunc) bool {
 	clear(v.stack[:min(v.deep+1, len(v.stack))])
 	v.fn = nil
 	visitors.Put(v)
+	return true
+}
+
+// searchPlan reports whether a coding of r lies under the struct at ptr
+// where the planned walk with prims finds one, leaving out inline labels
+// and, with skipMeta, meta and the narrative: mayHoldCode's and
+// containsCodeIn's walks, without making nodes or calling a function per
+// element. ok is false when the plans cannot describe the message.
+func searchPlan(p *walkPlan, ptr unsafe.Pointer, r *labelRule, prims, skipMeta bool) (found, ok bool) {
+	if p == nil || !p.ok || p.choice != nil {
+		return false, false
+	}
+	v := visitors.Get().(*visitor)
+	v.fn, v.prims, v.stop, v.deep = nil, prims, false, 0
+	v.codes, v.skipMeta, v.found = r, skipMeta, false
+	v.walk(p, ptr, nil, 0)
+	found = v.found
+	v.codes = nil
+	visitors.Put(v)
+	return found, true
+}
+
+// search decides one element of a search: false leaves out its children.
+func (v *visitor) search(p *walkPlan, ptr unsafe.Pointer) bool {
+	switch p.class {
+	case classMeta, classNarrative:
+		return !v.skipMeta
+	case classExtension:
+		return (*dpb.Extension)(ptr).GetUrl().GetValue() != ExtInlineSecurityLabel // a label, not data
+	case classCoding:
+		if v.codes.codingMatches((*dpb.Coding)(ptr)) {
+			v.found, v.stop = true, true
+		}
+		return false
+	}
 	return true
 }
 
@@ -721,8 +783,14 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 			if cp.prim && (!v.prims || !cp.sub.hasExt(inner)) {
 				continue
 			}
+			if v.codes != nil {
+				if v.search(cp.sub, inner) {
+					v.walk(cp.sub, inner, nil, depth+1)
+				}
+				continue
+			}
 			n := v.at(depth)
-			*n = node{plan: cp.sub, ptr: inner, field: &cp.fieldRef, idx: -1, up: up}
+			n.set(cp.sub, inner, &cp.fieldRef, nil, -1, up)
 			if v.fn(v, n) {
 				v.walk(cp.sub, inner, n, depth+1)
 			}
@@ -737,8 +805,14 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 				if c == nil || (f.prim && !f.sub.hasExt(c)) {
 					continue
 				}
+				if v.codes != nil {
+					if v.search(f.sub, c) {
+						v.walk(f.sub, c, nil, depth+1)
+					}
+					continue
+				}
 				n := v.at(depth)
-				*n = node{plan: f.sub, ptr: c, field: &f.fieldRef, idx: j, up: up}
+				n.set(f.sub, c, &f.fieldRef, nil, j, up)
 				if v.fn(v, n) {
 					v.walk(f.sub, c, n, depth+1)
 				}
@@ -762,8 +836,14 @@ func (v *visitor) walk(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
 			} else if f.prim && !sub.hasExt(c) {
 				continue
 			}
+			if v.codes != nil {
+				if v.search(sub, c) {
+					v.walk(sub, c, nil, depth+1)
+				}
+				continue
+			}
 			n := v.at(depth)
-			*n = node{plan: sub, ptr: c, field: &f.fieldRef, choice: choice, idx: -1, up: up}
+			n.set(sub, c, &f.fieldRef, choice, -1, up)
 			if v.fn(v, n) {
 				v.walk(sub, c, n, depth+1)
 			}

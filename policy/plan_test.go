@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -280,6 +281,11 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 	if r.codes == nil {
 		return
 	}
+	if got, ok := mayHoldCode(m, r); ok {
+		if want := visitedHoldCode(t, m, r, true, true); got != want {
+			t.Errorf("%s: mayHoldCode's search says %v, the visiting walk %v", name, got, want)
+		}
+	}
 	if maybe, ok := mayHoldCode(m, r); ok && !maybe {
 		if tops, whole, _ := immigrationTops(m, r); len(tops) > 0 || whole {
 			t.Errorf("%s: the planned walk finds no immigration code, the reflective walk finds %d (whole resource %v)", name, len(tops), whole)
@@ -299,6 +305,13 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 				if got := rule.containsCodeIn(e.msg, prims); got != want {
 					t.Errorf("%s %s: rule %s: containsCodeIn(prims %v) %v, the reflective walk says %v", name, e.path(), rule.name, prims, got, want)
 				}
+				switch e.msg.Interface().(type) {
+				case *dpb.Coding, *dpb.CodeableConcept: // decided without a walk
+				default:
+					if got := visitedHoldCode(t, e.msg, rule, prims, false); got != want {
+						t.Errorf("%s %s: rule %s: the visiting walk (prims %v) says %v, the reflective walk %v", name, e.path(), rule.name, prims, got, want)
+					}
+				}
 			}
 		}
 		// The resource and its elements two levels down: what rules name.
@@ -308,6 +321,34 @@ func compareLabelWalks(t testing.TB, name string, m protoreflect.Message, l *Lab
 			return e.up == nil
 		})
 	}
+}
+
+// visitedHoldCode is searchPlan on visit, with the search's decisions in
+// the walk's function: what mayHoldCode and containsCodeIn did before they
+// searched without nodes.
+func visitedHoldCode(t testing.TB, m protoreflect.Message, r *labelRule, prims, skipMeta bool) bool {
+	t.Helper()
+	p, ptr := planFor(m)
+	if p != nil && p.hasContained(ptr) && skipMeta {
+		return true
+	}
+	found := false
+	if !visit(m, prims, func(v *visitor, n *node) bool {
+		switch c := n.plan.class; {
+		case skipMeta && (c == classMeta || c == classNarrative):
+			return false
+		case c == classExtension:
+			return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
+		case c == classCoding:
+			found = found || r.codingMatches((*dpb.Coding)(n.ptr))
+			v.stop = found
+			return false
+		}
+		return true
+	}) {
+		t.Fatal("no plan")
+	}
+	return found
 }
 
 // decorate returns a copy of a resource with extensions added to about
@@ -558,5 +599,86 @@ func TestFilterConcurrent(t *testing.T) {
 	}
 	if after, _ := proto.Marshal(in); !bytes.Equal(before, after) {
 		t.Error("the input Bundle changed")
+	}
+}
+
+// TestPlanIfaceMatchesReflect: the interface values the plans put
+// together (walkPlan.iface) are the ones reflect makes, for every type
+// planned while walking the test data.
+func TestPlanIfaceMatchesReflect(t *testing.T) {
+	l := diffLabeller(t)
+	for _, r := range diffResources(t, corpusDiffDirs(t)...) {
+		compareWalks(t, r.name, r.msg.ProtoReflect(), l)
+	}
+	m := walkPlans.Load()
+	if m == nil || len(*m) < 50 {
+		t.Fatal("few plans made")
+	}
+	for typ, p := range *m {
+		if p.tab == nil {
+			continue // not a message: never asked
+		}
+		v := reflect.New(typ)
+		got := p.iface(v.UnsafePointer())
+		if want := v.Interface(); got != want {
+			t.Errorf("%v: iface gives %T %p, reflect %T %p", typ, got, got, want, want)
+		}
+		if got.ProtoReflect().Descriptor() != p.desc {
+			t.Errorf("%v: iface's message has another descriptor", typ)
+		}
+	}
+}
+
+// TestCopyMapMatchesMap: copyMap answers as the map it stands for, below
+// and above the pairs it keeps in its array.
+func TestCopyMapMatchesMap(t *testing.T) {
+	for _, n := range []int{1, copyMapSmall - 1, copyMapSmall, copyMapSmall + 1, 5 * copyMapSmall} {
+		var c copyMap
+		want := map[protoreflect.Message]protoreflect.Message{}
+		var all []protoreflect.Message
+		for i := range n {
+			from := (&dpb.String{Value: fmt.Sprint(i)}).ProtoReflect()
+			to := from
+			if i%3 != 0 { // a copy; every third message is new, its own copy
+				to = (&dpb.String{Value: fmt.Sprint(i)}).ProtoReflect()
+			}
+			c.add(from, to)
+			want[from], want[to] = to, to
+			all = append(all, from, to, (&dpb.String{}).ProtoReflect())
+			for _, m := range all {
+				got, ok := c.get(m)
+				w, wok := want[m]
+				if ok != wok || got != w {
+					t.Fatalf("%d pairs: get gives %v %v, the map %v %v", i+1, got, ok, w, wok)
+				}
+			}
+		}
+	}
+}
+
+// TestWritableMetaMatchesField: writableMeta on the plans writes the
+// labels w.field (protoreflect) writes, and never into the input.
+func TestWritableMetaMatchesField(t *testing.T) {
+	lbs := []Label{{fhir.SystemActCode, LabelProcessInline}, {fhir.SystemConfidentiality, "R"}, {fhir.SystemActCode, "PSY"}}
+	for _, r := range diffResources(t, corpusDiffDirs(t)...) {
+		before := proto.Clone(r.msg)
+		planned, reflective := newCOW(r.msg.ProtoReflect()), newCOW(r.msg.ProtoReflect())
+		if planned.plan == nil || planned.plan.metaOff == noOffset {
+			continue
+		}
+		reflective.plan = nil // rootMeta and writableMeta through protoreflect
+		for _, lb := range append(lbs, lbs...) {
+			if a, b := addSecurity(planned, lb), addSecurity(reflective, lb); a != b {
+				t.Fatalf("%s: addSecurity %v: %v on the plan, %v without", r.name, lb, a, b)
+			}
+		}
+		removeSecurity(planned, lbs[0])
+		removeSecurity(reflective, lbs[0])
+		if !proto.Equal(planned.root.Interface(), reflective.root.Interface()) {
+			t.Errorf("%s: labels written on the plan differ from those written through protoreflect", r.name)
+		}
+		if !proto.Equal(r.msg, before) {
+			t.Errorf("%s: writing labels changed the input", r.name)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,8 @@ import (
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
+	ppb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/patient_go_proto"
+	srpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/service_request_go_proto"
 )
 
 func TestPurposeHierarchy(t *testing.T) {
@@ -274,4 +279,49 @@ func ExampleEngine_Decide() {
 	// Consent/c1 provision: permit
 	// Consent/c1 provision.provision[0]: deny data labelled IMMIG
 	// Clinic B may receive this for coordination of care (COC). The patient's consent Consent/c1 allows it (provision). Before anything is sent, data labelled IMMIG must be left out (Consent/c1 provision.provision[0]).
+}
+
+// TestFilterNamesWhatPermittedEachResource: when the request as a whole
+// is refused and a nested provision permits a resource, the trail names
+// the provision for the resource itself, also when the resource's
+// labelled elements are decided after it (decideItem reuses its arrays).
+func TestFilterNamesWhatPermittedEachResource(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testBundle(t, "referral-5.json")
+	b := proto.Clone(in).(*rpb.Bundle)
+	var patient, sr string
+	b.Entry = slices.DeleteFunc(b.Entry, func(en *rpb.Bundle_Entry) bool { return en.GetResource().GetConsent() != nil })
+	for _, en := range b.GetEntry() {
+		switch res := fhir.Unwrap(en.GetResource()); res.(type) {
+		case *ppb.Patient:
+			patient = fhir.Key(res)
+		case *srpb.ServiceRequest:
+			sr = fhir.Key(res)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(policyTestdata, "consents", "deny-except-observations.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.ReplaceAll(data, []byte(`"Patient/p1"`), []byte(strconv.Quote(patient)))
+	data = bytes.ReplaceAll(data, []byte(`"code": "Observation"`), []byte(`"code": "ServiceRequest"`))
+	parsed := fhir.Parse(data)
+	if parsed.Resource.GetConsent() == nil {
+		t.Fatalf("consent does not parse: %v", parsed)
+	}
+	out, d := e.Filter(filterRequest(cfg, "clinic-b", "COC"), b, parsed.Resource.GetConsent())
+	if out == nil {
+		t.Fatal(d.Explanation)
+	}
+	found := false
+	for _, s := range d.Trail {
+		found = found || s.Effect == Permit && s.Source == SourceConsent && s.Target == sr
+	}
+	if !found {
+		t.Errorf("no permit step for %s in the trail:\n%v", sr, d.Trail)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -243,15 +242,24 @@ func cloneValue(om protoreflect.Message, fd protoreflect.FieldDescriptor, v prot
 
 // label labels copies of the input resources and indexes them.
 func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
-	keys := &keyIndex{alias: map[string]string{}, items: map[string]*item{}}
+	keys := &keyIndex{alias: make(map[string]string, len(in)), items: make(map[string]*item, len(in))}
 	rs := make([]*resource, 0, len(in))
+	// The resources, their writers and their items, each kind in one array.
+	store := make([]struct {
+		r  resource
+		w  cow
+		it item
+	}, len(in))
 	for i, en := range in {
 		msg := fhir.Unwrap(en.res)
 		if msg == nil {
 			continue
 		}
-		w := newCOW(msg.ProtoReflect())
-		r := &resource{fullURL: en.fullURL, w: w, msg: w.root}
+		s := &store[i]
+		w := &s.w
+		w.start(msg.ProtoReflect())
+		r := &s.r
+		*r = resource{fullURL: en.fullURL, w: w, msg: w.root, item: &s.it}
 		r.key = fhir.Key(msg)
 		if fhir.IDOf(msg) == "" {
 			r.key = fhir.TypeOf(msg) + "[" + itoa(i) + "]"
@@ -263,7 +271,7 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		rs = append(rs, r)
 	}
 	for _, r := range rs {
-		r.item = buildItem(r.msg, r.w.rootMeta(), r.key, keys)
+		buildItem(r.item, r.msg, r.w.rootMeta(), r.key, keys)
 		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
@@ -427,6 +435,7 @@ func removeBatch(w *cow, batch []*elem) {
 		p    protoreflect.Message
 		fd   protoreflect.FieldDescriptor
 		msgs []protoreflect.Message
+		all  bool // the whole list goes (keepFields)
 	}
 	var groups []group
 	for _, e := range batch {
@@ -446,17 +455,23 @@ func removeBatch(w *cow, batch []*elem) {
 			groups = append(groups, group{p: p, fd: e.fd})
 			gi = len(groups) - 1
 		}
+		if e.idx < 0 {
+			groups[gi].all = true
+			continue
+		}
 		groups[gi].msgs = append(groups[gi].msgs, w.current(e.msg))
 	}
 	for _, g := range groups {
 		if !g.p.Has(g.fd) {
 			continue
 		}
-		old := g.p.Get(g.fd).List()
 		var keep []protoreflect.Value
-		for i := range old.Len() {
-			if v := old.Get(i); !slices.Contains(g.msgs, v.Message()) {
-				keep = append(keep, v)
+		if !g.all {
+			old := g.p.Get(g.fd).List()
+			for i := range old.Len() {
+				if v := old.Get(i); !slices.Contains(g.msgs, v.Message()) {
+					keep = append(keep, v)
+				}
 			}
 		}
 		// A new list: the old one may share its array with the input.
@@ -582,47 +597,39 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 var alwaysKept = map[string]bool{"id": true, "meta": true, "resourceType": true}
 
 // keepFields removes the top-level elements not in keep (required ones
-// stay). w is the resource's writer, m its root.
+// stay). w is the resource's writer, m its root. A dropped list goes as
+// one element standing for the whole list (idx -1: its path has no
+// index), which removeBatch removes as it would remove each of its items.
 func keepFields(w *cow, keep []string, rm *remover, r *resource, because string) {
 	m := w.root
 	fr := newFieldReader(m)
-	var es []elem // the elems removed, in one array
-	for _, fd := range droppable(m.Descriptor(), keep) {
-		sl := fr.slot(fd)
-		if sl != nil && !sl.has(fr.ptr) || sl == nil && !m.Has(fd) {
+	drop := droppable(m.Descriptor(), keep)
+	set := func(fd protoreflect.FieldDescriptor) bool {
+		if sl := fr.slot(fd); sl != nil {
+			return sl.has(fr.ptr)
+		}
+		return m.Has(fd)
+	}
+	n := 0
+	for _, fd := range drop {
+		if set(fd) {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	es := make([]elem, 0, n) // the elems removed, in one array (the remover points into it)
+	r.redactions = slices.Grow(r.redactions, n)
+	for _, fd := range drop {
+		if !set(fd) {
 			continue
 		}
 		name := fhirName(fd)
-		switch {
-		case sl != nil && sl.list:
-			items := *(*[]unsafe.Pointer)(unsafe.Add(fr.ptr, sl.off))
-			if es == nil {
-				es = make([]elem, 0, len(items)+8)
-			}
-			for i, c := range items {
-				es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: i, msg: sl.sub.message(c), name: name})
-			}
-		case fd.IsList():
-			l := m.Get(fd).List()
-			for i := range l.Len() {
-				es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: i, msg: l.Get(i).Message(), name: name})
-			}
-		default:
-			es = appendRemoved(es, rm, elem{parent: m, fd: fd, idx: -1, name: name})
-		}
+		es = append(es, elem{parent: m, fd: fd, idx: -1, name: name})
+		rm.add(&es[len(es)-1])
 		r.redactions = append(r.redactions, redaction{action: Remove, path: name, because: because})
 	}
-}
-
-// appendRemoved adds e to the remover, keeping it in es while es has
-// room (a new array when it has none: the remover holds pointers into it).
-func appendRemoved(es []elem, rm *remover, e elem) []elem {
-	if len(es) == cap(es) {
-		es = make([]elem, 0, max(8, 2*cap(es)))
-	}
-	es = append(es, e)
-	rm.add(&es[len(es)-1])
-	return es
 }
 
 // droppableKey names the fields a keep list may drop from a resource type.
