@@ -120,11 +120,19 @@ func TestSyncAtWatermarkMigration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer admin.Close()
 		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+			admin.Close()
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+		// Cleanups run after the test's own defers: the connection is
+		// closed here, after the schema is dropped (a deferred Close
+		// left every run's schema behind).
+		t.Cleanup(func() {
+			defer admin.Close()
+			if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+				t.Errorf("dropping schema %s: %v", schema, err)
+			}
+		})
 		u, _ := url.Parse(base)
 		q := u.Query()
 		q.Set("search_path", schema)
