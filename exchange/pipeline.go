@@ -370,7 +370,10 @@ var ErrForeignReferral = errors.New("the referral's ids are those of resources a
 //     to the partners now, and only the state machine changes them;
 //   - a stored Consent that is no longer active (revoked, rejected) is not
 //     made active again by a re-ingest of an older record: a new consent
-//     needs a new Consent.
+//     needs a new Consent;
+//   - a stored active Consent is not set back to proposed by a record that
+//     only proposes one (a clinic's referral sent again after the person's
+//     consent was recorded on the API).
 func (p *Pipeline) guard(ctx context.Context, tx *store.Tx, rows []store.Resource, source string) ([]store.Resource, error) {
 	keys := make([]string, len(rows))
 	for i, r := range rows {
@@ -397,6 +400,9 @@ func guardHeads(heads map[string]store.Head, rows []store.Resource, source strin
 			return nil, fmt.Errorf("%s: %w", r.Ref(), ErrForeignReferral)
 		case r.Type == "Consent" && cur.Status != "active" && r.Status == "active":
 			// A revocation stands.
+		case r.Type == "Consent" && cur.Status == "active" && r.Status == "proposed":
+			// A record that only proposes a consent (its person's
+			// consent not recorded with it) leaves the one recorded since.
 		default:
 			kept = append(kept, r)
 		}
@@ -580,7 +586,13 @@ func consentsFrom(rs []store.Resource, b *rpb.Bundle, replace bool) ([]*conpb.Co
 			return nil, nil, fmt.Errorf("stored %s does not parse as a Consent", r.Ref())
 		}
 		if e, ok := inBundle[r.ID]; ok {
-			if !replace {
+			// The record's own Consent is its source's word, except a
+			// proposed one: a record that only says the person's consent
+			// is not recorded yet (the fhir-referral mapping's, always)
+			// does not undo the consent recorded since. guardHeads keeps
+			// the stored one too.
+			own := fhir.SearchFieldsOf(e.GetResource()).Status
+			if !replace && !(own == "proposed" && r.Status == "active") {
 				continue
 			}
 			stored := proto.Clone(c).(*conpb.Consent)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	"google.golang.org/protobuf/proto"
@@ -392,5 +393,61 @@ func TestShallowBundleHoldsEveryField(t *testing.T) {
 	}
 	if proto.Equal(out, b) {
 		t.Errorf("retarget for a second target made no Task of its own")
+	}
+}
+
+// TestReingestKeepsARecordedConsent: a record that only proposes its
+// person's consent (a clinic's referral: the fhir-referral mapping's
+// Consent is always proposed) is held for want of consent; once the
+// consent is recorded (a new, active version of the referral's Consent, as
+// PUT /fhir/Consent stores it), the same record sent again neither sets it
+// back to proposed nor is held: it is decided under the recorded consent.
+func TestReingestKeepsARecordedConsent(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	b := proto.Clone(sampleBundles(t)["R-2026-0101"]).(*rpb.Bundle)
+	var consentID string
+	for _, e := range b.GetEntry() {
+		if c := e.GetResource().GetConsent(); c != nil {
+			c.Status.Value = cpb.ConsentStateCode_PROPOSED
+			consentID = c.GetId().GetValue()
+		}
+	}
+	res, err := ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Routes) == 0 || res.Enqueued != 0 {
+		t.Fatalf("a proposed consent: routes %v, %d enqueued, want routed and held", res.Routes, res.Enqueued)
+	}
+	for p, d := range res.Decisions {
+		if d.Permitted() {
+			t.Fatalf("a proposed consent permitted %s", p)
+		}
+	}
+	// The person's consent is recorded: an active version.
+	stored, err := ph.store.Get(t.Context(), "Consent", consentID)
+	if err != nil || stored.Status != "proposed" {
+		t.Fatalf("stored consent %+v, %v", stored, err)
+	}
+	stored.Data = []byte(strings.Replace(string(stored.Data), `"status":"proposed"`, `"status":"active"`, 1))
+	stored.Status = "active"
+	recorded, err := ph.store.Put(t.Context(), stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = ph.pipe.Ingest(t.Context(), "ngo-harbour", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ph.store.Get(t.Context(), "Consent", consentID); got.Status != "active" || got.Version != recorded.Version {
+		t.Errorf("the re-sent record changed the recorded consent: %s v%d, want active v%d", got.Status, got.Version, recorded.Version)
+	}
+	if res.Enqueued == 0 {
+		t.Errorf("the re-sent record under the recorded consent: %d enqueued, decisions %v", res.Enqueued, res.Decisions)
+	}
+	for p, d := range res.Decisions {
+		if !d.Permitted() {
+			t.Errorf("under the recorded consent %s: %s (%s)", p, d.Effect, d.Explanation)
+		}
 	}
 }
