@@ -88,7 +88,9 @@ routed to the partners the configuration's routes and stepped care choose,
 decided for each target under the patient's consents and the target's
 data-sharing agreement, and written, with the routing and one outbox
 message per permitted target, all or nothing. 'pathway worker' then
-delivers the outbox.
+delivers the outbox. In a FHIR document (a clinic's transaction Bundle,
+with the fhir-referral mapping) each ServiceRequest is one referral, and a
+rejected one is named by its path (file:Bundle.entry[7]).
 
 Records are committed up to 256 in one transaction (group commit; records
 that share a patient or a resource are written one after the other, so
@@ -104,6 +106,7 @@ written.
 Exit status: 0 when every record was ingested, 1 when any was rejected, 2
 for usage or configuration errors.`,
 		Example: `  pathway ingest --config pathway.yaml --mapping ngo-referral-csv --source ngo-harbour referrals.csv
+  pathway ingest --config pathway.yaml --mapping fhir-referral --source clinic-riverside referrals-bundle.json
   pathway ingest --config pathway.yaml --mapping hl7v2-ref-i12 --source clinic-riverside --json inbox/*.hl7`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
