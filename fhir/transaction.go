@@ -26,21 +26,27 @@ func TransactionResources(b *rpb.Bundle) ([]*ContainedResource, error) {
 			out = append(out, proto.Clone(e.GetResource()).(*ContainedResource))
 		}
 	}
+	for i, cr := range out {
+		rewriteRefs(cr, byURL, i)
+	}
+	return out, nil
+}
+
+// rewriteRefs rewrites, in cr, each reference to an entry's fullUrl to the
+// typed reference byURL holds for it. The plans' walk first; a type they
+// cannot describe takes the reflective walk (which finds the references
+// the first one did not rewrite: a rewritten one no longer matches). i is
+// the entry's index, for the reflective walk's paths.
+func rewriteRefs(cr *ContainedResource, byURL map[string]*Reference, i int) {
 	rewrite := func(ref *Reference) {
 		if target, ok := byURL[ref.GetUri().GetValue()]; ok {
 			ref.Reference = proto.Clone(target).(*Reference).Reference
 		}
 	}
-	for i, cr := range out {
-		// The plans' walk first; a type they cannot describe takes the
-		// reflective walk (which finds the references the first one did
-		// not rewrite: a rewritten one no longer matches).
-		if refsOK(cr, func(ref *Reference, _ []string) bool { rewrite(ref); return true }) {
-			continue
-		}
-		walkReferences(Unwrap(cr).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) { rewrite(ref) })
+	if refsOK(cr, func(ref *Reference, _ []string) bool { rewrite(ref); return true }) {
+		return
 	}
-	return out, nil
+	walkReferences(Unwrap(cr).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) { rewrite(ref) })
 }
 
 // entryTargets returns what the entries' fullUrls stand for, as typed
@@ -104,14 +110,7 @@ func EncodeTransaction(b *rpb.Bundle) ([]StoredEntry, error) {
 		}
 		// The copy, rewritten as TransactionResources rewrites it.
 		c := proto.Clone(cr).(*ContainedResource)
-		rewrite := func(ref *Reference) {
-			if target, ok := byURL[ref.GetUri().GetValue()]; ok {
-				ref.Reference = proto.Clone(target).(*Reference).Reference
-			}
-		}
-		if !refsOK(c, func(ref *Reference, _ []string) bool { rewrite(ref); return true }) {
-			walkReferences(Unwrap(c).ProtoReflect(), "entry["+strconv.Itoa(i)+"]", func(_ string, ref *Reference) { rewrite(ref) })
-		}
+		rewriteRefs(c, byURL, i)
 		data, err := Marshal(c)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", Key(c), err)
