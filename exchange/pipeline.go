@@ -65,8 +65,10 @@ type IngestResult struct {
 	// Decisions holds each target's decision.
 	Decisions map[string]policy.Decision
 	// Enqueued counts new outbox messages; Unchanged those already there
-	// (a re-ingest of the same record).
-	Enqueued, Unchanged int
+	// (a re-ingest of the same record); Held the targets whose decision
+	// did not permit a send: their messages wait for a consent that
+	// permits them (Pipeline.ReleaseHeld).
+	Enqueued, Unchanged, Held int
 }
 
 // now is the decision time, in UTC to the microsecond: the audit log's
@@ -140,6 +142,9 @@ type ingestPlan struct {
 	// group in one query (consentsRead), as storedConsents reads them.
 	consentRows  []store.Resource
 	consentsRead bool
+	// release: once written, the messages held for the patient are
+	// re-decided (markReleases).
+	release bool
 }
 
 // send is what goes to one target: the decision and, when permitted or
@@ -245,13 +250,13 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 		req := policy.Request{Partner: partner, Agreement: &partner.Agreement, Purpose: purpose, At: now, Base: p.Config.Policy.Network.BasePolicy}
 		_, dec := p.Engine.Filter(req, copyFor, stored...)
 		pl.res.Decisions[r.Partner] = dec
+		// Every target's bundle is kept: what is not permitted now is held
+		// until a consent permits it (Pipeline.ReleaseHeld).
 		s := send{partner: r.Partner, purpose: purpose, decision: dec}
-		if dec.Permitted() || p.Audit != nil {
-			if s.decided, err = fhir.Marshal(copyFor); err != nil {
-				return fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
-			}
-			s.key = messageKey(s.partner, s.purpose, pl.source, s.decided)
+		if s.decided, err = fhir.Marshal(copyFor); err != nil {
+			return fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
 		}
+		s.key = messageKey(s.partner, s.purpose, pl.source, s.decided)
 		pl.sends = append(pl.sends, s)
 		if i == 0 {
 			toStore = copyFor
@@ -301,8 +306,11 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 		}
 	}
 	k := 0
+	// The streams whose last send here is permitted: what they held is
+	// superseded (a stream whose last version is held keeps it).
+	lastSent := map[string]bool{}
 	for _, pl := range plans {
-		pl.res.Enqueued, pl.res.Unchanged = 0, 0
+		pl.res.Enqueued, pl.res.Unchanged, pl.res.Held = 0, 0, 0
 		for _, s := range pl.sends {
 			m := store.Message{
 				Key: s.key, Partner: s.partner, Purpose: s.purpose, Kind: KindTransaction, Payload: s.decided,
@@ -313,8 +321,17 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 				k++
 			}
 			if !s.decision.Permitted() {
+				if pl.patient == "" {
+					continue // no consent of anyone can permit it later
+				}
+				if err := tx.Hold(ctx, store.Held{Message: m, Patient: pl.patient, Reason: trailOf(s.decision)}); err != nil {
+					return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
+				}
+				pl.res.Held++
+				lastSent[m.Stream] = false
 				continue
 			}
+			lastSent[m.Stream] = true
 			_, created, err := tx.Enqueue(ctx, m)
 			if err != nil {
 				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
@@ -326,10 +343,80 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 			}
 		}
 	}
+	var sent, held []string
+	for stream, ok := range lastSent {
+		if ok {
+			sent = append(sent, stream)
+		} else {
+			held = append(held, stream)
+		}
+	}
+	slices.Sort(sent) // the same statement for the same group
+	if err := tx.Unhold(ctx, sent); err != nil {
+		return err
+	}
+	if err := p.markReleases(ctx, tx, plans, held); err != nil {
+		return err
+	}
 	if p.Audit == nil {
 		return nil
 	}
 	return p.Audit.logDecided(ctx, tx, decided, kept)
+}
+
+// markReleases marks the plans that record an active Consent of a
+// patient who has messages held by other referrals (or by older versions
+// of these): once committed, those are re-decided (releaseAfter). held
+// are the streams this write has just held, decided under the same
+// consents already.
+func (p *Pipeline) markReleases(ctx context.Context, tx *store.Tx, plans []*ingestPlan, held []string) error {
+	var patients []string
+	for _, pl := range plans {
+		pl.release = false
+		if pl.patient == "" {
+			continue
+		}
+		for _, r := range pl.rows {
+			if r.Type == "Consent" && r.Status == "active" {
+				patients = append(patients, pl.patient)
+				break
+			}
+		}
+	}
+	if len(patients) == 0 {
+		return nil
+	}
+	slices.Sort(patients)
+	patients = slices.Compact(patients)
+	slices.Sort(held)
+	waiting, err := tx.HeldPatients(ctx, patients, held)
+	if err != nil {
+		return err
+	}
+	wait := map[string]bool{}
+	for _, w := range waiting {
+		wait[w] = true
+	}
+	for _, pl := range plans {
+		if wait[pl.patient] {
+			pl.release = true
+			delete(wait, pl.patient) // once a patient
+		}
+	}
+	return nil
+}
+
+// releaseAfter re-decides, after the commit of pl, the messages held for
+// its patient when pl recorded a consent of theirs (markReleases). The
+// referral is ingested whatever happens here: what fails stays held and
+// is re-decided with the next consent recorded.
+func (p *Pipeline) releaseAfter(ctx context.Context, pl *ingestPlan) {
+	if !pl.release {
+		return
+	}
+	if _, err := p.ReleaseHeld(ctx, pl.patient); err != nil {
+		p.logger().LogAttrs(ctx, slog.LevelError, "releasing held referrals", slog.String("ref", pl.facts.ServiceRequest), slog.String("error", err.Error()))
+	}
 }
 
 // writeOne writes one referral in tx: its guard, its rows and the audit
@@ -348,6 +435,7 @@ func (p *Pipeline) writeOne(ctx context.Context, tx *store.Tx, pl *ingestPlan) e
 // ingested tells the audit log's checkpointer and the log that a referral
 // was committed.
 func (p *Pipeline) ingested(ctx context.Context, pl *ingestPlan) {
+	p.releaseAfter(ctx, pl)
 	if p.Audit != nil && p.Audit.Notify != nil {
 		p.Audit.Notify()
 	}
@@ -370,7 +458,7 @@ var ErrForeignReferral = errors.New("the referral's ids are those of resources a
 //     to the partners now, and only the state machine changes them;
 //   - a stored Consent that is no longer active (revoked, rejected) is not
 //     made active again by a re-ingest of an older record: a new consent
-//     needs a new Consent;
+//     needs a new Consent (one only proposed or drafted becomes active);
 //   - a stored active Consent is not set back to proposed by a record that
 //     only proposes one (a clinic's referral sent again after the person's
 //     consent was recorded on the API).
@@ -398,8 +486,9 @@ func guardHeads(heads map[string]store.Head, rows []store.Resource, source strin
 			// Kept (its Source is whoever changed it last).
 		case cur.Source != source:
 			return nil, fmt.Errorf("%s: %w", r.Ref(), ErrForeignReferral)
-		case r.Type == "Consent" && cur.Status != "active" && r.Status == "active":
-			// A revocation stands.
+		case r.Type == "Consent" && r.Status == "active" && cur.Status != "active" && cur.Status != "proposed" && cur.Status != "draft":
+			// A revocation (or a refusal) stands; a consent only proposed
+			// becomes active when a record says it was given.
 		case r.Type == "Consent" && cur.Status == "active" && r.Status == "proposed":
 			// A record that only proposes a consent (its person's
 			// consent not recorded with it) leaves the one recorded since.

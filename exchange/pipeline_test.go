@@ -451,3 +451,106 @@ func TestReingestKeepsARecordedConsent(t *testing.T) {
 		}
 	}
 }
+
+// TestAConsentOfAnotherReferralReleasesTheHeld: a referral whose record
+// only proposed a consent is held for its targets; a later record for the
+// same person that carries their consent permits both, and the held one
+// is queued after that record's commit without being sent again.
+func TestAConsentOfAnotherReferralReleasesTheHeld(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			url := ""
+			if name == "sqlite" {
+				url = sqliteURL(t)
+			} else {
+				if !storetest.PostgresAvailable() {
+					t.Skip(storetest.PostgresEnv + " is not set: skipping the PostgreSQL store")
+				}
+				url = storetest.PostgresURL(t)
+			}
+			ph := newPipelineHarness(t, url)
+			ph.pipe.Audit = &Auditor{Config: ph.cfg.Raw}
+			ctx := t.Context()
+			first := proto.Clone(sampleBundles(t)["R-2026-0101"]).(*rpb.Bundle)
+			for _, e := range first.GetEntry() {
+				if c := e.GetResource().GetConsent(); c != nil {
+					c.Status.Value = cpb.ConsentStateCode_PROPOSED
+				}
+			}
+			res, err := ph.pipe.Ingest(ctx, "ngo-harbour", first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Held == 0 || res.Enqueued != 0 {
+				t.Fatalf("a proposed consent: %d held, %d enqueued; want every target held", res.Held, res.Enqueued)
+			}
+			patient := patientRef(first)
+			if hs, err := ph.store.HeldOf(ctx, patient); err != nil || len(hs) != res.Held {
+				t.Fatalf("held of %s: %d, %v; want %d", patient, len(hs), err, res.Held)
+			}
+
+			// Another referral of the same person (as a partner pushing FHIR
+			// with its own ids sends it), with their consent given.
+			second := anotherReferral(t, sampleBundles(t)["R-2026-0101"])
+			if patientRef(second) != patient || serviceRequestRef(second) == serviceRequestRef(first) {
+				t.Fatalf("the second record is not another referral of the same person: %s %s", patientRef(second), serviceRequestRef(second))
+			}
+			res2, err := ph.pipe.Ingest(ctx, "ngo-harbour", second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res2.Enqueued == 0 {
+				t.Fatalf("the second record, with the consent: %d enqueued", res2.Enqueued)
+			}
+			if hs, err := ph.store.HeldOf(ctx, patient); err != nil || len(hs) != 0 {
+				t.Errorf("held after the consent was recorded: %d, %v", len(hs), err)
+			}
+			ms, err := ph.store.Messages(ctx, store.MessageQuery{State: store.StatePending})
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams := map[string]bool{}
+			for _, m := range ms {
+				streams[m.Stream] = true
+			}
+			for _, r := range res.Routes {
+				if !streams[referralStream(serviceRequestRef(first), r.Partner)] {
+					t.Errorf("the first referral was not queued for %s: %v", r.Partner, streams)
+				}
+			}
+			if len(ms) != res.Held+res2.Enqueued {
+				t.Errorf("%d pending, want %d released and %d of the second record", len(ms), res.Held, res2.Enqueued)
+			}
+			// Released once: the same record again changes nothing.
+			if again, err := ph.pipe.Ingest(ctx, "ngo-harbour", second); err != nil || again.Enqueued != 0 {
+				t.Errorf("re-ingest of the second record: %d enqueued, %v", again.Enqueued, err)
+			}
+			if ms2, _ := ph.store.Messages(ctx, store.MessageQuery{}); len(ms2) != len(ms) {
+				t.Errorf("after a re-ingest: %d messages, want %d", len(ms2), len(ms))
+			}
+		})
+	}
+}
+
+// anotherReferral is b with new ids for its ServiceRequest and Tasks:
+// another referral of the same person, with the same consent.
+func anotherReferral(t *testing.T, b *rpb.Bundle) *rpb.Bundle {
+	t.Helper()
+	data, err := fhir.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, e := range b.GetEntry() {
+		r := e.GetResource()
+		if r.GetServiceRequest() != nil || r.GetTask() != nil {
+			id := fhir.IDOf(fhir.Unwrap(r))
+			text = strings.ReplaceAll(text, id, fhir.NewID("test:another", id))
+		}
+	}
+	p := fhir.Parse([]byte(text))
+	if !p.Valid() {
+		t.Fatalf("another referral: %v", p.Issues)
+	}
+	return p.Resource.GetBundle()
+}
