@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -151,6 +152,12 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	markLogged(ctx)
+	// Referrals held for want of this consent go now. The Consent is
+	// recorded whatever happens here: what fails stays held, and the
+	// next consent recorded (or the referral sent again) re-decides it.
+	if _, err := s.o.Pipeline.ReleaseHeld(ctx, sf.Patient); err != nil {
+		s.o.Logger.LogAttrs(ctx, slog.LevelError, "releasing held referrals", slog.String("ref", "Consent/"+id), slog.String("error", err.Error()))
+	}
 	status := http.StatusOK
 	w.Header().Set("Location", s.baseURL(r)+"/Consent/"+id+"/_history/"+strconv.FormatInt(saved.Version, 10))
 	if strings.Contains(r.Header.Get("Prefer"), "return=minimal") {

@@ -556,3 +556,71 @@ func TestConcurrentUpdatesOfOneTaskLoseNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestConsentReleasesHeldReferral: the referral the patient's consent
+// refused is held, not dropped; once the NGO records a consent that
+// permits it, it is queued for the partner at once (and logged), and a
+// consent that still refuses it leaves it held.
+func TestConsentReleasesHeldReferral(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	ctx := t.Context()
+	hs, err := f.st.HeldMessages(ctx, "", 0)
+	if err != nil || len(hs) != 1 || hs[0].Partner != "community-garden" || !strings.HasPrefix(hs[0].Reason, "deny") {
+		t.Fatalf("held after ingest: %+v %v", hs, err)
+	}
+	patient := hs[0].Patient
+	cs, err := f.st.Search(ctx, store.Query{Type: "Consent", Patient: patient})
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("consents of the held referral's patient: %v %v", cs, err)
+	}
+	before, err := f.st.Messages(ctx, store.MessageQuery{Partner: "community-garden", WithPayload: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := func() int64 {
+		h, err := f.st.AuditSize(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	logged := entries()
+
+	// Recorded again as it was (still a deny): it stays held.
+	if r := f.do("PUT", "/fhir/Consent/"+cs[0].ID, tokNGO, cs[0].Data); r.status != 200 {
+		t.Fatalf("PUT of the same consent: %d %s", r.status, r.body)
+	}
+	if again, _ := f.st.HeldMessages(ctx, "", 0); len(again) != 1 {
+		t.Errorf("a consent that still refuses released it: %+v", again)
+	}
+
+	permit := strings.Replace(string(cs[0].Data), `"provision":{"type":"deny"}`, `"provision":{"type":"permit"}`, 1)
+	if permit == string(cs[0].Data) {
+		t.Fatal("the sample consent's provision is not the deny this test changes")
+	}
+	if r := f.do("PUT", "/fhir/Consent/"+cs[0].ID, tokNGO, []byte(permit)); r.status != 200 {
+		t.Fatalf("the NGO records the consent: %d %s", r.status, r.body)
+	}
+	if again, _ := f.st.HeldMessages(ctx, "", 0); len(again) != 0 {
+		t.Errorf("still held after a permitting consent: %+v", again)
+	}
+	after, err := f.st.Messages(ctx, store.MessageQuery{Partner: "community-garden", WithPayload: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before)+1 || after[len(after)-1].Key != hs[0].Key || after[len(after)-1].State != store.StatePending {
+		var got []string
+		for _, m := range after {
+			got = append(got, fmt.Sprintf("%d %s %s", m.ID, m.Key[:8], m.State))
+		}
+		t.Fatalf("community-garden's messages: %d before, after %v; want the held %s pending", len(before), got, hs[0].Key[:8])
+	}
+	if got := entries(); got <= logged {
+		t.Errorf("audit log: %d entries before the release, %d after", logged, got)
+	}
+	// The worker sends it under the consent as it is now.
+	prep, err := f.pipe.Prepare(ctx, after[len(after)-1])
+	if err != nil || prep.Withhold != "" || len(prep.Bundle) == 0 {
+		t.Errorf("Prepare of the released message: withhold %q, %d bytes, %v", prep.Withhold, len(prep.Bundle), err)
+	}
+}

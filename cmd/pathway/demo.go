@@ -100,6 +100,7 @@ type demoReport struct {
 	Rejected []string                `json:"rejected"`
 	Partners map[string]*demoPartner `json:"partners"`
 	Withheld []demoWithheld          `json:"withheld"`
+	Consent  *demoConsent            `json:"consent_recorded,omitempty"`
 	Outbox   map[string]int64        `json:"outbox"`
 	Audit    demoAudit               `json:"audit"`
 	Checks   []demoCheck             `json:"checks"`
@@ -216,6 +217,13 @@ func (p *demoPartner) tally() {
 	p.Labels = sortedKeys(labels)
 }
 
+// holds reports whether the partner holds the resource ref ("Type/id").
+func (p *demoPartner) holds(ref string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stored[ref] != nil
+}
+
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -317,16 +325,30 @@ func runDemo(ctx context.Context, o demoOptions, s streams) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range ds {
-		for {
-			got, err := d.RunOnce(ctx)
-			if err != nil {
-				return &exitError{code: exitInvalid, msg: err.Error()}
-			}
-			if got == 0 {
-				break
+	drain := func() error {
+		for _, d := range ds {
+			for {
+				got, err := d.RunOnce(ctx)
+				if err != nil {
+					return &exitError{code: exitInvalid, msg: err.Error()}
+				}
+				if got == 0 {
+					break
+				}
 			}
 		}
+		return nil
+	}
+	if err := drain(); err != nil {
+		return err
+	}
+	// The referring partner records the consent the person has now given
+	// on the API: what was held for want of it goes in the next round.
+	if rep.Consent, err = demoRecordConsent(ctx, n, st, pipe); err != nil {
+		return &exitError{code: exitInvalid, msg: "recording the consent on the API: " + err.Error()}
+	}
+	if err := drain(); err != nil {
+		return err
 	}
 	stats, err := st.OutboxStats(ctx)
 	if err != nil {
@@ -338,6 +360,9 @@ func runDemo(ctx context.Context, o demoOptions, s streams) error {
 	}
 	for _, p := range rep.Partners {
 		p.tally()
+	}
+	if c := rep.Consent; c != nil && rep.Partners[c.Partner] != nil {
+		c.Delivered = rep.Partners[c.Partner].holds(c.Referral)
 	}
 	if err := al.stop(); err != nil {
 		return &exitError{code: exitInvalid, msg: err.Error()}
@@ -457,6 +482,13 @@ func demoChecks(n *network, rep *demoReport, _ map[string]bool) []demoCheck {
 		}
 	}
 	add("a referral without consent sends nothing", noConsent > 0, fmt.Sprintf("%d decisions withheld everything", noConsent))
+	if c := rep.Consent; c != nil {
+		add("a referral held for want of consent goes once the referring partner records the consent on the API",
+			c.Status == http.StatusOK && c.HeldAfter == c.HeldBefore-1 && c.Delivered,
+			fmt.Sprintf("%s recorded it: HTTP %d; %s at %s", c.RecordedBy, c.Status, c.Referral, c.Partner))
+	} else {
+		add("a referral held for want of consent goes once the referring partner records the consent on the API", false, "no referral was held for want of consent")
+	}
 	for id, p := range rep.Partners {
 		pp := n.cfg.Policy.Partner(id)
 		var outside []string
@@ -543,6 +575,10 @@ func printDemo(s streams, rep *demoReport, asJSON bool) error {
 	fmt.Fprintln(w, "\nWithheld, from whom, and why:")
 	for _, wh := range rep.Withheld {
 		fmt.Fprintf(w, "- %s -> %s: %s: %s\n", wh.Referral, wh.Partner, wh.Decision, wh.Why)
+	}
+	if c := rep.Consent; c != nil {
+		fmt.Fprintf(w, "\nThen %s recorded the person's consent for %s on the API (PUT /fhir/Consent, HTTP %d): %s, held for want of it, was released and delivered: %v\n",
+			c.RecordedBy, c.Partner, c.Status, c.Referral, c.Delivered)
 	}
 	a := rep.Audit
 	fmt.Fprintf(w, "\nAudit log: %d entries (%d decisions, %d disclosures), signed checkpoint of size %d, %d decisions re-derived, %d problems\n",

@@ -54,7 +54,13 @@ func checkDemo(t *testing.T, rep demoReport) {
 		t.Errorf("the clinic's referrals: %v, want one held for consent at community-garden and one unroutable", clinicSaid)
 	}
 	clinic, garden := rep.Partners["clinic-riverside"], rep.Partners["community-garden"]
-	if clinic == nil || garden == nil || clinic.Bundles != 2 || garden.Bundles != 1 {
+	// The clinic's referral held for want of consent goes to the community
+	// group once the clinic records the person's consent on the API.
+	if c := rep.Consent; c == nil || c.RecordedBy != "clinic-riverside" || c.Partner != "community-garden" || c.Status != 200 ||
+		c.HeldBefore != 2 || c.HeldAfter != 1 || !c.Delivered {
+		t.Errorf("consent recorded on the API: %+v, want the clinic's held referral released and delivered to community-garden", c)
+	}
+	if clinic == nil || garden == nil || clinic.Bundles != 2 || garden.Bundles != 2 {
 		t.Fatalf("partners received %+v %+v", clinic, garden)
 	}
 	if clinic.Resources["Observation"] == 0 || clinic.Resources["Flag"] != 2 {
@@ -65,10 +71,10 @@ func checkDemo(t *testing.T, rep demoReport) {
 			t.Errorf("the community group received %s", typ)
 		}
 	}
-	if rep.Audit.Disclosures != 3 || rep.Audit.Decisions < 8 || rep.Audit.Problems != 0 || rep.Audit.Rederived != rep.Audit.Decisions {
+	if rep.Audit.Disclosures != 4 || rep.Audit.Decisions < 10 || rep.Audit.Problems != 0 || rep.Audit.Rederived != rep.Audit.Decisions {
 		t.Errorf("audit log after the demo: %+v", rep.Audit)
 	}
-	if rep.Outbox["delivered"] != 3 || len(rep.Checks) < 6 {
+	if rep.Outbox["delivered"] != 4 || len(rep.Checks) < 7 {
 		t.Errorf("outbox %v checks %v", rep.Outbox, rep.Checks)
 	}
 	for _, c := range rep.Checks {

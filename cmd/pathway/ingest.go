@@ -508,16 +508,29 @@ func newReferralsCmd(s streams) *cobra.Command {
 	var (
 		database   string
 		unroutable bool
+		held       bool
 		asJSON     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "referrals [--unroutable]",
-		Short: "List where referrals were routed, or which are held as unroutable",
+		Use:   "referrals [--unroutable | --held]",
+		Short: "List where referrals were routed, which are unroutable, or which wait for consent",
+		Long: `List where referrals were routed (every referral), which no partner could
+take (--unroutable), or which were routed to a partner that the patient's
+consent or the partner's agreement did not permit (--held): those wait, one
+per referral and partner, and go as soon as a consent recorded for the
+patient (PUT /fhir/Consent/ID on the API) permits them.`,
 		Example: `  pathway referrals --unroutable
+  pathway referrals --held
   pathway referrals --json | jq -r 'select(.risk == "high") | .service_request'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if held && unroutable {
+				return usageErrorf("--held and --unroutable list different things: choose one")
+			}
 			return withStore(cmd.Context(), database, func(st *store.Store) error {
+				if held {
+					return listHeld(cmd.Context(), st, s, asJSON)
+				}
 				var all []store.Routing
 				after := ""
 				for {
@@ -569,6 +582,55 @@ func newReferralsCmd(s streams) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&database, "database", "", "store URL (default $PATHWAY_DATABASE_URL, else sqlite://pathway.db)")
 	cmd.Flags().BoolVar(&unroutable, "unroutable", false, "only referrals no partner could take")
+	cmd.Flags().BoolVar(&held, "held", false, "the sends held until a consent permits them, with why")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per referral")
 	return cmd
+}
+
+// listHeld prints the held messages: one per referral and partner.
+func listHeld(ctx context.Context, st *store.Store, s streams, asJSON bool) error {
+	var all []store.Held
+	after := ""
+	for {
+		page, err := st.HeldMessages(ctx, after, store.MaxSearchLimit)
+		if err != nil {
+			return err
+		}
+		all = append(all, page...)
+		if len(page) < store.MaxSearchLimit {
+			break
+		}
+		after = page[len(page)-1].Stream
+	}
+	type heldView struct {
+		ServiceRequest string `json:"service_request"`
+		Partner        string `json:"partner"`
+		Purpose        string `json:"purpose"`
+		Patient        string `json:"patient"`
+		Reason         string `json:"reason"`
+		Since          string `json:"since"`
+	}
+	views := make([]heldView, len(all))
+	for i, h := range all {
+		sr, _, _ := strings.Cut(h.Stream, " ")
+		views[i] = heldView{sr, h.Partner, h.Purpose, h.Patient, h.Reason, h.CreatedAt.Format(time.RFC3339)}
+	}
+	if asJSON {
+		for _, v := range views {
+			if err := writeJSON(s, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(views) == 0 {
+		fmt.Fprintln(s.err, "no referrals held")
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERRAL\tPARTNER\tPURPOSE\tPATIENT\tSINCE\tWHY")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.ServiceRequest, v.Partner, v.Purpose, v.Patient, v.Since, v.Reason)
+	}
+	return tw.Flush()
 }

@@ -166,6 +166,25 @@ func TestIngestFHIRDocument(t *testing.T) {
 			t.Errorf("rejects do not name %s:\n%s", want, data)
 		}
 	}
+	// The withheld send waits for the person's consent, and says so.
+	code, out, errOut = runCmd(t, "", "referrals", "--database", db, "--held", "--json")
+	var held struct {
+		ServiceRequest           string `json:"service_request"`
+		Partner, Patient, Reason string
+	}
+	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &held) != nil {
+		t.Fatalf("referrals --held: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if held.Partner != "community-garden" || !strings.HasPrefix(held.ServiceRequest, "ServiceRequest/") || !strings.HasPrefix(held.Reason, "no-consent") || !strings.HasPrefix(held.Patient, "Patient/") {
+		t.Errorf("held: %+v", held)
+	}
+	code, out, _ = runCmd(t, "", "referrals", "--database", db, "--held")
+	if code != 0 || !strings.Contains(out, "WHY") || !strings.Contains(out, "community-garden") {
+		t.Errorf("referrals --held: exit %d\n%s", code, out)
+	}
+	if code, _, errOut = runCmd(t, "", "referrals", "--database", db, "--held", "--unroutable"); code != 2 {
+		t.Errorf("--held with --unroutable: exit %d %s", code, errOut)
+	}
 }
 
 func TestWorkerKilledMidBatch(t *testing.T) {
