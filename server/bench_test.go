@@ -6,10 +6,16 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+
+	"github.com/pathway-fhir/pathway/fhir"
+	"github.com/pathway-fhir/pathway/store"
 	"github.com/pathway-fhir/pathway/store/storetest"
 )
 
@@ -115,20 +121,72 @@ func BenchmarkTaskSearch(b *testing.B) {
 // Task are serialised by If-Match in practice).
 func BenchmarkTaskUpdate(b *testing.B) {
 	for name, newURL := range benchStores(b) {
-		// One client, and one client per Task of the clinic (each moving
-		// its own Task: partners update their Tasks at the same time).
-		for _, parallel := range []bool{false, true} {
+		// One client, and several, each moving its own Task (partners
+		// update their Tasks at the same time; one Task's updates are
+		// serialised by If-Match in practice): the clinic's two Tasks of
+		// the sample, and eight with three more copies of the sample.
+		for _, clients := range []int{1, 2, 8} {
 			label := name
-			if parallel {
-				label += "/clients=tasks"
+			if clients > 1 {
+				label += fmt.Sprintf("/clients=%d", clients)
 			}
-			b.Run(label, func(b *testing.B) { benchTaskUpdate(b, newURL, parallel) })
+			b.Run(label, func(b *testing.B) { benchTaskUpdate(b, newURL, clients) })
 		}
 	}
 }
 
-func benchTaskUpdate(b *testing.B, newURL func(testing.TB) string, parallel bool) {
+// copySample ingests copies more of the sample referrals, each copy with
+// ids of its own, and returns the Tasks the clinic may change, the
+// fixture's first.
+func copySample(b *testing.B, f *fixture, copies int) []string {
+	ids := slices.Clone(f.tasks["clinic-riverside"])
+	for k := range copies {
+		for _, bundle := range sampleBundles(b) {
+			data, err := fhir.Marshal(bundle)
+			if err != nil {
+				b.Fatal(err)
+			}
+			text := string(data)
+			for _, e := range bundle.GetEntry() {
+				id := fhir.IDOf(fhir.Unwrap(e.GetResource()))
+				text = strings.ReplaceAll(text, id, fhir.NewID("bench:copy", id, strconv.Itoa(k)))
+			}
+			p := fhir.Parse([]byte(text))
+			if !p.Valid() {
+				b.Fatalf("copy %d: %v", k, p.Issues)
+			}
+			res, err := f.pipe.Ingest(b.Context(), "ngo-harbour", p.Resource.GetBundle())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, r := range res.Routes {
+				if r.Partner != "clinic-riverside" || !res.Decisions[r.Partner].Permitted() {
+					continue
+				}
+				ts, err := f.st.Search(b.Context(), store.Query{Type: "Task", Owner: "Organization/clinic-riverside", Patient: patientOf(p.Resource.GetBundle())})
+				if err != nil || len(ts) != 1 {
+					b.Fatalf("the copy's clinic Task: %d, %v", len(ts), err)
+				}
+				ids = append(ids, ts[0].ID)
+			}
+		}
+	}
+	return ids
+}
+
+// patientOf is the reference of the bundle's Patient.
+func patientOf(b *rpb.Bundle) string {
+	for _, e := range b.GetEntry() {
+		if p := e.GetResource().GetPatient(); p != nil {
+			return "Patient/" + p.GetId().GetValue()
+		}
+	}
+	return ""
+}
+
+func benchTaskUpdate(b *testing.B, newURL func(testing.TB) string, clients int) {
 	f := newFixture(b, newURL(b), func(o *Options) { o.Rate, o.Burst = 1e9, 1e9 })
+	parallel := clients > 1
 	client := &http.Client{}
 	patch := func(id, ops string) {
 		req, _ := http.NewRequest("PATCH", f.srv.URL+"/fhir/Task/"+id, bytes.NewReader([]byte(ops)))
@@ -146,13 +204,14 @@ func benchTaskUpdate(b *testing.B, newURL func(testing.TB) string, parallel bool
 			b.Errorf("PATCH %s: %d %s", ops, resp.StatusCode, body)
 		}
 	}
-	ids := f.tasks["clinic-riverside"][:1]
-	if parallel {
-		ids = f.tasks["clinic-riverside"]
-		if len(ids) < 2 {
-			b.Fatalf("the clinic has %d Tasks, want at least 2", len(ids))
-		}
+	ids := f.tasks["clinic-riverside"]
+	if clients > len(ids) {
+		ids = copySample(b, f, (clients-1)/len(ids))
 	}
+	if len(ids) < clients {
+		b.Fatalf("the clinic has %d Tasks, want %d", len(ids), clients)
+	}
+	ids = ids[:clients]
 	for _, id := range ids {
 		patch(id, `[{"op":"replace","path":"/status","value":"accepted"}]`)
 		patch(id, `[{"op":"replace","path":"/status","value":"in-progress"}]`)

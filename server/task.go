@@ -570,10 +570,15 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 	}
 	sf := fhir.SearchFieldsOf(next)
 	var saved store.Resource
-	err = s.o.Store.WithTx(ctx, func(tx *store.Tx) error {
+	// Concurrent updates commit together (group commit): each waits for
+	// the commit's flush, and with the audit log holds the log's
+	// sequencer until then, so one flush for several is what lets the
+	// API take more updates a second than the disk takes flushes.
+	err = s.o.Store.WithGroupTx(ctx, func(ctx context.Context, tx *store.Tx) error {
 		// The version is checked on the locked row (PostgreSQL; SQLite's
 		// transaction holds the write lock): a change committed by sync or
-		// another request in between is a conflict, never overwritten.
+		// another request in between, or made just before in the same
+		// transaction, is a conflict, never overwritten.
 		var err error
 		saved, err = tx.Update(ctx, store.Resource{Type: "Task", ID: id, Source: c.id, Format: exchange.FormatJSON, Data: data,
 			Patient: sf.Patient, Status: sf.Status, Owner: sf.Owner, Requester: sf.Requester}, t.Version)

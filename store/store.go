@@ -82,6 +82,8 @@ type Store struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+
+	group groupTx // WithGroupTx's queue
 }
 
 // Open opens the store named by url and applies any pending migrations.

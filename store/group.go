@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// MaxGroupTx is the most functions WithGroupTx runs in one transaction.
+// (Each runs under a savepoint, a subtransaction on PostgreSQL, which
+// keeps up to 64 of them in shared memory before spilling to disk.)
+const MaxGroupTx = 32
+
+// groupTxTimeout bounds a shared transaction: it runs for many callers,
+// so no one caller's context may cancel it.
+const groupTxTimeout = 30 * time.Second
+
+// WithGroupTx runs fn in a transaction as WithTx does, but shares that
+// transaction with the functions other goroutines hand to WithGroupTx at
+// the same time: while one shared transaction commits, the functions that
+// arrive wait and then run together in the next, each under a savepoint,
+// and commit with one durable write. It is group commit for many small
+// writes, where the commit's flush (and, with the audit log, the
+// sequencer's lock held until the commit) is most of the time of each.
+//
+// fn must use the ctx and tx it is given: they belong to the shared
+// transaction, which no caller's cancellation interrupts. fn sees what the
+// functions before it in the transaction wrote. An error of fn rolls back
+// what fn wrote, not the others' writes, and is returned to its caller
+// only; a failed commit is returned to every caller of the transaction.
+// A caller whose ctx is done before its turn gets ctx's error and fn is
+// not run. Functions run one after the other, in arrival order; fn must
+// not itself call WithGroupTx or WithTx (it would wait for itself).
+func (s *Store) WithGroupTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	req := &groupReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	g := &s.group
+	g.mu.Lock()
+	g.queue = append(g.queue, req)
+	if !g.running {
+		g.running = true
+		go s.runGroups()
+	}
+	g.mu.Unlock()
+	// Wait for the outcome even when ctx is done: fn may be running in
+	// the shared transaction, and the caller must know whether it
+	// committed.
+	return <-req.done
+}
+
+// groupTx is the queue of WithGroupTx.
+type groupTx struct {
+	mu      sync.Mutex
+	queue   []*groupReq
+	running bool // a goroutine is running the queue's transactions
+}
+
+type groupReq struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *Tx) error
+	done chan error
+}
+
+// runGroups runs the queue's transactions until the queue is empty.
+func (s *Store) runGroups() {
+	g := &s.group
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), MaxGroupTx)
+		if n == 0 {
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		reqs := make([]*groupReq, n)
+		copy(reqs, g.queue)
+		g.queue = append(g.queue[:0], g.queue[n:]...)
+		g.mu.Unlock()
+		s.runGroup(reqs)
+	}
+}
+
+// runGroup runs reqs in one transaction and tells each its outcome.
+func (s *Store) runGroup(reqs []*groupReq) {
+	errs := make([]error, len(reqs))
+	ctx, cancel := context.WithTimeout(context.Background(), groupTxTimeout)
+	defer cancel()
+	err := s.WithTx(ctx, func(tx *Tx) error {
+		for i, r := range reqs {
+			errs[i] = nil
+			if err := r.ctx.Err(); err != nil {
+				errs[i] = err
+				continue
+			}
+			if len(reqs) == 1 {
+				// Alone: no savepoint; its error rolls the transaction back.
+				if errs[i] = r.fn(ctx, tx); errs[i] != nil {
+					return errGroupFnFailed
+				}
+				continue
+			}
+			if err := tx.q.execLater(ctx, statement{sql: "SAVEPOINT pathway_group"}); err != nil {
+				return err
+			}
+			if errs[i] = r.fn(ctx, tx); errs[i] != nil {
+				if err := tx.q.exec(ctx, "ROLLBACK TO SAVEPOINT pathway_group"); err != nil {
+					return fmt.Errorf("rolling back one write of a shared transaction: %w", err)
+				}
+				continue
+			}
+		}
+		return nil
+	})
+	for i, r := range reqs {
+		switch {
+		case errors.Is(err, errGroupFnFailed):
+			// errs[i] holds the one function's error.
+		case err != nil && errs[i] == nil:
+			errs[i] = err
+		}
+		r.done <- errs[i]
+	}
+}
+
+// errGroupFnFailed rolls back a shared transaction of one function that
+// failed; its caller gets the function's own error.
+var errGroupFnFailed = errors.New("the transaction's one write failed")
