@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"slices"
 	"strings"
 	"testing"
@@ -202,7 +203,14 @@ func testIngestBatchMatches(t *testing.T, newURL func(t *testing.T) string, size
 		ph.pipe.GroupSize = size
 		var lines []string
 		if batch {
-			results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", bundles)
+			// As pathway ingest hands them over: bundles of its own, which
+			// the pipeline labels in place.
+			ph.pipe.TakeBundles = true
+			given := make([]*rpb.Bundle, len(bundles))
+			for i, b := range bundles {
+				given[i] = proto.Clone(b).(*rpb.Bundle)
+			}
+			results, errs := ph.pipe.IngestBatch(t.Context(), "ngo-harbour", given)
 			for i, err := range errs {
 				if err != nil {
 					t.Fatalf("bundle %d: %v", i, err)

@@ -186,6 +186,7 @@ func BenchmarkIngest(b *testing.B) {
 			// is written).
 			b.Run(name+"/"+label, func(b *testing.B) {
 				p := benchPipeline(b, newURL(b), audited)
+				p.TakeBundles = true // each bundle is converted for it, as pathway ingest's are
 				ctx := context.Background()
 				i := 0
 				bundles := make([]*rpb.Bundle, 4*MaxGroup)

@@ -52,6 +52,12 @@ type Pipeline struct {
 	// GroupSize is the most referrals IngestBatch writes in one
 	// transaction; 0 means MaxGroup.
 	GroupSize int
+	// TakeBundles lets Ingest and IngestBatch label the bundles handed to
+	// them in place instead of labelling copies: set it when each bundle
+	// is made for the pipeline and not read again by the caller (pathway
+	// ingest converts a record, hands its bundle over and drops it). A
+	// copy of a referral's bundle is a tenth of the CPU of its ingest.
+	TakeBundles bool
 }
 
 // IngestResult says what became of one referral.
@@ -91,7 +97,7 @@ func (p *Pipeline) logger() *slog.Logger {
 
 // Ingest runs one referral transaction Bundle (as a mapping makes it)
 // through the pipeline. source is the partner or connector it came from.
-// The input bundle is not changed.
+// The input bundle is not changed (unless TakeBundles).
 func (p *Pipeline) Ingest(ctx context.Context, source string, b *rpb.Bundle) (IngestResult, error) {
 	pl, err := p.label(source, b)
 	if err != nil {
@@ -170,7 +176,10 @@ func (p *Pipeline) label(source string, b *rpb.Bundle) (*ingestPlan, error) {
 	}
 	pl.facts = facts
 	pl.res.ServiceRequest = facts.ServiceRequest
-	labelled := proto.Clone(b).(*rpb.Bundle)
+	labelled := b
+	if !p.TakeBundles {
+		labelled = proto.Clone(b).(*rpb.Bundle)
+	}
 	for _, e := range labelled.GetEntry() {
 		if e.GetResource() != nil {
 			p.Engine.Labeller().Apply(e.GetResource())

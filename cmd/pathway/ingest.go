@@ -156,7 +156,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		defer rf.Close()
 		rejects = rf
 	}
-	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit}
+	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit, TakeBundles: true}
 	started := time.Now()
 	var sum ingestSummary
 	seen := map[string]string{}
