@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -66,15 +67,17 @@ type ingestOptions struct {
 }
 
 type ingestSummary struct {
-	Read       int     `json:"records_read"`
-	Ingested   int     `json:"ingested"`
-	Rejected   int     `json:"rejected"`
-	Routed     int     `json:"routed"`
-	Unroutable int     `json:"unroutable"`
-	Enqueued   int     `json:"enqueued"`
-	Unchanged  int     `json:"unchanged"`
-	Withheld   int     `json:"withheld"`
-	Elapsed    float64 `json:"elapsed_seconds"`
+	Read       int `json:"records_read"`
+	Ingested   int `json:"ingested"`
+	Rejected   int `json:"rejected"`
+	Routed     int `json:"routed"`
+	Unroutable int `json:"unroutable"`
+	Enqueued   int `json:"enqueued"`
+	Unchanged  int `json:"unchanged"`
+	Withheld   int `json:"withheld"`
+	// Held counts the sends held for want of consent (pathway referrals --held).
+	Held    int     `json:"held"`
+	Elapsed float64 `json:"elapsed_seconds"`
 }
 
 func newIngestCmd(s streams) *cobra.Command {
@@ -159,10 +162,13 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit, TakeBundles: true}
 	started := time.Now()
 	var sum ingestSummary
+	var mu sync.Mutex // sum and the rejects, written by the reader and the pipeline's goroutine
 	seen := map[string]string{}
 	// pos is the record's position, and inside a FHIR document the
 	// referral's path in it.
 	reject := func(rec connectors.Record, pos string, reasons ...string) {
+		mu.Lock()
+		defer mu.Unlock()
 		sum.Rejected++
 		if rejects != nil {
 			b, _ := json.Marshal(convertReject{Position: pos, Reasons: reasons, Record: string(rec.Raw)})
@@ -174,20 +180,27 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			fmt.Fprintf(s.err, "  %s\n", r)
 		}
 	}
-	// Records are handed to the pipeline ingestBatch at a time: it commits
-	// them a group (exchange.MaxGroup) at a time, preparing one group while
-	// the one before is written. A record the pipeline refuses is
-	// rejected, the rest go on.
+	progress := isTerminal(s.err) && !o.json
+	var lastProgress time.Time
+	tick := func() { // with mu held
+		if !progress || time.Since(lastProgress) < 250*time.Millisecond {
+			return
+		}
+		lastProgress = time.Now()
+		fmt.Fprintf(s.err, "\r%d records: %d ingested, %d rejected, %d messages enqueued (%.0f/s)\033[K",
+			sum.Read, sum.Ingested, sum.Rejected, sum.Enqueued, float64(sum.Ingested)/time.Since(started).Seconds())
+	}
+	// Records are converted on this goroutine and handed to the pipeline
+	// ingestBatch at a time, on another: the next batch is converted while
+	// the one before is ingested (the pipeline commits a group,
+	// exchange.MaxGroup, at a time, preparing one while the one before is
+	// written). A record the pipeline refuses is rejected, the rest go on.
 	type pending struct {
 		rec    connectors.Record
 		pos    string
 		bundle *rpb.Bundle
 	}
-	var batch []pending
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
+	ingestAll := func(batch []pending) error {
 		bundles := make([]*rpb.Bundle, len(batch))
 		for i, b := range batch {
 			bundles[i] = b.bundle
@@ -205,6 +218,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 				}
 				continue
 			}
+			mu.Lock()
 			sum.Ingested++
 			if res.Unroutable != "" {
 				sum.Unroutable++
@@ -213,15 +227,66 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			}
 			sum.Enqueued += res.Enqueued
 			sum.Unchanged += res.Unchanged
+			sum.Held += res.Held
 			for _, d := range res.Decisions {
 				if !d.Permitted() {
 					sum.Withheld++
 				}
 			}
+			mu.Unlock()
 		}
-		batch = batch[:0]
+		mu.Lock()
+		tick()
+		defer mu.Unlock()
 		if fatal != nil {
 			return &exitError{code: exitInvalid, msg: fmt.Sprintf("%v (%d records were ingested, none after it of the same patient or resources; ingesting the same input again is safe)", fatal, sum.Ingested)}
+		}
+		return nil
+	}
+	type job struct {
+		batch []pending
+		done  chan error // set for the last batch of a file: told when it and those before are ingested
+	}
+	jobs := make(chan job, 1)
+	var failed atomic.Pointer[error] // the pipeline's first fatal error: the reader stops at it
+	ingested := make(chan struct{})
+	go func() {
+		defer close(ingested)
+		for j := range jobs {
+			if failed.Load() == nil && len(j.batch) > 0 {
+				if err := ingestAll(j.batch); err != nil {
+					failed.Store(&err)
+				}
+			}
+			if j.done != nil {
+				var err error
+				if e := failed.Load(); e != nil {
+					err = *e
+				}
+				j.done <- err
+			}
+		}
+	}()
+	defer func() {
+		close(jobs)
+		<-ingested
+	}()
+	var batch []pending
+	read := 0 // records read, by this goroutine (sum.Read follows it)
+	// flush hands the batch to the pipeline; with wait, it returns once
+	// every batch handed over is ingested, with the first fatal error.
+	flush := func(wait bool) error {
+		if e := failed.Load(); e != nil {
+			return *e
+		}
+		j := job{batch: batch}
+		if wait {
+			j.done = make(chan error, 1)
+		}
+		batch = nil
+		jobs <- j
+		if wait {
+			return <-j.done
 		}
 		return nil
 	}
@@ -263,7 +328,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		seen[key] = pos
 		batch = append(batch, pending{rec: rec, pos: pos, bundle: bundle})
 		if len(batch) == ingestBatch {
-			return flush()
+			return flush(false)
 		}
 		return nil
 	}
@@ -284,7 +349,10 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 				break
 			}
 			if err == nil {
-				err = ingestRecord(m, rec, &sum.Read, reject, take)
+				err = ingestRecord(m, rec, &read, reject, take)
+				mu.Lock()
+				sum.Read = read
+				mu.Unlock()
 			}
 			if err != nil {
 				src.Close()
@@ -297,13 +365,18 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			}
 		}
 		// A file's records are committed before the next file is opened.
-		if err := flush(); err != nil {
+		if err := flush(true); err != nil {
 			src.Close()
 			f.Close()
 			return err
 		}
 		src.Close()
 		f.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if progress && !lastProgress.IsZero() {
+		fmt.Fprint(s.err, "\r\033[K")
 	}
 	sum.Elapsed = time.Since(started).Seconds()
 	if o.json {
