@@ -534,24 +534,120 @@ func parseVersionRef(ref string) (typ, id string, version int64, err error) {
 }
 
 // fillPayloads reads the payload of each message of ms that names a stored
-// version, through q.
+// version, through q: one query for all the versions named (a claimed
+// batch of deliveries), one read each for a version named once.
 func (s *Store) fillPayloads(ctx context.Context, q querier, ms []Message) error {
+	type version struct {
+		typ, id string
+		v       int64
+	}
+	index := map[string]int{} // ref -> position in vs
+	var vs []version
 	for i := range ms {
 		m := &ms[i]
 		if m.PayloadRef == "" {
 			continue
 		}
-		typ, id, version, err := parseVersionRef(m.PayloadRef)
+		if _, ok := index[m.PayloadRef]; ok {
+			continue
+		}
+		typ, id, v, err := parseVersionRef(m.PayloadRef)
 		if err != nil {
 			return fmt.Errorf("message %d: %w", m.ID, err)
 		}
-		r, err := s.getVersion(ctx, q, typ, id, version)
+		index[m.PayloadRef] = len(vs)
+		vs = append(vs, version{typ, id, v})
+	}
+	if len(vs) == 0 {
+		return nil
+	}
+	data := make([][]byte, len(vs))
+	if len(vs) == 1 {
+		r, err := s.getVersion(ctx, q, vs[0].typ, vs[0].id, vs[0].v)
 		if err != nil {
-			return fmt.Errorf("message %d: reading its payload %s: %w", m.ID, m.PayloadRef, err)
+			return s.payloadMissing(ms, err)
 		}
-		m.Payload = r.Data
+		data[0] = r.Data
+	} else {
+		types, ids, nums := make([]string, len(vs)), make([]string, len(vs)), make([]int64, len(vs))
+		for i, v := range vs {
+			types[i], ids[i], nums[i] = v.typ, v.id, v.v
+		}
+		query, args := s.versionsQuery(types, ids, nums)
+		rs, err := q.query(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("reading the payloads of %d messages: %w", len(ms), err)
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var (
+				n int64
+				b []byte
+			)
+			if err := rs.Scan(&n, &b); err != nil {
+				return fmt.Errorf("reading the payloads of %d messages: %w", len(ms), err)
+			}
+			if n >= 0 && n < int64(len(data)) {
+				data[n] = b
+			}
+		}
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("reading the payloads of %d messages: %w", len(ms), err)
+		}
+	}
+	for i := range ms {
+		m := &ms[i]
+		if m.PayloadRef == "" {
+			continue
+		}
+		b := data[index[m.PayloadRef]]
+		if b == nil {
+			return fmt.Errorf("message %d: reading its payload %s: %w", m.ID, m.PayloadRef, ErrNotFound)
+		}
+		m.Payload = b
 	}
 	return nil
+}
+
+// payloadMissing is the error of the one version ms name, for the first
+// message naming it.
+func (s *Store) payloadMissing(ms []Message, err error) error {
+	for _, m := range ms {
+		if m.PayloadRef != "" {
+			return fmt.Errorf("message %d: reading its payload %s: %w", m.ID, m.PayloadRef, err)
+		}
+	}
+	return err
+}
+
+// versionsQuery returns a query for the data of the stored versions
+// (types[i], ids[i], nums[i]), each row its position (from 0) and its
+// bytes, through the primary keys of resources and resource_history (a
+// version is in exactly one of them), and its arguments.
+func (s *Store) versionsQuery(types, ids []string, nums []int64) (string, []any) {
+	if s.dialect == DialectPostgres {
+		const one = `SELECT k.n - 1, x.data FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS k(t, i, v, n),
+	LATERAL (SELECT data FROM %s WHERE resource_type = k.t AND id = k.i AND version = k.v OFFSET 0) AS x`
+		return fmt.Sprintf(one, "resources") + "\nUNION ALL\n" + fmt.Sprintf(one, "resource_history"), []any{types, ids, nums}
+	}
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range types {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('[')
+		writeJSONString(&b, types[i])
+		b.WriteByte(',')
+		writeJSONString(&b, ids[i])
+		b.WriteByte(',')
+		b.WriteString(strconv.FormatInt(nums[i], 10))
+		b.WriteByte(']')
+	}
+	b.WriteByte(']')
+	const one = `SELECT k.key, x.data FROM json_each(?%d) AS k CROSS JOIN %s x
+	ON x.resource_type = k.value ->> 0 AND x.id = k.value ->> 1 AND x.version = k.value ->> 2`
+	return fmt.Sprintf(one, 1, "resources") + "\nUNION ALL\n" + fmt.Sprintf(one, 1, "resource_history"), []any{b.String()}
 }
 
 func scanMessages(rs rows) ([]Message, error) {

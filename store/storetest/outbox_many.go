@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,6 +150,57 @@ func testPayloadRef(t *testing.T, newURL NewURL) {
 	listed, err = s.Messages(ctx, store.MessageQuery{})
 	if err != nil || len(listed) != 2 || len(listed[0].Payload) != 0 || listed[0].PayloadRef == "" {
 		t.Errorf("Messages without payloads: %+v, err %v", listed, err)
+	}
+
+	// Messages naming several versions, current and older, of several
+	// resources, beside one that holds its bytes, are read in one claim.
+	mustPut(t, s, store.Resource{Type: "Bundle", ID: "b2", Source: "pathway", Format: "json", Data: []byte(`{"resourceType":"Bundle","b":2}`)})
+	want := map[string]string{
+		"k-v1": `{"resourceType":"Bundle","v":1}`, "k-v2": `{"resourceType":"Bundle","v":2}`,
+		"k-b2": `{"resourceType":"Bundle","b":2}`, "k-own": `{"own":true}`, "k-v1-again": `{"resourceType":"Bundle","v":1}`,
+	}
+	refs := map[string]string{"k-v1": "Bundle/b1/_history/1", "k-v2": "Bundle/b1/_history/2", "k-b2": "Bundle/b2/_history/1", "k-v1-again": "Bundle/b1/_history/1"}
+	err = s.WithTx(ctx, func(tx *store.Tx) error {
+		for _, key := range []string{"k-v1", "k-v2", "k-b2", "k-own", "k-v1-again"} {
+			m := store.Message{Key: key, Partner: "clinic-b", Purpose: "COC", Kind: "transaction", PayloadRef: refs[key]}
+			if m.PayloadRef == "" {
+				m.Payload = []byte(want[key])
+			}
+			if _, _, err := tx.Enqueue(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	several, err := s.Claim(ctx, "w2", 10, time.Minute)
+	if err != nil || len(several) != len(want) {
+		t.Fatalf("claim of messages naming several versions: %d, %v", len(several), err)
+	}
+	for _, m := range several {
+		if string(m.Payload) != want[m.Key] {
+			t.Errorf("claimed %s: payload %q, want %q", m.Key, m.Payload, want[m.Key])
+		}
+	}
+	err = s.WithTx(ctx, func(tx *store.Tx) error {
+		for _, key := range []string{"k-gone-1", "k-gone-2"} {
+			m := store.Message{Key: key, Partner: "clinic-c", Kind: "transaction", PayloadRef: "Bundle/b1/_history/7"}
+			if key == "k-gone-2" {
+				m.PayloadRef = "Bundle/b2/_history/1"
+			}
+			if _, _, err := tx.Enqueue(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "w3", 10, time.Minute); !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "Bundle/b1/_history/7") {
+		t.Errorf("a claim naming a version not stored: %v, want ErrNotFound naming it", err)
 	}
 
 	for name, m := range map[string]store.Message{
