@@ -84,6 +84,9 @@ func (m *Metrics) write(w io.Writer, stats store.OutboxStats) {
 	for _, st := range []store.MessageState{store.StatePending, store.StateInflight, store.StateDelivered, store.StateDead, store.StateWithheld} {
 		fmt.Fprintf(w, "pathway_outbox_messages{state=%q} %d\n", st, stats.Counts[st])
 	}
+	fmt.Fprintln(w, "# HELP pathway_held_messages Sends held until a consent permits them (pathway referrals --held).")
+	fmt.Fprintln(w, "# TYPE pathway_held_messages gauge")
+	fmt.Fprintf(w, "pathway_held_messages %d\n", stats.Held)
 	fmt.Fprintln(w, "# HELP pathway_outbox_oldest_waiting_seconds Age of the oldest pending or inflight message.")
 	fmt.Fprintln(w, "# TYPE pathway_outbox_oldest_waiting_seconds gauge")
 	fmt.Fprintf(w, "pathway_outbox_oldest_waiting_seconds %g\n", stats.OldestWaiting.Seconds())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -285,5 +286,47 @@ func TestLimiterForgetsIdleCallers(t *testing.T) {
 	l.sweep(now)
 	if _, ok := l.allow("busy"); ok {
 		t.Error("a sweep forgot a caller that is still limited")
+	}
+}
+
+// TestMetrics: /metrics reports requests by route and code, decisions by
+// effect, the outbox by state and the held sends, from the store as it is.
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, sqliteURL(t))
+	if r := f.do("GET", "/fhir/Task/"+f.tasks["clinic-riverside"][0], tokClinic, nil); r.status != 200 {
+		t.Fatalf("read: %d", r.status)
+	}
+	f.do("GET", "/fhir/Task/"+f.tasks["clinic-riverside"][0], "wrong-token", nil)
+	f.s.Metrics().Decision("permit")
+	f.s.Metrics().Delivery("delivered")
+	resp, err := http.Get(f.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	stats, err := f.st.OutboxStats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(body)
+	for _, want := range []string{
+		`pathway_api_requests_total{route="GET /fhir/Task/{id}",code="200"} 1`,
+		`pathway_api_requests_total{route="GET /fhir/Task/{id}",code="401"} 1`,
+		`pathway_decisions_total{effect="permit"} 1`,
+		`pathway_deliveries_total{outcome="delivered"} 1`,
+		fmt.Sprintf(`pathway_outbox_messages{state="pending"} %d`, stats.Counts[store.StatePending]),
+		"pathway_held_messages 1",
+		"# TYPE pathway_outbox_oldest_waiting_seconds gauge",
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, text)
+		}
+	}
+	if stats.Counts[store.StatePending] == 0 || stats.Held != 1 {
+		t.Errorf("the fixture's outbox: %+v", stats)
 	}
 }

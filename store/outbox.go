@@ -442,6 +442,9 @@ func (s *Store) Messages(ctx context.Context, q MessageQuery) ([]Message, error)
 type OutboxStats struct {
 	Counts        map[MessageState]int64
 	OldestWaiting time.Duration
+	// Held counts the sends held for want of a permitting decision
+	// (Tx.Hold), which are not in the outbox yet.
+	Held int64
 }
 
 // OutboxStats reports the outbox's depth by state and its lag.
@@ -471,6 +474,20 @@ func (s *Store) OutboxStats(ctx context.Context) (OutboxStats, error) {
 		}
 	}
 	if err := rs.Err(); err != nil {
+		return st, fmt.Errorf("reading outbox stats: %w", err)
+	}
+	rs.Close()
+	held, err := s.be.reader().query(ctx, `SELECT count(*) FROM held_messages`)
+	if err != nil {
+		return st, fmt.Errorf("reading outbox stats: %w", err)
+	}
+	defer held.Close()
+	if held.Next() {
+		if err := held.Scan(&st.Held); err != nil {
+			return st, fmt.Errorf("reading outbox stats: %w", err)
+		}
+	}
+	if err := held.Err(); err != nil {
 		return st, fmt.Errorf("reading outbox stats: %w", err)
 	}
 	return st, nil
