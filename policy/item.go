@@ -56,6 +56,10 @@ type item struct {
 	// itself, or what its subject, patient, for or beneficiary refers to;
 	// "" when it names none.
 	patient string
+	// unlabelled is set while the item is of a resource label did not
+	// label (its type is withheld): its codes and references are then
+	// found by keyIndex.refsOf when first asked.
+	unlabelled *unlabelled
 }
 
 // patientFields are the elements naming whom a resource is about.
@@ -160,7 +164,7 @@ func (it *item) matchDataRef(keys *keyIndex, d dataRef) tri {
 		if !ok {
 			return unknown // the named resource is not in the request
 		}
-		return boolTri(containsString(target.refsOut, it.key))
+		return boolTri(containsString(keys.refsOf(target), it.key))
 	case "dependents": // the resource and what refers to it
 		return boolTri(ref == it.key || containsString(it.refsOut, ref))
 	case "authoredby":

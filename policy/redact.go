@@ -51,7 +51,7 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 			in = append(in, entryIn{fullURL: en.GetFullUrl().GetValue(), res: en.GetResource()})
 		}
 	}
-	keys, rs := e.label(in)
+	keys, rs := e.label(in, req.Agreement)
 	all, about := scopeConsents(b, rs, keys, consents)
 	ev := newEvaluator(e.withBase(req), all, keys)
 	for i, cr := range ev.consents {
@@ -241,7 +241,16 @@ func cloneValue(om protoreflect.Message, fd protoreflect.FieldDescriptor, v prot
 }
 
 // label labels copies of the input resources and indexes them.
-func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
+//
+// A resource of a type the agreement a withholds is not copied, labelled
+// or scanned: judge withholds it before reading its labels, codes or
+// elements, and nothing of it leaves. It gets an item read from the
+// input as it is (its patient is what scopeConsents needs); its outgoing
+// references, which a consent's data "related" may ask about, are found
+// on first use (keyIndex.refsOf), as labelling and scanning it would
+// have found them. Its resource keeps the input message (msg) and no
+// writer (w is nil).
+func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 	keys := &keyIndex{alias: make(map[string]string, len(in)), items: make(map[string]*item, len(in))}
 	rs := make([]*resource, 0, len(in))
 	// The resources, their writers and their items, each kind in one array.
@@ -256,10 +265,8 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 			continue
 		}
 		s := &store[i]
-		w := &s.w
-		w.start(msg.ProtoReflect())
 		r := &s.r
-		*r = resource{fullURL: en.fullURL, w: w, msg: w.root, item: &s.it}
+		*r = resource{fullURL: en.fullURL, item: &s.it}
 		r.key = fhir.Key(msg)
 		if fhir.IDOf(msg) == "" {
 			r.key = fhir.TypeOf(msg) + "[" + itoa(i) + "]"
@@ -267,10 +274,24 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		if en.fullURL != "" {
 			keys.alias[en.fullURL] = r.key
 		}
-		r.applied, _ = e.labeller.apply(w)
 		rs = append(rs, r)
+		m := msg.ProtoReflect()
+		if !e.reference && a.withholdsType(string(m.Descriptor().Name())) {
+			r.msg = m // withheld whatever it holds: not labelled
+			continue
+		}
+		w := &s.w
+		w.start(m)
+		r.w, r.msg = w, w.root
+		r.applied, _ = e.labeller.apply(w)
 	}
 	for _, r := range rs {
+		if r.w == nil {
+			buildItem(r.item, r.msg, metaOf(r.msg), r.key, keys)
+			r.item.unlabelled = &unlabelled{l: e.labeller, m: r.msg}
+			keys.items[r.key] = r.item
+			continue
+		}
 		buildItem(r.item, r.msg, r.w.rootMeta(), r.key, keys)
 		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
 		if len(r.scan.labelled) > 0 {
@@ -283,6 +304,32 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		keys.items[r.key] = r.item
 	}
 	return keys, rs
+}
+
+// unlabelled is the input resource of an item label left unlabelled
+// (its type is withheld), with the labeller that would have labelled it.
+type unlabelled struct {
+	l *Labeller
+	m protoreflect.Message
+}
+
+// refsOf returns the keys of what the item's resource refers to. For a
+// resource label left unlabelled, it labels a copy and scans it first,
+// once, as label does for every other resource (the labels decide
+// whether the scan looks into primitive values), and keeps what the scan
+// found: the item's codes and references. Its patient stays as
+// scopeConsents left it.
+func (k *keyIndex) refsOf(it *item) []string {
+	if u := it.unlabelled; u != nil {
+		it.unlabelled = nil
+		w := newCOW(u.m)
+		u.l.apply(w)
+		patient := it.patient
+		buildItem(it, w.root, w.rootMeta(), it.key, k)
+		it.patient = patient
+		scan(w.root, it, k, w.primLabels)
+	}
+	return it.refsOut
 }
 
 // scopeConsents returns the consents that are about someone the Bundle's
