@@ -4,7 +4,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -180,6 +182,11 @@ func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.Cont
 // leaves gets only the agreement's refrain codes (Filter adds them): a
 // label on the input Bundle (PSY, IMMIG, R, a tag "asylum-case") would
 // reveal what it held, whatever was withheld from it.
+//
+// The copy is shallow, as copy on write makes every other part of the
+// output: it shares the input's elements (Filter replaces a shared
+// element, its total or a link, and never writes into one) and has lists
+// of its own (Filter replaces links in its list).
 func bundleShell(b *rpb.Bundle) *rpb.Bundle {
 	out := &rpb.Bundle{}
 	om := out.ProtoReflect()
@@ -193,7 +200,15 @@ func bundleShell(b *rpb.Bundle) *rpb.Bundle {
 			}
 			return true
 		}
-		om.Set(fd, cloneValue(om, fd, v))
+		if fd.IsList() {
+			nl := om.Mutable(fd).List()
+			src := v.List()
+			for i := range src.Len() {
+				nl.Append(src.Get(i))
+			}
+			return true
+		}
+		om.Set(fd, v)
 		return true
 	})
 	return out
@@ -219,25 +234,6 @@ func shellMeta(m *dpb.Meta) *dpb.Meta {
 		return nil
 	}
 	return out
-}
-
-func cloneValue(om protoreflect.Message, fd protoreflect.FieldDescriptor, v protoreflect.Value) protoreflect.Value {
-	switch {
-	case fd.IsList():
-		nl := om.NewField(fd)
-		l, src := nl.List(), v.List()
-		for i := range src.Len() {
-			x := src.Get(i)
-			if fd.Message() != nil {
-				x = protoreflect.ValueOfMessage(proto.Clone(x.Message().Interface()).ProtoReflect())
-			}
-			l.Append(x)
-		}
-		return nl
-	case fd.Message() != nil:
-		return protoreflect.ValueOfMessage(proto.Clone(v.Message().Interface()).ProtoReflect())
-	}
-	return v
 }
 
 // label labels copies of the input resources and indexes them.
@@ -281,6 +277,7 @@ func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 			continue
 		}
 		w := &s.w
+		w.reflective = e.reference
 		w.start(m)
 		r.w, r.msg = w, w.root
 		r.applied, _ = e.labeller.apply(w)
@@ -494,6 +491,10 @@ func removeBatch(w *cow, batch []*elem) {
 					continue
 				}
 			}
+			if sl, ptr := w.slotOf(p, e.fd); sl != nil {
+				*(*unsafe.Pointer)(unsafe.Add(ptr, sl.off)) = nil // p.Clear(e.fd), on the plan
+				continue
+			}
 			p.Clear(e.fd)
 			continue
 		}
@@ -509,6 +510,30 @@ func removeBatch(w *cow, batch []*elem) {
 		groups[gi].msgs = append(groups[gi].msgs, w.current(e.msg))
 	}
 	for _, g := range groups {
+		if sl, ptr := w.slotOf(g.p, g.fd); sl != nil {
+			// What the protoreflect code below does, on the plan: the
+			// kept items go into a new slice (the old one may share its
+			// array with the input), none leaves the field clear.
+			at := (*[]unsafe.Pointer)(unsafe.Add(ptr, sl.off))
+			if len(*at) == 0 {
+				continue
+			}
+			var keep []unsafe.Pointer
+			if !g.all {
+				for _, c := range *at {
+					if !slices.Contains(g.msgs, sl.sub.message(c)) {
+						keep = append(keep, c)
+					}
+				}
+			}
+			*at = keep
+			if len(keep) == 0 && required(g.fd) {
+				if v, ok := absent(g.p, g.fd); ok {
+					g.p.Mutable(g.fd).List().Append(v)
+				}
+			}
+			continue
+		}
 		if !g.p.Has(g.fd) {
 			continue
 		}
@@ -679,21 +704,34 @@ func keepFields(w *cow, keep []string, rm *remover, r *resource, because string)
 	}
 }
 
-// droppableKey names the fields a keep list may drop from a resource type.
-type droppableKey struct {
-	md   protoreflect.MessageDescriptor
-	keep string
+// droppableList is what one keep list drops from one resource type.
+type droppableList struct {
+	keep []string // a copy: the caller's list may change after
+	drop []protoreflect.FieldDescriptor
 }
 
-var droppableCache sync.Map // droppableKey -> []protoreflect.FieldDescriptor
+// droppableCache maps a resource type to the keep lists seen for it
+// (*atomic.Pointer[[]droppableList]). A keep list is found by comparing
+// it with those seen, string by string: a key made by joining the list
+// cost an allocation per call. An agreement names one keep list per
+// resource type, so the lists are few.
+var droppableCache sync.Map
 
 // droppable returns, in field order, the fields of a resource type that a
 // keep list drops when they are set: those not kept, not always kept and
 // not required.
 func droppable(md protoreflect.MessageDescriptor, keep []string) []protoreflect.FieldDescriptor {
-	key := droppableKey{md, strings.Join(keep, "\x00")}
-	if v, ok := droppableCache.Load(key); ok {
-		return v.([]protoreflect.FieldDescriptor)
+	v, ok := droppableCache.Load(md)
+	if !ok {
+		v, _ = droppableCache.LoadOrStore(md, new(atomic.Pointer[[]droppableList]))
+	}
+	seen := v.(*atomic.Pointer[[]droppableList])
+	if lists := seen.Load(); lists != nil {
+		for _, l := range *lists {
+			if slices.Equal(l.keep, keep) {
+				return l.drop
+			}
+		}
 	}
 	kept := map[protoreflect.FieldDescriptor]bool{}
 	for _, k := range keep {
@@ -709,8 +747,19 @@ func droppable(md protoreflect.MessageDescriptor, keep []string) []protoreflect.
 			drop = append(drop, fd)
 		}
 	}
-	v, _ := droppableCache.LoadOrStore(key, drop)
-	return v.([]protoreflect.FieldDescriptor)
+	// Publish a new list of lists (readers take no lock); a list added
+	// by another call at the same time may be lost, and is made again.
+	for {
+		old := seen.Load()
+		var next []droppableList
+		if old != nil {
+			next = slices.Clone(*old)
+		}
+		next = append(next, droppableList{keep: slices.Clone(keep), drop: drop})
+		if seen.CompareAndSwap(old, &next) {
+			return drop
+		}
+	}
 }
 
 // maskElem masks an element's value in place and marks it MASKED; it
