@@ -479,6 +479,27 @@ func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (
 	return st.sc, true
 }
 
+// scanSearching is scanPlanned with the immigration search of
+// labelImmigrationCodes (mayHoldCode) in the same walk (visitSearching),
+// for a resource the labelling rules labelled and the immigration codes
+// not yet: it reports whether the resource may hold a coding of r where
+// that search looks. The scan's codes and references are returned, not
+// put into an item (buildItem, which makes the item, comes after
+// labelling). ok is false when the plans cannot describe m.
+func scanSearching(m protoreflect.Message, keys *keyIndex, prims bool, r *labelRule) (sc scanned, codes []*dpb.Coding, refsOut []string, maybe, ok bool) {
+	p, ptr := planFor(m)
+	if p == nil || !p.ok {
+		return scanned{}, nil, nil, false, false
+	}
+	st := &scanState{m: m, keys: keys, prims: prims,
+		codes: make([]*dpb.Coding, 0, 8), refsOut: make([]string, 0, 4)}
+	found, ok := visitSearching(p, ptr, st.prims, st.visit, r)
+	if !ok {
+		return scanned{}, nil, nil, false, false
+	}
+	return st.sc, st.codes, st.refsOut, found || p.hasContained(ptr), true
+}
+
 // scanState is one planned scan in progress.
 type scanState struct {
 	m       protoreflect.Message

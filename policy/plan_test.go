@@ -224,6 +224,20 @@ func compareWalks(t testing.TB, name string, m protoreflect.Message, l *Labeller
 		if d := diffScans(want, got, wantIt, it); d != "" {
 			t.Errorf("%s (PROCESSINLINELABEL %v): planned scan differs: %s", name, pil, d)
 		}
+		if l != nil && l.immig.codes != nil {
+			// The scan with the immigration search in its walk: the same
+			// scan, and what mayHoldCode's own walk says.
+			sc, codes, refsOut, maybe, ok := scanSearching(m, nil, pil, &l.immig)
+			if !ok {
+				t.Fatalf("%s: no plan", name)
+			}
+			if d := diffScans(want, sc, wantIt, &item{codes: codes, refsOut: refsOut, scanned: true}); d != "" {
+				t.Errorf("%s (PROCESSINLINELABEL %v): scan searching differs: %s", name, pil, d)
+			}
+			if wantMaybe, _ := mayHoldCode(m, &l.immig); maybe != wantMaybe {
+				t.Errorf("%s (PROCESSINLINELABEL %v): scan searching says %v, mayHoldCode %v", name, pil, maybe, wantMaybe)
+			}
+		}
 	}
 	if l != nil {
 		compareLabelWalks(t, name, m, l)

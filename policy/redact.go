@@ -262,7 +262,7 @@ func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 		}
 		s := &store[i]
 		r := &s.r
-		*r = resource{fullURL: en.fullURL, item: &s.it}
+		*r = resource{fullURL: en.fullURL, item: &s.it, w: &s.w, msg: msg.ProtoReflect()}
 		r.key = fhir.Key(msg)
 		if fhir.IDOf(msg) == "" {
 			r.key = fhir.TypeOf(msg) + "[" + itoa(i) + "]"
@@ -271,26 +271,23 @@ func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 			keys.alias[en.fullURL] = r.key
 		}
 		rs = append(rs, r)
-		m := msg.ProtoReflect()
-		if !e.reference && a.withholdsType(string(m.Descriptor().Name())) {
-			r.msg = m // withheld whatever it holds: not labelled
-			continue
-		}
-		w := &s.w
-		w.reflective = e.reference
-		w.start(m)
-		r.w, r.msg = w, w.root
-		r.applied, _ = e.labeller.apply(w)
 	}
+	// Labelled and scanned once every fullUrl is known (the scan reads
+	// references through them).
 	for _, r := range rs {
-		if r.w == nil {
+		if !e.reference && a.withholdsType(string(r.msg.Descriptor().Name())) {
+			// Withheld whatever it holds: not labelled.
+			r.w = nil
 			buildItem(r.item, r.msg, metaOf(r.msg), r.key, keys)
 			r.item.unlabelled = &unlabelled{l: e.labeller, m: r.msg}
 			keys.items[r.key] = r.item
 			continue
 		}
-		buildItem(r.item, r.msg, r.w.rootMeta(), r.key, keys)
-		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
+		w := r.w
+		w.reflective = e.reference
+		w.start(r.msg)
+		r.msg = w.root
+		e.labelAndScan(r, keys)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
 			if addSecurity(r.w, lb) {
@@ -301,6 +298,50 @@ func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 		keys.items[r.key] = r.item
 	}
 	return keys, rs
+}
+
+// labelAndScan labels a resource's copy (Labeller.apply), makes its item
+// (buildItem) and scans it (scan). The scan and the immigration codes'
+// search of labelling are one walk (scanSearching) between the rules and
+// the immigration codes: the scan sees the resource as it is after
+// labelling, since the rest of labelling writes only meta (which the
+// scan does not enter) unless the search finds what may be an
+// immigration code, and then the resource is scanned again after it.
+func (e *Engine) labelAndScan(r *resource, keys *keyIndex) {
+	w, l := r.w, e.labeller
+	if e.reference {
+		r.applied, _ = l.apply(w)
+		buildItem(r.item, r.msg, w.rootMeta(), r.key, keys)
+		r.scan = scan(r.msg, r.item, keys, w.primLabels)
+		return
+	}
+	out, inline, sensitive := l.applyRules(w)
+	imm := &l.immig
+	searched := imm.codes != nil && !slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool {
+		return labelOf(c) == imm.labels[0]
+	})
+	var (
+		sc            scanned
+		codes         []*dpb.Coding
+		refsOut       []string
+		maybe, walked bool
+	)
+	if searched {
+		// scan's primitive values: as scanPrims will read the labels
+		// (nothing after the rules adds PROCESSINLINELABEL).
+		prims := w.primLabels || slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool {
+			return labelOf(c) == Label{fhir.SystemActCode, LabelProcessInline}
+		})
+		sc, codes, refsOut, maybe, walked = scanSearching(r.msg, keys, prims, imm)
+	}
+	r.applied, _ = l.applyRest(w, out, inline, sensitive, walked && !maybe)
+	buildItem(r.item, r.msg, w.rootMeta(), r.key, keys)
+	if walked && !maybe {
+		r.item.codes, r.item.refsOut, r.item.scanned = codes, refsOut, true
+		r.scan = sc
+		return
+	}
+	r.scan = scan(r.msg, r.item, keys, w.primLabels)
 }
 
 // unlabelled is the input resource of an item label left unlabelled
