@@ -271,13 +271,18 @@ func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 			keys.alias[en.fullURL] = r.key
 		}
 		rs = append(rs, r)
+		if !e.reference && a.withholdsType(string(r.msg.Descriptor().Name())) {
+			r.w = nil // withheld whatever it holds: not labelled
+			if keys.withheld == nil {
+				keys.withheld = map[string]bool{}
+			}
+			keys.withheld[r.key] = true
+		}
 	}
 	// Labelled and scanned once every fullUrl is known (the scan reads
 	// references through them).
 	for _, r := range rs {
-		if !e.reference && a.withholdsType(string(r.msg.Descriptor().Name())) {
-			// Withheld whatever it holds: not labelled.
-			r.w = nil
+		if r.w == nil {
 			buildItem(r.item, r.msg, metaOf(r.msg), r.key, keys)
 			r.item.unlabelled = &unlabelled{l: e.labeller, m: r.msg}
 			keys.items[r.key] = r.item
@@ -332,7 +337,7 @@ func (e *Engine) labelAndScan(r *resource, keys *keyIndex) {
 		prims := w.primLabels || slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool {
 			return labelOf(c) == Label{fhir.SystemActCode, LabelProcessInline}
 		})
-		sc, codes, refsOut, maybe, walked = scanSearching(r.msg, keys, prims, imm)
+		sc, codes, refsOut, maybe, walked = scanSearching(r.msg, keys, prims, false, imm)
 	}
 	r.applied, _ = l.applyRest(w, out, inline, sensitive, walked && !maybe)
 	buildItem(r.item, r.msg, w.rootMeta(), r.key, keys)
@@ -341,7 +346,7 @@ func (e *Engine) labelAndScan(r *resource, keys *keyIndex) {
 		r.scan = sc
 		return
 	}
-	r.scan = scan(r.msg, r.item, keys, w.primLabels)
+	r.scan = scanLight(r.msg, r.item, keys, w.primLabels)
 }
 
 // unlabelled is the input resource of an item label left unlabelled
@@ -637,8 +642,14 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 	for _, ed := range r.elems {
 		rm.add(ed.e)
 	}
-	for i := range r.scan.refs {
-		kr := &r.scan.refs[i]
+	// The scan kept the references to resources withheld for their type;
+	// the others are found again when one of them is withheld too.
+	refs := r.scan.refs
+	if r.scan.refsLeft && slices.ContainsFunc(r.item.refsOut, func(k string) bool { return removed[k] && !ev.keys.withholds(k) }) {
+		refs = r.scan.refsAt(m, ev.keys)
+	}
+	for i := range refs {
+		kr := &refs[i]
 		if removed[kr.key] {
 			e := kr.at.get()
 			rm.add(e)
