@@ -27,6 +27,9 @@ type cow struct {
 	plan *walkPlan
 	ptr  unsafe.Pointer
 	meta *dpb.Meta
+	// reflective makes the writers take protoreflect where they have a
+	// faster path on the plans (Engine.reference: the differential tests).
+	reflective bool
 	// primLabels: an inline label was put on a primitive value, or one
 	// covering an immigration code may sit on one, so the scan must look
 	// at primitive values whatever meta.security says.
@@ -256,6 +259,26 @@ func (w *cow) field(m protoreflect.Message, fd protoreflect.FieldDescriptor) pro
 	w.copies.add(old, n)
 	m.Set(fd, protoreflect.ValueOfMessage(n))
 	return n
+}
+
+// slotOf returns where the plans keep a message field of a writable
+// message m (its slot and m's struct), or nil when only protoreflect
+// reaches it (no plan, a oneof case, a scalar). Writing there is writing
+// the field: m is a copy the cow made, or the resource itself in place.
+func (w *cow) slotOf(m protoreflect.Message, fd protoreflect.FieldDescriptor) (*slot, unsafe.Pointer) {
+	var fr fieldReader
+	switch {
+	case w.reflective:
+		return nil, nil
+	case m == w.root && w.plan != nil:
+		fr = fieldReader{m: m, p: w.plan, ptr: w.ptr, fast: w.plan.ok && len(w.plan.slots) == m.Descriptor().Fields().Len()}
+	default:
+		fr = newFieldReader(m)
+	}
+	if sl := fr.slot(fd); sl != nil && sl.list == fd.IsList() {
+		return sl, fr.ptr
+	}
+	return nil, nil
 }
 
 // coding returns a label's Coding to write: a shared read-only one when

@@ -148,6 +148,10 @@ func (s Step) cite() string {
 type Engine struct {
 	labeller *Labeller
 	base     BasePolicy
+	// reference makes the engine take the earlier, plainer path where a
+	// faster one replaced it (every resource labelled, withheld or not):
+	// the differential tests compare the two.
+	reference bool
 }
 
 // NewEngine compiles the labelling rules of cfg (Pathway's defaults and the
@@ -358,7 +362,7 @@ func (ev *evaluator) immigrationStep(target string) Step {
 // decideItem).
 func (ev *evaluator) judge(it *item, checkType bool) (*Step, []Step) {
 	a := ev.req.Agreement
-	if a != nil && checkType && !containsString(a.ResourceTypes, it.rtype) {
+	if checkType && a.withholdsType(it.rtype) {
 		return &Step{Source: SourceAgreement, Ref: ev.agreementRef(), Path: "resource_types", Effect: Deny,
 			Target: it.target(), Note: it.rtype + " is not among the resource types the partner may receive"}, nil
 	}
@@ -380,6 +384,14 @@ func (ev *evaluator) judge(it *item, checkType bool) (*Step, []Step) {
 		}
 	}
 	return nil, res.steps
+}
+
+// withholdsType reports whether the agreement withholds every resource of
+// the type, whatever its labels and the consents say (judge decides this
+// first; label leaves such resources unlabelled). A nil agreement
+// withholds nothing.
+func (a *Agreement) withholdsType(rtype string) bool {
+	return a != nil && !containsString(a.ResourceTypes, rtype)
 }
 
 func agreementAllows(a *Agreement, l Label) bool {
@@ -414,7 +426,7 @@ func (e *Engine) Decide(req Request, consents []*conpb.Consent, data ...*fhir.Co
 		}
 		entries = append(entries, entryIn{res: cr})
 	}
-	keys, rs := e.label(entries)
+	keys, rs := e.label(entries, req.Agreement)
 	ev := newEvaluator(e.withBase(req), consents, keys)
 	return ev.finish(ev.decideData(rs), rs)
 }

@@ -21,7 +21,14 @@ import (
 type keyIndex struct {
 	alias map[string]string // fullUrl -> Type/id
 	items map[string]*item  // Type/id -> item
+	// withheld holds the keys of the resources withheld for their type
+	// (label knows them before it scans): a scan keeps the elements of
+	// references to them, which redaction will remove.
+	withheld map[string]bool
 }
+
+// withholds reports whether the resource of the key is withheld for its type.
+func (k *keyIndex) withholds(key string) bool { return k != nil && k.withheld[key] }
 
 // norm returns the key a literal reference names.
 func (k *keyIndex) norm(ref string) string {
@@ -56,6 +63,10 @@ type item struct {
 	// itself, or what its subject, patient, for or beneficiary refers to;
 	// "" when it names none.
 	patient string
+	// unlabelled is set while the item is of a resource label did not
+	// label (its type is withheld): its codes and references are then
+	// found by keyIndex.refsOf when first asked.
+	unlabelled *unlabelled
 }
 
 // patientFields are the elements naming whom a resource is about.
@@ -160,7 +171,7 @@ func (it *item) matchDataRef(keys *keyIndex, d dataRef) tri {
 		if !ok {
 			return unknown // the named resource is not in the request
 		}
-		return boolTri(containsString(target.refsOut, it.key))
+		return boolTri(containsString(keys.refsOf(target), it.key))
 	case "dependents": // the resource and what refers to it
 		return boolTri(ref == it.key || containsString(it.refsOut, ref))
 	case "authoredby":
@@ -204,6 +215,27 @@ var authorFields = []string{"author", "recorder", "asserter", "requester", "perf
 type scanned struct {
 	refs     []keptRef         // literal references (not to contained resources)
 	labelled []labelledElement // elements with inline labels
+	// refsLeft: refs holds only the references to resources withheld for
+	// their type (keyIndex.withheld), the others were left (scanLight);
+	// the scan looked at primitive values with prims. refsAt finds them
+	// all again.
+	refsLeft, prims bool
+}
+
+// refsAt returns the references a scan found with their elements: those
+// it kept, or for a scan that left them (scanLight), those a new scan of
+// m finds, the same while m is as it was scanned (meta aside, which no
+// scan enters). Redaction asks only when it removes one, which few
+// resources need: most never pay for the references' elements.
+func (sc *scanned) refsAt(m protoreflect.Message, keys *keyIndex) []keptRef {
+	if !sc.refsLeft {
+		return sc.refs
+	}
+	st := &scanState{m: m, keys: keys, prims: sc.prims}
+	if visit(m, st.prims, st.visitRefs) {
+		return st.sc.refs
+	}
+	return scan(m, &item{}, keys, sc.prims).refs
 }
 
 // keptRef is a literal reference a scan found: the key of what it refers
@@ -442,7 +474,16 @@ func (fr fieldReader) values(fd protoreflect.FieldDescriptor) []proto.Message {
 // With prims it looks at primitive values whatever the labels say (the
 // labeller put inline labels on some).
 func scan(m protoreflect.Message, it *item, keys *keyIndex, prims bool) scanned {
-	if sc, ok := scanPlanned(m, it, keys, prims); ok {
+	if sc, ok := scanPlanned(m, it, keys, prims, true); ok {
+		return sc
+	}
+	return scanReflect(m, it, keys, prims)
+}
+
+// scanLight is scan without the elements of the references on the plans
+// (refsAt finds them when asked): the keys are in the item's refsOut.
+func scanLight(m protoreflect.Message, it *item, keys *keyIndex, prims bool) scanned {
+	if sc, ok := scanPlanned(m, it, keys, prims, false); ok {
 		return sc
 	}
 	return scanReflect(m, it, keys, prims)
@@ -462,28 +503,78 @@ func scanPrims(it *item) bool {
 // scanPlanned is scanReflect on the walk plans: the same decisions, case
 // by case, on typed pointers. Elements become elems only when kept (a
 // reference, an element with inline labels).
-func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims bool) (scanned, bool) {
+// With keepRefs it keeps the references' elements, else refsAt finds
+// them when asked.
+func scanPlanned(m protoreflect.Message, it *item, keys *keyIndex, prims, keepRefs bool) (scanned, bool) {
 	// What the walk gathers lives in one struct (a closure would put each
 	// variable it changes on the heap on its own).
-	st := &scanState{m: m, keys: keys, prims: prims || scanPrims(it),
+	st := &scanState{m: m, keys: keys, prims: prims || scanPrims(it), keepRefs: keepRefs,
 		// Room for what a referral's resources hold, in one allocation each.
 		codes: slices.Grow(it.codes[:0], 8), refsOut: slices.Grow(it.refsOut[:0], 4)}
 	if !visit(m, st.prims, st.visit) {
 		return scanned{}, false
 	}
 	it.codes, it.refsOut, it.scanned = st.codes, st.refsOut, true
+	st.sc.refsLeft, st.sc.prims = !keepRefs, st.prims
 	return st.sc, true
+}
+
+// scanSearching is scanPlanned with the immigration search of
+// labelImmigrationCodes (mayHoldCode) in the same walk (visitSearching),
+// for a resource the labelling rules labelled and the immigration codes
+// not yet: it reports whether the resource may hold a coding of r where
+// that search looks. The scan's codes and references are returned, not
+// put into an item (buildItem, which makes the item, comes after
+// labelling). ok is false when the plans cannot describe m.
+// keepRefs is scanPlanned's.
+func scanSearching(m protoreflect.Message, keys *keyIndex, prims, keepRefs bool, r *labelRule) (sc scanned, codes []*dpb.Coding, refsOut []string, maybe, ok bool) {
+	p, ptr := planFor(m)
+	if p == nil || !p.ok {
+		return scanned{}, nil, nil, false, false
+	}
+	st := &scanState{m: m, keys: keys, prims: prims, keepRefs: keepRefs,
+		codes: make([]*dpb.Coding, 0, 8), refsOut: make([]string, 0, 4)}
+	found, ok := visitSearching(p, ptr, st.prims, st.visit, r)
+	if !ok {
+		return scanned{}, nil, nil, false, false
+	}
+	st.sc.refsLeft, st.sc.prims = !keepRefs, st.prims
+	return st.sc, st.codes, st.refsOut, found || p.hasContained(ptr), true
 }
 
 // scanState is one planned scan in progress.
 type scanState struct {
-	m       protoreflect.Message
-	keys    *keyIndex
-	prims   bool
-	sc      scanned
-	arena   nodeArena
-	codes   []*dpb.Coding
-	refsOut []string
+	m        protoreflect.Message
+	keys     *keyIndex
+	prims    bool
+	keepRefs bool // keep the references' elements (scanPlanned)
+	sc       scanned
+	arena    nodeArena
+	codes    []*dpb.Coding
+	refsOut  []string
+}
+
+// visitRefs is visit for a scan of the references alone (refsAt): it
+// enters what visit enters and keeps the references' elements, nothing
+// else.
+func (st *scanState) visitRefs(_ *visitor, n *node) bool {
+	switch n.plan.class {
+	case classMeta, classNarrative, classCodeableConcept, classCoding:
+		return false
+	case classReference:
+		v := (*dpb.Reference)(n.ptr)
+		if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
+			st.sc.refs = append(st.sc.refs, keptRef{key: st.keys.norm(r), at: st.arena.keepNode(st.m, n)})
+		}
+		return v.GetIdentifier() != nil
+	case classExtension:
+		return (*dpb.Extension)(n.ptr).GetUrl().GetValue() != ExtInlineSecurityLabel
+	case classIdentifier:
+		return st.prims || (*dpb.Identifier)(n.ptr).GetAssigner() != nil
+	case classSummary:
+		return st.prims
+	}
+	return true
 }
 
 func (st *scanState) visit(_ *visitor, n *node) bool {
@@ -512,10 +603,12 @@ func (st *scanState) visit(_ *visitor, n *node) bool {
 		if r := refString(v); r != "" && !strings.HasPrefix(r, "#") {
 			key := st.keys.norm(r)
 			st.refsOut = append(st.refsOut, key)
-			if sc.refs == nil {
-				sc.refs = make([]keptRef, 0, 4) // most resources refer to a few others
+			if st.keepRefs || st.keys.withholds(key) { // else refsAt finds the element again, if asked
+				if sc.refs == nil {
+					sc.refs = make([]keptRef, 0, 4) // most resources refer to a few others
+				}
+				sc.refs = append(sc.refs, keptRef{key: key, at: st.arena.keepNode(m, n)})
 			}
-			sc.refs = append(sc.refs, keptRef{key: key, at: st.arena.keepNode(m, n)})
 		}
 		sc.inlineNode(m, n, v.GetExtension())
 		return v.GetIdentifier() != nil

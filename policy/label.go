@@ -377,7 +377,14 @@ func (l *Labeller) Apply(res proto.Message) []Applied {
 // apply runs the rules; it reports whether it put inline labels, and
 // leaves PROCESSINLINELABEL to the caller.
 func (l *Labeller) apply(w *cow) ([]Applied, bool) {
-	inline := false
+	out, inline, sensitive := l.applyRules(w)
+	return l.applyRest(w, out, inline, sensitive, false)
+}
+
+// applyRules is apply's first part: the labelling rules, which label
+// what their paths name. It reports whether it put inline labels and
+// whether it gave a gating label; applyRest does the rest.
+func (l *Labeller) applyRules(w *cow) (out []Applied, inline, sensitive bool) {
 	m := w.root
 	type resolved struct {
 		path string
@@ -386,8 +393,6 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 	var room [4]resolved // the paths a resource type's rules name: a few
 	cache := room[:0]
 	rtype := string(m.Descriptor().Name())
-	var out []Applied
-	sensitive := false
 	for _, ri := range l.rulesFor(rtype) {
 		r := &l.rules[ri]
 		var es []elem
@@ -440,7 +445,16 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 			}
 		}
 	}
-	imm, inl := l.labelImmigrationCodes(w)
+	return out, inline, sensitive
+}
+
+// applyRest is apply's second part, after applyRules: immigration codes
+// wherever they are (labelImmigrationCodes), then confidentiality R for
+// a resource given a gating label. noCodes says that the caller's walk
+// (scanSearch) found no immigration code where labelImmigrationCodes
+// looks, so it need not search.
+func (l *Labeller) applyRest(w *cow, out []Applied, inline, sensitive, noCodes bool) ([]Applied, bool) {
+	imm, inl := l.labelImmigrationCodes(w, noCodes)
 	out = append(out, imm...)
 	if len(imm) > 0 {
 		sensitive = true
@@ -462,7 +476,7 @@ func (l *Labeller) apply(w *cow) ([]Applied, bool) {
 // whole resource when that element is required or cannot carry a label,
 // or the code is in a contained resource. It reports whether it put
 // inline labels.
-func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
+func (l *Labeller) labelImmigrationCodes(w *cow, noCodes bool) ([]Applied, bool) {
 	r := &l.immig
 	if r.codes == nil {
 		return nil, false
@@ -472,7 +486,11 @@ func (l *Labeller) labelImmigrationCodes(w *cow) ([]Applied, bool) {
 		return nil, false
 	}
 	// Most resources hold no immigration code at all: a planned walk that
-	// finds none settles it without the reflective walk below.
+	// finds none settles it without the reflective walk below (the
+	// caller's, or this one).
+	if noCodes {
+		return nil, false
+	}
 	if maybe, ok := mayHoldCode(w.root, r); ok && !maybe {
 		return nil, false
 	}

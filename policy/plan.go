@@ -739,6 +739,123 @@ func searchPlan(p *walkPlan, ptr unsafe.Pointer, r *labelRule, prims, skipMeta b
 	return found, true
 }
 
+// visitSearching is visit with a search for a coding of r at once: the
+// walk of visit (prims as given) and searchPlan's walk with prims and
+// skipMeta, in one pass over the elements both visit, the search going
+// on alone below elements visit's function declines, and into primitive
+// values when visit leaves them out. Nothing the search looks at is left
+// out: searchPlan's walk enters every element visit's walk enters (meta,
+// the narrative, codings and inline labels are where it stops, and so do
+// the scans that use this). fn sees exactly what visit would show it, in
+// the same order. It reports what the search found; ok is false, without
+// calling fn, when the plans cannot describe the message.
+func visitSearching(p *walkPlan, ptr unsafe.Pointer, prims bool, fn visitFunc, r *labelRule) (found, ok bool) {
+	if p == nil || !p.ok || p.choice != nil {
+		return false, false
+	}
+	v := visitors.Get().(*visitor)
+	v.fn, v.prims, v.stop, v.deep = fn, prims, false, 0
+	v.codes, v.skipMeta, v.found = r, true, false
+	v.walkBoth(p, ptr, nil, 0)
+	found = v.found
+	clear(v.stack[:min(v.deep+1, len(v.stack))])
+	v.fn, v.codes = nil, nil
+	visitors.Put(v)
+	return found, true
+}
+
+// walkBoth is walk for visitSearching: every element searchPlan's walk
+// visits under p, each shown to fn where walk (with v.prims) would show
+// it.
+func (v *visitor) walkBoth(p *walkPlan, ptr unsafe.Pointer, up *node, depth int) {
+	for i := range p.fields {
+		f := &p.fields[i]
+		switch {
+		case f.oneof != nil:
+			cp, inner := f.oneof.which(ptr)
+			if cp == nil || cp.sub == nil || (cp.prim && !cp.sub.hasExt(inner)) {
+				continue
+			}
+			if cp.prim && !v.prims {
+				v.searchOnly(cp.sub, inner)
+				continue
+			}
+			n := v.at(depth)
+			n.set(cp.sub, inner, &cp.fieldRef, nil, -1, up)
+			v.both(n, depth)
+		case f.list:
+			items := *(*[]unsafe.Pointer)(unsafe.Add(ptr, f.off))
+			for j, c := range items {
+				if c == nil || (f.prim && !f.sub.hasExt(c)) {
+					continue
+				}
+				if f.prim && !v.prims {
+					v.searchOnly(f.sub, c)
+					continue
+				}
+				n := v.at(depth)
+				n.set(f.sub, c, &f.fieldRef, nil, j, up)
+				v.both(n, depth)
+			}
+		default:
+			c := *(*unsafe.Pointer)(unsafe.Add(ptr, f.off))
+			if c == nil {
+				continue
+			}
+			sub, prim := f.sub, f.prim
+			var choice *casePlan
+			if f.choice {
+				cp, inner := sub.choice.which(c)
+				if cp == nil || cp.sub == nil {
+					continue
+				}
+				sub, c, choice, prim = cp.sub, inner, cp, cp.prim
+			}
+			if prim && !sub.hasExt(c) {
+				continue
+			}
+			if prim && !v.prims {
+				v.searchOnly(sub, c)
+				continue
+			}
+			n := v.at(depth)
+			n.set(sub, c, &f.fieldRef, choice, -1, up)
+			v.both(n, depth)
+		}
+	}
+}
+
+// both shows one element to fn and to the search: below it the walk goes
+// on for both when fn enters it (the search then does too), for the
+// search alone when only the search does.
+func (v *visitor) both(n *node, depth int) {
+	searchIn := !v.found && v.search(n.plan, n.ptr)
+	if v.fn(v, n) {
+		v.walkBoth(n.plan, n.ptr, n, depth+1)
+		return
+	}
+	if searchIn && !v.found {
+		v.searchBelow(n.plan, n.ptr)
+	}
+}
+
+// searchOnly searches an element visit's walk leaves out (a primitive
+// value, when fn does not see them): the element, then what is below it.
+func (v *visitor) searchOnly(p *walkPlan, ptr unsafe.Pointer) {
+	if !v.found && v.search(p, ptr) && !v.found {
+		v.searchBelow(p, ptr)
+	}
+}
+
+// searchBelow runs searchPlan's walk (prims) under an element; a search
+// that finds its coding stops only itself.
+func (v *visitor) searchBelow(p *walkPlan, ptr unsafe.Pointer) {
+	fn, prims := v.fn, v.prims
+	v.fn, v.prims = nil, true
+	v.walk(p, ptr, nil, 0)
+	v.fn, v.prims, v.stop = fn, prims, false
+}
+
 // search decides one element of a search: false leaves out its children.
 func (v *visitor) search(p *walkPlan, ptr unsafe.Pointer) bool {
 	switch p.class {

@@ -217,12 +217,34 @@ func compareWalks(t testing.TB, name string, m protoreflect.Message, l *Labeller
 		}
 		wantIt := &item{labels: it.labels}
 		want := scanReflect(m, wantIt, nil, false)
-		got, ok := scanPlanned(m, it, nil, false)
+		got, ok := scanPlanned(m, it, nil, false, true)
 		if !ok {
 			t.Fatalf("%s: no plan", name)
 		}
 		if d := diffScans(want, got, wantIt, it); d != "" {
 			t.Errorf("%s (PROCESSINLINELABEL %v): planned scan differs: %s", name, pil, d)
+		}
+		// The references found again, as a scan that left them finds them.
+		light, ok := scanPlanned(m, &item{labels: it.labels}, nil, false, false)
+		if !ok || !light.refsLeft || light.refs != nil {
+			t.Fatalf("%s: scanPlanned without references kept some", name)
+		}
+		if d := diffScans(want, scanned{refs: light.refsAt(m, nil), labelled: want.labelled}, wantIt, wantIt); d != "" {
+			t.Errorf("%s (PROCESSINLINELABEL %v): references found again differ: %s", name, pil, d)
+		}
+		if l != nil && l.immig.codes != nil {
+			// The scan with the immigration search in its walk: the same
+			// scan, and what mayHoldCode's own walk says.
+			sc, codes, refsOut, maybe, ok := scanSearching(m, nil, pil, true, &l.immig)
+			if !ok {
+				t.Fatalf("%s: no plan", name)
+			}
+			if d := diffScans(want, sc, wantIt, &item{codes: codes, refsOut: refsOut, scanned: true}); d != "" {
+				t.Errorf("%s (PROCESSINLINELABEL %v): scan searching differs: %s", name, pil, d)
+			}
+			if wantMaybe, _ := mayHoldCode(m, &l.immig); maybe != wantMaybe {
+				t.Errorf("%s (PROCESSINLINELABEL %v): scan searching says %v, mayHoldCode %v", name, pil, maybe, wantMaybe)
+			}
 		}
 	}
 	if l != nil {

@@ -4,7 +4,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -51,7 +53,7 @@ func (e *Engine) Filter(req Request, b *rpb.Bundle, consents ...*conpb.Consent) 
 			in = append(in, entryIn{fullURL: en.GetFullUrl().GetValue(), res: en.GetResource()})
 		}
 	}
-	keys, rs := e.label(in)
+	keys, rs := e.label(in, req.Agreement)
 	all, about := scopeConsents(b, rs, keys, consents)
 	ev := newEvaluator(e.withBase(req), all, keys)
 	for i, cr := range ev.consents {
@@ -180,6 +182,11 @@ func wrapLike(orig *fhir.ContainedResource, res protoreflect.Message) *fhir.Cont
 // leaves gets only the agreement's refrain codes (Filter adds them): a
 // label on the input Bundle (PSY, IMMIG, R, a tag "asylum-case") would
 // reveal what it held, whatever was withheld from it.
+//
+// The copy is shallow, as copy on write makes every other part of the
+// output: it shares the input's elements (Filter replaces a shared
+// element, its total or a link, and never writes into one) and has lists
+// of its own (Filter replaces links in its list).
 func bundleShell(b *rpb.Bundle) *rpb.Bundle {
 	out := &rpb.Bundle{}
 	om := out.ProtoReflect()
@@ -193,7 +200,15 @@ func bundleShell(b *rpb.Bundle) *rpb.Bundle {
 			}
 			return true
 		}
-		om.Set(fd, cloneValue(om, fd, v))
+		if fd.IsList() {
+			nl := om.Mutable(fd).List()
+			src := v.List()
+			for i := range src.Len() {
+				nl.Append(src.Get(i))
+			}
+			return true
+		}
+		om.Set(fd, v)
 		return true
 	})
 	return out
@@ -221,27 +236,17 @@ func shellMeta(m *dpb.Meta) *dpb.Meta {
 	return out
 }
 
-func cloneValue(om protoreflect.Message, fd protoreflect.FieldDescriptor, v protoreflect.Value) protoreflect.Value {
-	switch {
-	case fd.IsList():
-		nl := om.NewField(fd)
-		l, src := nl.List(), v.List()
-		for i := range src.Len() {
-			x := src.Get(i)
-			if fd.Message() != nil {
-				x = protoreflect.ValueOfMessage(proto.Clone(x.Message().Interface()).ProtoReflect())
-			}
-			l.Append(x)
-		}
-		return nl
-	case fd.Message() != nil:
-		return protoreflect.ValueOfMessage(proto.Clone(v.Message().Interface()).ProtoReflect())
-	}
-	return v
-}
-
 // label labels copies of the input resources and indexes them.
-func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
+//
+// A resource of a type the agreement a withholds is not copied, labelled
+// or scanned: judge withholds it before reading its labels, codes or
+// elements, and nothing of it leaves. It gets an item read from the
+// input as it is (its patient is what scopeConsents needs); its outgoing
+// references, which a consent's data "related" may ask about, are found
+// on first use (keyIndex.refsOf), as labelling and scanning it would
+// have found them. Its resource keeps the input message (msg) and no
+// writer (w is nil).
+func (e *Engine) label(in []entryIn, a *Agreement) (*keyIndex, []*resource) {
 	keys := &keyIndex{alias: make(map[string]string, len(in)), items: make(map[string]*item, len(in))}
 	rs := make([]*resource, 0, len(in))
 	// The resources, their writers and their items, each kind in one array.
@@ -256,10 +261,8 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 			continue
 		}
 		s := &store[i]
-		w := &s.w
-		w.start(msg.ProtoReflect())
 		r := &s.r
-		*r = resource{fullURL: en.fullURL, w: w, msg: w.root, item: &s.it}
+		*r = resource{fullURL: en.fullURL, item: &s.it, w: &s.w, msg: msg.ProtoReflect()}
 		r.key = fhir.Key(msg)
 		if fhir.IDOf(msg) == "" {
 			r.key = fhir.TypeOf(msg) + "[" + itoa(i) + "]"
@@ -267,12 +270,29 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		if en.fullURL != "" {
 			keys.alias[en.fullURL] = r.key
 		}
-		r.applied, _ = e.labeller.apply(w)
 		rs = append(rs, r)
+		if !e.reference && a.withholdsType(string(r.msg.Descriptor().Name())) {
+			r.w = nil // withheld whatever it holds: not labelled
+			if keys.withheld == nil {
+				keys.withheld = map[string]bool{}
+			}
+			keys.withheld[r.key] = true
+		}
 	}
+	// Labelled and scanned once every fullUrl is known (the scan reads
+	// references through them).
 	for _, r := range rs {
-		buildItem(r.item, r.msg, r.w.rootMeta(), r.key, keys)
-		r.scan = scan(r.msg, r.item, keys, r.w.primLabels)
+		if r.w == nil {
+			buildItem(r.item, r.msg, metaOf(r.msg), r.key, keys)
+			r.item.unlabelled = &unlabelled{l: e.labeller, m: r.msg}
+			keys.items[r.key] = r.item
+			continue
+		}
+		w := r.w
+		w.reflective = e.reference
+		w.start(r.msg)
+		r.msg = w.root
+		e.labelAndScan(r, keys)
 		if len(r.scan.labelled) > 0 {
 			lb := Label{fhir.SystemActCode, LabelProcessInline}
 			if addSecurity(r.w, lb) {
@@ -283,6 +303,76 @@ func (e *Engine) label(in []entryIn) (*keyIndex, []*resource) {
 		keys.items[r.key] = r.item
 	}
 	return keys, rs
+}
+
+// labelAndScan labels a resource's copy (Labeller.apply), makes its item
+// (buildItem) and scans it (scan). The scan and the immigration codes'
+// search of labelling are one walk (scanSearching) between the rules and
+// the immigration codes: the scan sees the resource as it is after
+// labelling, since the rest of labelling writes only meta (which the
+// scan does not enter) unless the search finds what may be an
+// immigration code, and then the resource is scanned again after it.
+func (e *Engine) labelAndScan(r *resource, keys *keyIndex) {
+	w, l := r.w, e.labeller
+	if e.reference {
+		r.applied, _ = l.apply(w)
+		buildItem(r.item, r.msg, w.rootMeta(), r.key, keys)
+		r.scan = scan(r.msg, r.item, keys, w.primLabels)
+		return
+	}
+	out, inline, sensitive := l.applyRules(w)
+	imm := &l.immig
+	searched := imm.codes != nil && !slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool {
+		return labelOf(c) == imm.labels[0]
+	})
+	var (
+		sc            scanned
+		codes         []*dpb.Coding
+		refsOut       []string
+		maybe, walked bool
+	)
+	if searched {
+		// scan's primitive values: as scanPrims will read the labels
+		// (nothing after the rules adds PROCESSINLINELABEL).
+		prims := w.primLabels || slices.ContainsFunc(w.rootMeta().GetSecurity(), func(c *dpb.Coding) bool {
+			return labelOf(c) == Label{fhir.SystemActCode, LabelProcessInline}
+		})
+		sc, codes, refsOut, maybe, walked = scanSearching(r.msg, keys, prims, false, imm)
+	}
+	r.applied, _ = l.applyRest(w, out, inline, sensitive, walked && !maybe)
+	buildItem(r.item, r.msg, w.rootMeta(), r.key, keys)
+	if walked && !maybe {
+		r.item.codes, r.item.refsOut, r.item.scanned = codes, refsOut, true
+		r.scan = sc
+		return
+	}
+	r.scan = scanLight(r.msg, r.item, keys, w.primLabels)
+}
+
+// unlabelled is the input resource of an item label left unlabelled
+// (its type is withheld), with the labeller that would have labelled it.
+type unlabelled struct {
+	l *Labeller
+	m protoreflect.Message
+}
+
+// refsOf returns the keys of what the item's resource refers to. For a
+// resource label left unlabelled, it labels a copy and scans it first,
+// once, as label does for every other resource (the labels decide
+// whether the scan looks into primitive values), and keeps what the scan
+// found: the item's codes and references. Its patient stays as
+// scopeConsents left it.
+func (k *keyIndex) refsOf(it *item) []string {
+	if u := it.unlabelled; u != nil {
+		it.unlabelled = nil
+		w := newCOW(u.m)
+		u.l.apply(w)
+		patient := it.patient
+		buildItem(it, w.root, w.rootMeta(), it.key, k)
+		it.patient = patient
+		scan(w.root, it, k, w.primLabels)
+	}
+	return it.refsOut
 }
 
 // scopeConsents returns the consents that are about someone the Bundle's
@@ -447,6 +537,10 @@ func removeBatch(w *cow, batch []*elem) {
 					continue
 				}
 			}
+			if sl, ptr := w.slotOf(p, e.fd); sl != nil {
+				*(*unsafe.Pointer)(unsafe.Add(ptr, sl.off)) = nil // p.Clear(e.fd), on the plan
+				continue
+			}
 			p.Clear(e.fd)
 			continue
 		}
@@ -462,6 +556,30 @@ func removeBatch(w *cow, batch []*elem) {
 		groups[gi].msgs = append(groups[gi].msgs, w.current(e.msg))
 	}
 	for _, g := range groups {
+		if sl, ptr := w.slotOf(g.p, g.fd); sl != nil {
+			// What the protoreflect code below does, on the plan: the
+			// kept items go into a new slice (the old one may share its
+			// array with the input), none leaves the field clear.
+			at := (*[]unsafe.Pointer)(unsafe.Add(ptr, sl.off))
+			if len(*at) == 0 {
+				continue
+			}
+			var keep []unsafe.Pointer
+			if !g.all {
+				for _, c := range *at {
+					if !slices.Contains(g.msgs, sl.sub.message(c)) {
+						keep = append(keep, c)
+					}
+				}
+			}
+			*at = keep
+			if len(keep) == 0 && required(g.fd) {
+				if v, ok := absent(g.p, g.fd); ok {
+					g.p.Mutable(g.fd).List().Append(v)
+				}
+			}
+			continue
+		}
 		if !g.p.Has(g.fd) {
 			continue
 		}
@@ -524,8 +642,14 @@ func (ev *evaluator) redact(r *resource, removed map[string]bool) {
 	for _, ed := range r.elems {
 		rm.add(ed.e)
 	}
-	for i := range r.scan.refs {
-		kr := &r.scan.refs[i]
+	// The scan kept the references to resources withheld for their type;
+	// the others are found again when one of them is withheld too.
+	refs := r.scan.refs
+	if r.scan.refsLeft && slices.ContainsFunc(r.item.refsOut, func(k string) bool { return removed[k] && !ev.keys.withholds(k) }) {
+		refs = r.scan.refsAt(m, ev.keys)
+	}
+	for i := range refs {
+		kr := &refs[i]
 		if removed[kr.key] {
 			e := kr.at.get()
 			rm.add(e)
@@ -632,21 +756,34 @@ func keepFields(w *cow, keep []string, rm *remover, r *resource, because string)
 	}
 }
 
-// droppableKey names the fields a keep list may drop from a resource type.
-type droppableKey struct {
-	md   protoreflect.MessageDescriptor
-	keep string
+// droppableList is what one keep list drops from one resource type.
+type droppableList struct {
+	keep []string // a copy: the caller's list may change after
+	drop []protoreflect.FieldDescriptor
 }
 
-var droppableCache sync.Map // droppableKey -> []protoreflect.FieldDescriptor
+// droppableCache maps a resource type to the keep lists seen for it
+// (*atomic.Pointer[[]droppableList]). A keep list is found by comparing
+// it with those seen, string by string: a key made by joining the list
+// cost an allocation per call. An agreement names one keep list per
+// resource type, so the lists are few.
+var droppableCache sync.Map
 
 // droppable returns, in field order, the fields of a resource type that a
 // keep list drops when they are set: those not kept, not always kept and
 // not required.
 func droppable(md protoreflect.MessageDescriptor, keep []string) []protoreflect.FieldDescriptor {
-	key := droppableKey{md, strings.Join(keep, "\x00")}
-	if v, ok := droppableCache.Load(key); ok {
-		return v.([]protoreflect.FieldDescriptor)
+	v, ok := droppableCache.Load(md)
+	if !ok {
+		v, _ = droppableCache.LoadOrStore(md, new(atomic.Pointer[[]droppableList]))
+	}
+	seen := v.(*atomic.Pointer[[]droppableList])
+	if lists := seen.Load(); lists != nil {
+		for _, l := range *lists {
+			if slices.Equal(l.keep, keep) {
+				return l.drop
+			}
+		}
 	}
 	kept := map[protoreflect.FieldDescriptor]bool{}
 	for _, k := range keep {
@@ -662,8 +799,19 @@ func droppable(md protoreflect.MessageDescriptor, keep []string) []protoreflect.
 			drop = append(drop, fd)
 		}
 	}
-	v, _ := droppableCache.LoadOrStore(key, drop)
-	return v.([]protoreflect.FieldDescriptor)
+	// Publish a new list of lists (readers take no lock); a list added
+	// by another call at the same time may be lost, and is made again.
+	for {
+		old := seen.Load()
+		var next []droppableList
+		if old != nil {
+			next = slices.Clone(*old)
+		}
+		next = append(next, droppableList{keep: slices.Clone(keep), drop: drop})
+		if seen.CompareAndSwap(old, &next) {
+			return drop
+		}
+	}
 }
 
 // maskElem masks an element's value in place and marks it MASKED; it
