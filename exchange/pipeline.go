@@ -153,9 +153,9 @@ type ingestPlan struct {
 	release bool
 }
 
-// send is what goes to one target: the decision and, when permitted or
-// audited, the bytes decided on (its own copy, with the Task addressed to
-// it).
+// send is what goes to one target: the decision and the bytes decided on
+// (its own copy, with the Task addressed to it), queued when permitted and
+// held otherwise.
 type send struct {
 	partner, purpose string
 	decided          []byte // the bundle decided on, as sent to the outbox
