@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -553,4 +554,57 @@ func anotherReferral(t *testing.T, b *rpb.Bundle) *rpb.Bundle {
 		t.Fatalf("another referral: %v", p.Issues)
 	}
 	return p.Resource.GetBundle()
+}
+
+// TestReleaseHeldTwiceAtOnce: two releases of the same patient's held
+// sends at the same time (two consent updates) queue each send once.
+func TestReleaseHeldTwiceAtOnce(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ph := newPipelineHarness(t, newURL(t))
+			ph.pipe.Audit = &Auditor{Config: ph.cfg.Raw}
+			ctx := t.Context()
+			b := proto.Clone(sampleBundles(t)["R-2026-0101"]).(*rpb.Bundle)
+			var consentID string
+			for _, e := range b.GetEntry() {
+				if c := e.GetResource().GetConsent(); c != nil {
+					c.Status.Value = cpb.ConsentStateCode_PROPOSED
+					consentID = c.GetId().GetValue()
+				}
+			}
+			res, err := ph.pipe.Ingest(ctx, "ngo-harbour", b)
+			if err != nil || res.Held == 0 {
+				t.Fatalf("ingest: %d held, %v", res.Held, err)
+			}
+			stored, err := ph.store.Get(ctx, "Consent", consentID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored.Data = []byte(strings.Replace(string(stored.Data), `"status":"proposed"`, `"status":"active"`, 1))
+			stored.Status = "active"
+			if _, err := ph.store.Put(ctx, stored); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			reps := make([]ReleaseReport, 2)
+			errs := make([]error, 2)
+			for i := range reps {
+				wg.Go(func() { reps[i], errs[i] = ph.pipe.ReleaseHeld(ctx, patientRef(b)) })
+			}
+			wg.Wait()
+			if errs[0] != nil || errs[1] != nil {
+				t.Fatal(errs)
+			}
+			if got := len(reps[0].Released) + len(reps[1].Released); got != res.Held {
+				t.Errorf("released %v and %v, want %d in all", reps[0].Released, reps[1].Released, res.Held)
+			}
+			ms, err := ph.store.Messages(ctx, store.MessageQuery{})
+			if err != nil || len(ms) != res.Held {
+				t.Errorf("%d messages after two releases, want %d (%v)", len(ms), res.Held, err)
+			}
+			if rep := verifyLog(t, ph.store); !rep.OK() {
+				t.Errorf("audit log after the releases: %+v", rep.Problems)
+			}
+		})
+	}
 }
