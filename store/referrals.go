@@ -111,17 +111,8 @@ func (s *Store) OpenReferrals(ctx context.Context, except ...string) (map[string
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}
-	q := `SELECT owner, count(*) FROM resources
-WHERE resource_type = 'Task' AND owner <> '' AND status IN ('` + strings.Join(openTaskStatuses, "', '") + `')`
-	var args []any
-	if len(except) > 0 {
-		q += ` AND id NOT IN (?` + strings.Repeat(", ?", len(except)-1) + `)`
-		for _, id := range except {
-			args = append(args, id)
-		}
-	}
-	rs, err := s.be.reader().query(ctx, rebind(s.dialect, q+`
-GROUP BY owner`), args...)
+	q, args := s.openReferralsSQL(except)
+	rs, err := s.be.reader().query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}
@@ -138,4 +129,21 @@ GROUP BY owner`), args...)
 		out[owner] = n
 	}
 	return out, rs.Err()
+}
+
+// openReferralsSQL is OpenReferrals' statement and its arguments. Its
+// conditions on the type and the owner are those of the status and owner
+// indexes (searchIndexes), so that either can serve it.
+func (s *Store) openReferralsSQL(except []string) (string, []any) {
+	q := `SELECT owner, count(*) FROM resources
+WHERE resource_type = 'Task' AND owner <> '' AND status IN ('` + strings.Join(openTaskStatuses, "', '") + `')`
+	var args []any
+	if len(except) > 0 {
+		q += ` AND id NOT IN (?` + strings.Repeat(", ?", len(except)-1) + `)`
+		for _, id := range except {
+			args = append(args, id)
+		}
+	}
+	return rebind(s.dialect, q+`
+GROUP BY owner`), args
 }
