@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -147,7 +148,8 @@ type ingestPlan struct {
 // it).
 type send struct {
 	partner, purpose string
-	decided          []byte // the bundle decided on, as sent to the outbox
+	decided          []byte   // the bundle decided on, as sent to the outbox
+	hash             [32]byte // of decided, when audited
 	key              string
 	decision         policy.Decision
 }
@@ -251,6 +253,9 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 				return fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
 			}
 			s.key = messageKey(s.partner, s.purpose, pl.source, s.decided)
+			if p.Audit != nil {
+				s.hash = sha256.Sum256(s.decided)
+			}
 		}
 		pl.sends = append(pl.sends, s)
 		if i == 0 {
@@ -289,7 +294,7 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 			decided = append(decided, DecisionRecord{
 				Exchange: exchangeID(s.key), ServiceRequest: pl.facts.ServiceRequest, Patient: pl.patient,
 				Partner: s.partner, Purpose: s.purpose, At: pl.now, Decision: s.decision,
-				Decided: s.decided, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
+				Decided: s.decided, DecidedHash: s.hash, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
 			})
 		}
 	}
