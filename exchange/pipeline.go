@@ -305,6 +305,10 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 			return err
 		}
 	}
+	// The messages of all the plans in one batch, in order: a key
+	// already queued, or earlier in the batch, is left as it is.
+	var ms []store.Message
+	var of []*ingestPlan // the plan of each message
 	k := 0
 	for _, pl := range plans {
 		pl.res.Enqueued, pl.res.Unchanged = 0, 0
@@ -317,18 +321,24 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 				m.Payload, m.PayloadRef = nil, kept[k].Ref
 				k++
 			}
-			if !s.decision.Permitted() {
-				continue
+			if s.decision.Permitted() {
+				ms, of = append(ms, m), append(of, pl)
 			}
-			_, created, err := tx.Enqueue(ctx, m)
-			if err != nil {
-				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
-			}
-			if created {
-				pl.res.Enqueued++
-			} else {
-				pl.res.Unchanged++
-			}
+		}
+	}
+	created, err := tx.EnqueueMany(ctx, ms)
+	if err != nil {
+		if len(plans) == 1 {
+			return fmt.Errorf("ingesting %s: %w", plans[0].facts.ServiceRequest, err)
+		}
+		return fmt.Errorf("ingesting %d referrals: %w", len(plans), err)
+	}
+	for i, m := range ms {
+		if created[m.Key] {
+			delete(created, m.Key) // a key twice: queued by the first
+			of[i].res.Enqueued++
+		} else {
+			of[i].res.Unchanged++
 		}
 	}
 	if p.Audit == nil {
