@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,6 +336,63 @@ func TestPartialSearchIndexesMigration(t *testing.T) {
 			var partial int
 			if err := tg.db.QueryRowContext(ctx, q).Scan(&partial); err != nil || partial != 0 {
 				t.Errorf("after migrating down: %d partial indexes on resources, %v; want none", partial, err)
+			}
+		})
+	}
+}
+
+// Migration 00012 compresses new large values with lz4 on PostgreSQL:
+// values written before it keep pglz and read as they were, values
+// written after it are lz4, and down again new ones are pglz. (SQLite:
+// nothing changes, the values read as they were.)
+func TestLZ4Migration(t *testing.T) {
+	ctx := t.Context()
+	large := func(id string) []byte { // compressible and over the 2 kB at which a row is compressed
+		return []byte(`{"resourceType":"Bundle","id":"` + id + `","entry":[` + strings.Repeat(`{"resource":{"resourceType":"Observation","status":"final"}},`, 100) + `{}]}`)
+	}
+	for _, tg := range migrationTargets(t) {
+		t.Run(string(tg.dialect), func(t *testing.T) {
+			defer tg.db.Close()
+			p := gooseProvider(t, tg)
+			if _, err := p.UpTo(ctx, 11); err != nil {
+				t.Fatal(err)
+			}
+			r := Resource{Type: "Bundle", ID: "before", Source: "test", Format: "json", Data: large("before")}
+			stamp(&r, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+			if _, err := tg.db.ExecContext(ctx, newStatements(tg.d).upsert, r.Type, r.ID, tg.timeArg(r.LastUpdated), r.Source, r.Format, r.Data, r.Hash[:], "", "", "", ""); err != nil {
+				t.Fatal(err)
+			}
+			s := tg.upAndOpen(t, p)
+			if _, err := s.Put(ctx, Resource{Type: "Bundle", ID: "after", Source: "test", Format: "json", Data: large("after")}); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"before", "after"} {
+				if got, err := s.Get(ctx, "Bundle", id); err != nil || !bytes.Equal(got.Data, large(id)) {
+					t.Errorf("Bundle/%s after the migration: %d bytes, %v; want it as written", id, len(got.Data), err)
+				}
+			}
+			if tg.d != DialectPostgres {
+				return
+			}
+			method := func(id string) string {
+				t.Helper()
+				var m string
+				if err := tg.db.QueryRowContext(ctx, `SELECT pg_column_compression(data) FROM resources WHERE resource_type = 'Bundle' AND id = $1`, id).Scan(&m); err != nil {
+					t.Fatal(err)
+				}
+				return m
+			}
+			if b, a := method("before"), method("after"); b != "pglz" || a != "lz4" {
+				t.Errorf("compression before and after the migration: %s and %s, want pglz and lz4", b, a)
+			}
+			if _, err := p.DownTo(ctx, 11); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Put(ctx, Resource{Type: "Bundle", ID: "down", Source: "test", Format: "json", Data: large("down")}); err != nil {
+				t.Fatal(err)
+			}
+			if m := method("down"); m != "pglz" {
+				t.Errorf("compression after migrating down: %s, want pglz", m)
 			}
 		})
 	}
