@@ -31,6 +31,20 @@ import (
 // Keep the transaction short after Append: on PostgreSQL other sequencers
 // wait for it to end.
 func Append(ctx context.Context, tx *store.Tx, entries ...Entry) ([]int64, error) {
+	return appendEntries(ctx, tx, false, entries)
+}
+
+// AppendNew logs, as Append does, those of entries that are not logged
+// yet, leaving out an entry whose id is in the log already (a decision
+// logged before: the same record ingested again) or earlier in entries.
+// The log's head and the ids already logged are read together. It
+// returns the sequence numbers of the entries it appended, in order.
+func AppendNew(ctx context.Context, tx *store.Tx, entries ...Entry) ([]int64, error) {
+	return appendEntries(ctx, tx, true, entries)
+}
+
+// appendEntries is Append, or AppendNew when onlyNew is set.
+func appendEntries(ctx context.Context, tx *store.Tx, onlyNew bool, entries []Entry) ([]int64, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -48,8 +62,23 @@ func Append(ctx context.Context, tx *store.Tx, entries ...Entry) ([]int64, error
 	for i, e := range entries {
 		ids[i] = e.ID
 	}
-	head, err := tx.AuditHead(ctx, ids)
-	if err != nil {
+	var head store.AuditHead
+	var err error
+	if onlyNew {
+		var logged map[string]bool
+		if head, logged, err = tx.AuditHeadLogged(ctx, ids); err != nil {
+			return nil, fmt.Errorf("appending audit entries: %w", err)
+		}
+		var fresh []Entry
+		var freshData [][]byte
+		for i, e := range entries {
+			if !logged[e.ID] {
+				logged[e.ID] = true // twice in entries: logged once
+				fresh, freshData = append(fresh, e), append(freshData, datas[i])
+			}
+		}
+		entries, datas = fresh, freshData
+	} else if head, err = tx.AuditHead(ctx, ids); err != nil {
 		return nil, fmt.Errorf("appending audit entries: %w", err)
 	}
 	size := head.Size

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -130,6 +131,17 @@ func TestAppendIsTransactional(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// AppendNew leaves out what is logged, and an id twice.
+		err = db.st.WithTx(ctx, func(tx *store.Tx) error {
+			seqs, err := audit.AppendNew(ctx, tx, access(102), access(106), access(103), access(106))
+			if err == nil && !slices.Equal(seqs, []int64{6}) {
+				t.Errorf("AppendNew of one new entry among logged ones: seqs %v, want [6]", seqs)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		// An invalid entry is refused before anything is written.
 		bad := access(104)
 		bad.Interaction = ""
@@ -140,7 +152,7 @@ func TestAppendIsTransactional(t *testing.T) {
 		if err == nil {
 			t.Fatal("Append of an invalid entry succeeded")
 		}
-		if rep := verify(t, db.st, audit.VerifyOptions{Rederiver: testRederiver}); !rep.OK() || rep.Entries != 6 {
+		if rep := verify(t, db.st, audit.VerifyOptions{Rederiver: testRederiver}); !rep.OK() || rep.Entries != 7 {
 			t.Errorf("Verify: %d entries, problems %v", rep.Entries, rep.Problems)
 		}
 	})

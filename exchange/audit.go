@@ -50,6 +50,10 @@ type DecisionRecord struct {
 	// partner, before filtering); it is kept as Bundle/DecidedID.
 	Decided   []byte
 	DecidedID string
+	// DecidedHash, when not zero, is the SHA-256 of Decided, computed
+	// where Decided was made (the ingest's preparing goroutines) instead
+	// of by the transaction that keeps it.
+	DecidedHash [32]byte
 	// Consents are the patient's stored consents that decided with the
 	// bundle's own, as versioned inputs.
 	Consents []audit.Input
@@ -137,7 +141,10 @@ func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]au
 	ins := make([]audit.Input, len(recs))
 	var rows []store.Resource
 	for i, rec := range recs {
-		hash := sha256.Sum256(rec.Decided)
+		hash := rec.DecidedHash
+		if hash == ([32]byte{}) {
+			hash = sha256.Sum256(rec.Decided)
+		}
 		h, ok := heads[rec.DecidedID]
 		if !ok || h.Hash != hash {
 			h.Version++
@@ -237,25 +244,13 @@ func (a *Auditor) logDecided(ctx context.Context, tx *store.Tx, recs []DecisionR
 	if err != nil {
 		return err
 	}
-	entries := make([]audit.Entry, 0, len(recs))
-	ids := make([]string, 0, len(recs))
+	entries := make([]audit.Entry, len(recs))
 	for i, rec := range recs {
-		e := a.entryOf(rec, "d", cfgIn, bundleIns[i])
-		entries = append(entries, e)
-		ids = append(ids, e.ID)
+		entries[i] = a.entryOf(rec, "d", cfgIn, bundleIns[i])
 	}
-	logged, err := tx.LoggedAuditIDs(ctx, ids)
-	if err != nil {
-		return err
-	}
-	fresh := entries[:0]
-	for _, e := range entries {
-		if !logged[e.ID] {
-			logged[e.ID] = true // the same decision twice in recs is logged once
-			fresh = append(fresh, e)
-		}
-	}
-	_, err = audit.Append(ctx, tx, fresh...)
+	// A decision logged before (or twice in recs) is logged once: its
+	// id is checked with the log's head.
+	_, err = audit.AppendNew(ctx, tx, entries...)
 	return err
 }
 

@@ -66,11 +66,7 @@ func (p *Pipeline) ReleaseHeld(ctx context.Context, patient string) (ReleaseRepo
 			if err != nil {
 				return err
 			}
-			logged, err := tx.LoggedAuditIDs(ctx, []string{e.ID})
-			if err != nil || logged[e.ID] {
-				return err
-			}
-			_, err = audit.Append(ctx, tx, e)
+			_, err = audit.AppendNew(ctx, tx, e) // not again if logged already
 			return err
 		})
 		if err != nil {

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,7 +159,8 @@ type ingestPlan struct {
 // held otherwise.
 type send struct {
 	partner, purpose string
-	decided          []byte // the bundle decided on, as sent to the outbox
+	decided          []byte   // the bundle decided on, as sent to the outbox
+	hash             [32]byte // of decided, when audited
 	key              string
 	decision         policy.Decision
 }
@@ -265,6 +267,9 @@ func (p *Pipeline) decide(ctx context.Context, pl *ingestPlan, now time.Time) er
 		if s.decided, err = fhir.Marshal(copyFor); err != nil {
 			return fmt.Errorf("encoding the bundle for %s: %w", r.Partner, err)
 		}
+		if p.Audit != nil {
+			s.hash = sha256.Sum256(s.decided)
+		}
 		s.key = messageKey(s.partner, s.purpose, pl.source, s.decided)
 		pl.sends = append(pl.sends, s)
 		if i == 0 {
@@ -303,7 +308,7 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 			decided = append(decided, DecisionRecord{
 				Exchange: exchangeID(s.key), ServiceRequest: pl.facts.ServiceRequest, Patient: pl.patient,
 				Partner: s.partner, Purpose: s.purpose, At: pl.now, Decision: s.decision,
-				Decided: s.decided, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
+				Decided: s.decided, DecidedHash: s.hash, DecidedID: decidedID(pl.facts.ServiceRequest, s.partner, s.purpose), Consents: pl.storedIn,
 			})
 		}
 	}
@@ -314,6 +319,10 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 			return err
 		}
 	}
+	// The messages of all the plans in one batch, in order: a key
+	// already queued, or earlier in the batch, is left as it is.
+	var ms []store.Message
+	var of []*ingestPlan // the plan of each message
 	k := 0
 	// The streams whose last send here is permitted: what they held is
 	// superseded (a stream whose last version is held keeps it).
@@ -341,15 +350,22 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 				continue
 			}
 			lastSent[m.Stream] = true
-			_, created, err := tx.Enqueue(ctx, m)
-			if err != nil {
-				return fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)
-			}
-			if created {
-				pl.res.Enqueued++
-			} else {
-				pl.res.Unchanged++
-			}
+			ms, of = append(ms, m), append(of, pl)
+		}
+	}
+	created, err := tx.EnqueueMany(ctx, ms)
+	if err != nil {
+		if len(plans) == 1 {
+			return fmt.Errorf("ingesting %s: %w", plans[0].facts.ServiceRequest, err)
+		}
+		return fmt.Errorf("ingesting %d referrals: %w", len(plans), err)
+	}
+	for i, m := range ms {
+		if created[m.Key] {
+			delete(created, m.Key) // a key twice: queued by the first
+			of[i].res.Enqueued++
+		} else {
+			of[i].res.Unchanged++
 		}
 	}
 	var sent, held []string

@@ -128,6 +128,31 @@ type AuditHead struct {
 // already holds the database's single write lock. An id already logged
 // fails with ErrAuditDuplicate, and the transaction stays usable.
 func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error) {
+	head, logged, err := tx.auditHead(ctx, newIDs)
+	if err == nil && len(logged) > 0 {
+		for _, id := range newIDs { // the first in newIDs, for a stable message
+			if logged[id] {
+				return AuditHead{}, fmt.Errorf("appending audit entries: entry id %q: %w", id, ErrAuditDuplicate)
+			}
+		}
+	}
+	return head, err
+}
+
+// AuditHeadLogged is AuditHead for an append that leaves out the entries
+// already logged: instead of failing on them, it returns which of ids are
+// in the log, read with the head (one statement on PostgreSQL, with the
+// lock).
+func (tx *Tx) AuditHeadLogged(ctx context.Context, ids []string) (AuditHead, map[string]bool, error) {
+	head, logged, err := tx.auditHead(ctx, ids)
+	if logged == nil && err == nil {
+		logged = map[string]bool{}
+	}
+	return head, logged, err
+}
+
+// auditHead reads the head and which of newIDs are logged (nil if none).
+func (tx *Tx) auditHead(ctx context.Context, newIDs []string) (AuditHead, map[string]bool, error) {
 	s := tx.s
 	var lock []statement
 	if s.dialect == DialectPostgres {
@@ -149,7 +174,7 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 		args = append(args, arg)
 	}
 	head := AuditHead{Size: -1}
-	var dup string
+	var logged map[string]bool
 	nodesOf := map[int64][]byte{}
 	read := func(rs rows) error {
 		defer rs.Close()
@@ -164,7 +189,10 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 			}
 			switch {
 			case id != nil:
-				dup = *id
+				if logged == nil {
+					logged = map[string]bool{}
+				}
+				logged[*id] = true
 			case seq != nil:
 				nodesOf[*seq] = nodes
 			case n != nil:
@@ -193,13 +221,10 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 		}
 	}
 	if err != nil {
-		return AuditHead{}, fmt.Errorf("reading audit log head: %w", err)
+		return AuditHead{}, nil, fmt.Errorf("reading audit log head: %w", err)
 	}
 	if head.Size < 0 {
-		return AuditHead{}, errors.New("reading audit log head: no size returned")
-	}
-	if dup != "" {
-		return AuditHead{}, fmt.Errorf("appending audit entries: entry id %q: %w", dup, ErrAuditDuplicate)
+		return AuditHead{}, nil, errors.New("reading audit log head: no size returned")
 	}
 	for b := 62; b >= 0; b-- { // set bits of the size, largest first
 		if head.Size>>b&1 == 0 {
@@ -209,11 +234,11 @@ func (tx *Tx) AuditHead(ctx context.Context, newIDs []string) (AuditHead, error)
 		nodes := nodesOf[last]
 		off := b * AuditHashSize
 		if off+AuditHashSize > len(nodes) {
-			return AuditHead{}, fmt.Errorf("reading audit log head: entry %d lacks the node hash at level %d: %w", last, b, ErrNotFound)
+			return AuditHead{}, nil, fmt.Errorf("reading audit log head: entry %d lacks the node hash at level %d: %w", last, b, ErrNotFound)
 		}
 		head.Range = append(head.Range, nodes[off:off+AuditHashSize:off+AuditHashSize])
 	}
-	return head, nil
+	return head, logged, nil
 }
 
 // AuditSize returns the number of entries in the log, as the transaction

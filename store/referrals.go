@@ -29,7 +29,10 @@ type Routing struct {
 
 // PutRouting records where a referral went, replacing what was recorded
 // for it before (a re-ingest re-routes it). When nothing changed, the
-// record, its UpdatedAt included, is left as it was.
+// record, its UpdatedAt included, is left as it was. On PostgreSQL the
+// write goes with the transaction's next statement or its commit (an
+// ingest group records hundreds, one round trip for all of them), which
+// then fails if it does.
 func (tx *Tx) PutRouting(ctx context.Context, r Routing) error {
 	s := tx.s
 	if !strings.HasPrefix(r.ServiceRequest, "ServiceRequest/") || r.Risk == "" {
@@ -39,17 +42,15 @@ func (tx *Tx) PutRouting(ctx context.Context, r Routing) error {
 	if r.Unroutable {
 		status = "unroutable"
 	}
-	err := tx.q.exec(ctx, rebind(s.dialect, `INSERT INTO referrals (service_request, source, risk, status, targets, reason, updated_at)
+	fail := func(err error) error { return fmt.Errorf("putting routing of %s: %w", r.ServiceRequest, err) }
+	return tx.q.execLater(ctx, statement{sql: rebind(s.dialect, `INSERT INTO referrals (service_request, source, risk, status, targets, reason, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (service_request) DO UPDATE SET source = excluded.source, risk = excluded.risk, status = excluded.status,
 	targets = excluded.targets, reason = excluded.reason, updated_at = excluded.updated_at
 WHERE referrals.source <> excluded.source OR referrals.risk <> excluded.risk OR referrals.status <> excluded.status
 	OR referrals.targets <> excluded.targets OR referrals.reason <> excluded.reason`),
-		r.ServiceRequest, r.Source, r.Risk, status, strings.Join(r.Targets, ","), r.Reason, s.timeArg(s.clock()))
-	if err != nil {
-		return fmt.Errorf("putting routing of %s: %w", r.ServiceRequest, err)
-	}
-	return nil
+		args: []any{r.ServiceRequest, r.Source, r.Risk, status, strings.Join(r.Targets, ","), r.Reason, s.timeArg(s.clock())},
+		fail: fail})
 }
 
 // Routings lists recorded routings by ServiceRequest, only the unroutable
@@ -111,17 +112,8 @@ func (s *Store) OpenReferrals(ctx context.Context, except ...string) (map[string
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}
-	q := `SELECT owner, count(*) FROM resources
-WHERE resource_type = 'Task' AND owner <> '' AND status IN ('` + strings.Join(openTaskStatuses, "', '") + `')`
-	var args []any
-	if len(except) > 0 {
-		q += ` AND id NOT IN (?` + strings.Repeat(", ?", len(except)-1) + `)`
-		for _, id := range except {
-			args = append(args, id)
-		}
-	}
-	rs, err := s.be.reader().query(ctx, rebind(s.dialect, q+`
-GROUP BY owner`), args...)
+	q, args := s.openReferralsSQL(except)
+	rs, err := s.be.reader().query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("counting open referrals: %w", err)
 	}
@@ -138,4 +130,21 @@ GROUP BY owner`), args...)
 		out[owner] = n
 	}
 	return out, rs.Err()
+}
+
+// openReferralsSQL is OpenReferrals' statement and its arguments. Its
+// conditions on the type and the owner are those of the status and owner
+// indexes (searchIndexes), so that either can serve it.
+func (s *Store) openReferralsSQL(except []string) (string, []any) {
+	q := `SELECT owner, count(*) FROM resources
+WHERE resource_type = 'Task' AND owner <> '' AND status IN ('` + strings.Join(openTaskStatuses, "', '") + `')`
+	var args []any
+	if len(except) > 0 {
+		q += ` AND id NOT IN (?` + strings.Repeat(", ?", len(except)-1) + `)`
+		for _, id := range except {
+			args = append(args, id)
+		}
+	}
+	return rebind(s.dialect, q+`
+GROUP BY owner`), args
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 )
@@ -69,6 +70,11 @@ const (
 
 // Query selects current resources of one type. Every non-zero field narrows
 // the result; zero fields do not filter.
+//
+// Indexes serve the searches Pathway makes (searchIndexes): by patient
+// for Consents and Tasks, by status and UpdatedSince for Tasks, by owner
+// and requester for every type. Other searches are answered as well, by
+// reading the type's rows.
 type Query struct {
 	// Type is the resource type searched. Required.
 	Type string
@@ -518,6 +524,7 @@ func (s *Store) searchSQL(sq Query) (string, []any, error) {
 	}
 	query := `SELECT ` + resourceColumns + ` FROM resources WHERE resource_type = ?`
 	args := []any{sq.Type}
+	var conds []string
 	for _, f := range []struct{ col, val string }{
 		{"patient", sq.Patient},
 		{"status", sq.Status},
@@ -527,11 +534,16 @@ func (s *Store) searchSQL(sq Query) (string, []any, error) {
 		if f.val != "" {
 			query += ` AND ` + f.col + ` = ?`
 			args = append(args, f.val)
+			conds = indexCond(conds, f.col, sq.Type, f.val)
 		}
 	}
 	if !sq.UpdatedSince.IsZero() {
 		query += ` AND last_updated >= ?`
 		args = append(args, s.timeArg(normTime(sq.UpdatedSince)))
+		conds = indexCond(conds, "last_updated", sq.Type)
+	}
+	for _, c := range conds {
+		query += ` AND ` + c
 	}
 	if sq.AfterID != "" {
 		query += ` AND id > ?`
@@ -540,6 +552,50 @@ func (s *Store) searchSQL(sq Query) (string, []any, error) {
 	query += ` ORDER BY id LIMIT ?`
 	args = append(args, limit)
 	return rebind(s.dialect, query), args, nil
+}
+
+// searchIndex is one of the partial search indexes of resources
+// (migration 00011).
+type searchIndex struct {
+	// name is the index's name.
+	name string
+	// types are the resource types whose rows the index can hold; nil
+	// means every type.
+	types []string
+	// valued says the index holds only rows with a value in its column
+	// (not the empty text).
+	valued bool
+	// cond is the index's WHERE clause, word for word as the migration
+	// states it: a query is planned with the index only when it states
+	// the same condition (SQLite matches it term for term; a generic plan
+	// of PostgreSQL cannot prove it from a parameter).
+	cond string
+}
+
+// searchIndexes are the partial indexes of resources by the column they
+// search. TestSearchIndexesMatchSchema holds them equal to the schema.
+var searchIndexes = map[string]searchIndex{
+	"patient":      {name: "resources_patient_idx", types: []string{"Consent", "Task"}, cond: "resource_type IN ('Consent', 'Task')"},
+	"status":       {name: "resources_status_idx", types: []string{"Task"}, cond: "resource_type = 'Task'"},
+	"owner":        {name: "resources_owner_idx", valued: true, cond: "owner <> ''"},
+	"requester":    {name: "resources_requester_idx", valued: true, cond: "requester <> ''"},
+	"last_updated": {name: "resources_last_updated_idx", types: []string{"Task"}, cond: "resource_type = 'Task'"},
+}
+
+// indexCond adds to conds, once, the condition of the search index of
+// col when the index holds the rows a query of resourceType whose col is
+// one of vals can find (none of them empty, if the index holds only
+// valued rows). The query then implies the condition already: stating it
+// changes no result, only the plan.
+func indexCond(conds []string, col, resourceType string, vals ...string) []string {
+	ix, ok := searchIndexes[col]
+	switch {
+	case !ok, slices.Contains(conds, ix.cond),
+		ix.types != nil && !slices.Contains(ix.types, resourceType),
+		ix.valued && slices.Contains(vals, ""):
+		return conds
+	}
+	return append(conds, ix.cond)
 }
 
 // scanResources reads every row of rs (resourceColumns) and closes it.

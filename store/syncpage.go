@@ -68,16 +68,7 @@ func (s *Store) selectIn(ctx context.Context, q querier, resourceType, col strin
 	if len(vals) == 0 {
 		return nil
 	}
-	vals = slices.Compact(slices.Sorted(slices.Values(vals)))
-	var query string
-	var args []any
-	if col == "id" {
-		query, args = s.idLookup(resourceColumns, resourceType, vals, false)
-		query += tail
-	} else {
-		cond, arg := inList(s.dialect, col, vals)
-		query, args = rebind(s.dialect, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND `+cond+tail), []any{resourceType, arg}
-	}
+	query, args := s.selectInSQL(resourceType, col, vals, tail)
 	rs, err := q.query(ctx, query, args...)
 	if err != nil {
 		return err
@@ -91,6 +82,23 @@ func (s *Store) selectIn(ctx context.Context, q querier, resourceType, col strin
 		fn(r)
 	}
 	return rs.Err()
+}
+
+// selectInSQL is selectIn's statement and its arguments, for a valid
+// type and at least one value.
+func (s *Store) selectInSQL(resourceType, col string, vals []string, tail string) (string, []any) {
+	vals = slices.Compact(slices.Sorted(slices.Values(vals)))
+	if col == "id" {
+		query, args := s.idLookup(resourceColumns, resourceType, vals, false)
+		return query + tail, args
+	}
+	cond, arg := inList(s.dialect, col, vals)
+	// The condition of col's index, if any: the statement is planned
+	// with it only when it says so.
+	for _, c := range indexCond(nil, col, resourceType, vals...) {
+		cond += " AND " + c
+	}
+	return rebind(s.dialect, `SELECT `+resourceColumns+` FROM resources WHERE resource_type = ? AND `+cond+tail), []any{resourceType, arg}
 }
 
 // TaskSyncPartner is the key under which SyncState keeps how far the

@@ -262,6 +262,14 @@ func testAuditDuplicate(t *testing.T, newURL NewURL) {
 		if _, err := tx.AuditHead(ctx, many); !errors.Is(err, store.ErrAuditDuplicate) {
 			t.Errorf("AuditHead with a logged id among 1200: err = %v, want ErrAuditDuplicate", err)
 		}
+		// AuditHeadLogged says which ids are logged instead of failing.
+		head, logged, err := tx.AuditHeadLogged(ctx, many)
+		if err != nil || head.Size != 2 || len(logged) != 1 || !logged["e-000000"] {
+			t.Errorf("AuditHeadLogged with a logged id among 1200: size %d, logged %v, %v; want 2, e-000000", head.Size, logged, err)
+		}
+		if head, logged, err := tx.AuditHeadLogged(ctx, []string{"new-1"}); err != nil || head.Size != 2 || len(logged) != 0 {
+			t.Errorf("AuditHeadLogged with a new id: size %d, logged %v, %v; want 2, none", head.Size, logged, err)
+		}
 		twice := []store.AuditRecord{auditRecord(2, clock.Now()), auditRecord(3, clock.Now())}
 		twice[1].EntryID = twice[0].EntryID
 		if err := tx.AppendAudit(ctx, twice); !errors.Is(err, store.ErrAuditDuplicate) {
@@ -272,7 +280,7 @@ func testAuditDuplicate(t *testing.T, newURL NewURL) {
 		if _, err := tx.Put(ctx, task("t1", 1)); err != nil {
 			return err
 		}
-		head, err := tx.AuditHead(ctx, []string{"e-000002"})
+		head, err = tx.AuditHead(ctx, []string{"e-000002"})
 		if err != nil || head.Size != 2 {
 			return fmt.Errorf("AuditHead = %d, %w", head.Size, err)
 		}
