@@ -247,7 +247,7 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 		batch []pending
 		done  chan error // set for the last batch of a file: told when it and those before are ingested
 	}
-	jobs := make(chan job, 1)
+	jobs := make(chan job)           // one batch ingested while the next is converted, no more
 	var failed atomic.Pointer[error] // the pipeline's first fatal error: the reader stops at it
 	ingested := make(chan struct{})
 	go func() {
