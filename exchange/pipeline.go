@@ -353,6 +353,22 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 			ms, of = append(ms, m), append(of, pl)
 		}
 	}
+	var sent, held []string
+	for stream, ok := range lastSent {
+		if ok {
+			sent = append(sent, stream)
+		} else {
+			held = append(held, stream)
+		}
+	}
+	// Emptied before the new versions are queued: a release of what a
+	// slot held (ReleaseHeld, in another transaction) then either comes
+	// first, and its older version is queued before these, or finds the
+	// slot empty; never an older version queued after a newer one.
+	slices.Sort(sent) // the same statement for the same group
+	if err := tx.Unhold(ctx, sent); err != nil {
+		return err
+	}
 	created, err := tx.EnqueueMany(ctx, ms)
 	if err != nil {
 		if len(plans) == 1 {
@@ -367,18 +383,6 @@ func (p *Pipeline) write(ctx context.Context, tx *store.Tx, plans []*ingestPlan)
 		} else {
 			of[i].res.Unchanged++
 		}
-	}
-	var sent, held []string
-	for stream, ok := range lastSent {
-		if ok {
-			sent = append(sent, stream)
-		} else {
-			held = append(held, stream)
-		}
-	}
-	slices.Sort(sent) // the same statement for the same group
-	if err := tx.Unhold(ctx, sent); err != nil {
-		return err
 	}
 	if err := p.markReleases(ctx, tx, plans, held); err != nil {
 		return err
