@@ -591,7 +591,14 @@ func (s *Server) changeTask(w http.ResponseWriter, r *http.Request, c *caller, i
 		if _, err := s.o.Pipeline.FlowBack(ctx, tx, saved, c.id); err != nil {
 			return err
 		}
-		return s.logAccessTx(ctx, tx, c, "update", policy.Permit, inputOf(saved))
+		// The access entry last, after every row of the shared
+		// transaction is locked: the audit log's sequencer is the lock
+		// every audited transaction takes, and takes last.
+		in := inputOf(saved)
+		tx.AtEnd(func(ctx context.Context, tx *store.Tx) error {
+			return s.logAccessTx(ctx, tx, c, "update", policy.Permit, in)
+		})
+		return nil
 	})
 	if errors.Is(err, errConflict) {
 		s.fail(w, r, http.StatusConflict, "api-conflict", "the Task changed while this update was made: read it again and reapply your change")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -85,35 +87,66 @@ func (s *Store) runGroups() {
 }
 
 // runGroup runs reqs in one transaction and tells each its outcome.
+//
+// Each function runs under a savepoint, made with a statement of its own
+// (on PostgreSQL a statement may be sent later, with the next one: the
+// next function's savepoint sends what the one before left, so that an
+// error of it is charged to that function, whose writes are rolled back,
+// and never to the next). What a function handed to Tx.AtEnd is dropped
+// with its writes.
 func (s *Store) runGroup(reqs []*groupReq) {
 	errs := make([]error, len(reqs))
 	ctx, cancel := context.WithTimeout(context.Background(), groupTxTimeout)
 	defer cancel()
 	err := s.WithTx(ctx, func(tx *Tx) error {
-		for i, r := range reqs {
+		for i := range errs {
 			errs[i] = nil
+		}
+		if len(reqs) == 1 {
+			// Alone: no savepoint; its error rolls the transaction back.
+			if errs[0] = reqs[0].ctx.Err(); errs[0] == nil {
+				errs[0] = s.runGroupFn(ctx, tx, reqs[0])
+			}
+			if errs[0] != nil {
+				return errGroupFnFailed
+			}
+			return nil
+		}
+		last, lastEnd := -1, 0 // the function whose statements may be unsent, and its AtEnd mark
+		// settle sends what last left with stmt, charging an error to last.
+		settle := func(stmt string) error {
+			err := tx.q.exec(ctx, stmt)
+			if err == nil || last < 0 {
+				return err
+			}
+			errs[last] = err
+			tx.atEnd = tx.atEnd[:lastEnd]
+			if err := rollbackTo(ctx, tx); err != nil {
+				return err
+			}
+			last = -1
+			return tx.q.exec(ctx, stmt)
+		}
+		for i, r := range reqs {
 			if err := r.ctx.Err(); err != nil {
 				errs[i] = err
 				continue
 			}
-			if len(reqs) == 1 {
-				// Alone: no savepoint; its error rolls the transaction back.
-				if errs[i] = r.fn(ctx, tx); errs[i] != nil {
-					return errGroupFnFailed
-				}
-				continue
-			}
-			if err := tx.q.execLater(ctx, statement{sql: "SAVEPOINT pathway_group"}); err != nil {
+			if err := settle("SAVEPOINT pathway_group"); err != nil {
 				return err
 			}
-			if errs[i] = r.fn(ctx, tx); errs[i] != nil {
-				if err := tx.q.exec(ctx, "ROLLBACK TO SAVEPOINT pathway_group"); err != nil {
-					return fmt.Errorf("rolling back one write of a shared transaction: %w", err)
+			mark := len(tx.atEnd)
+			if errs[i] = s.runGroupFn(ctx, tx, r); errs[i] != nil {
+				tx.atEnd = tx.atEnd[:mark]
+				last = -1
+				if err := rollbackTo(ctx, tx); err != nil {
+					return err
 				}
 				continue
 			}
+			last, lastEnd = i, mark
 		}
-		return nil
+		return settle("RELEASE SAVEPOINT pathway_group")
 	})
 	for i, r := range reqs {
 		switch {
@@ -124,6 +157,32 @@ func (s *Store) runGroup(reqs []*groupReq) {
 		}
 		r.done <- errs[i]
 	}
+}
+
+// rollbackTo rolls the shared transaction back to its latest savepoint.
+// A statement the failed function left unsent goes first, and its own
+// error (the transaction is then aborted, and the rollback not run) is
+// followed by a second try, which nothing precedes.
+func rollbackTo(ctx context.Context, tx *Tx) error {
+	if err := tx.q.exec(ctx, "ROLLBACK TO SAVEPOINT pathway_group"); err == nil {
+		return nil
+	}
+	if err := tx.q.exec(ctx, "ROLLBACK TO SAVEPOINT pathway_group"); err != nil {
+		return fmt.Errorf("rolling back one write of a shared transaction: %w", err)
+	}
+	return nil
+}
+
+// runGroupFn runs r's function; a panic in it is its error (the
+// goroutine running the queue serves every caller).
+func (s *Store) runGroupFn(ctx context.Context, tx *Tx, r *groupReq) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.LogAttrs(ctx, slog.LevelError, "panic in a function of a shared transaction", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("internal error: a function of a shared transaction panicked: %v", p)
+		}
+	}()
+	return r.fn(ctx, tx)
 }
 
 // errGroupFnFailed rolls back a shared transaction of one function that

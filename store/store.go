@@ -189,7 +189,11 @@ func (s *Store) WithTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			panic(p)
 		}
 	}()
-	fnErr := fn(&Tx{s: s, q: h})
+	tx := &Tx{s: s, q: h}
+	fnErr := fn(tx)
+	if fnErr == nil {
+		fnErr = tx.runAtEnd(ctx)
+	}
 	finished = true
 	if fnErr != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -211,6 +215,29 @@ func (s *Store) WithTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 type Tx struct {
 	s *Store
 	q querier
+	// atEnd runs after the transaction's functions, before its commit.
+	atEnd []func(ctx context.Context, tx *Tx) error
+}
+
+// AtEnd has f run in the transaction after the function WithTx runs (in
+// WithGroupTx, after every function of the shared transaction), before
+// the commit; an error of f rolls the transaction back. It is for a write
+// every transaction makes under one lock, such as an entry of the audit
+// log (whose sequencer is one lock): done last, that lock is taken after
+// the rows each function locks, in the order every other transaction
+// takes them, and a shared transaction takes it once, at its end.
+func (tx *Tx) AtEnd(f func(ctx context.Context, tx *Tx) error) {
+	tx.atEnd = append(tx.atEnd, f)
+}
+
+// runAtEnd runs the functions AtEnd was given, in order.
+func (tx *Tx) runAtEnd(ctx context.Context) error {
+	for i := 0; i < len(tx.atEnd); i++ { // a function may add more
+		if err := tx.atEnd[i](ctx, tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Put writes r as in Store.Put, inside the transaction.

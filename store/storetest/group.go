@@ -17,6 +17,7 @@ func init() {
 		run  func(t *testing.T, newURL NewURL)
 	}{
 		{"GroupTxSharesAndIsolates", testGroupTx},
+		{"GroupTxChargesEachItsOwnFailure", testGroupTxFailures},
 	}...)
 }
 
@@ -132,5 +133,94 @@ func testGroupTx(t *testing.T, newURL NewURL) {
 	}
 	if _, err := s.Get(ctx, "Task", "g-alone"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a lone failing function's write: %v", err)
+	}
+}
+
+// testGroupTxFailures: in a shared transaction, a function's failure is
+// its own whatever it is (a statement failing when it is sent, later on
+// PostgreSQL; an error; a panic), takes its writes and what it left for
+// the end (Tx.AtEnd) with it, and leaves the others'.
+func testGroupTxFailures(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ctx := t.Context()
+	boom := errors.New("boom")
+	release := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.WithGroupTx(ctx, func(ctx context.Context, tx *store.Tx) error { <-release; return nil })
+	}()
+	put := func(ctx context.Context, tx *store.Tx, id string) error {
+		_, err := tx.Put(ctx, task(id, 1))
+		return err
+	}
+	fns := map[string]func(ctx context.Context, tx *store.Tx) error{
+		// An audit entry that does not continue the log: refused by the
+		// database (on PostgreSQL when sent, with what comes next).
+		"gap": func(ctx context.Context, tx *store.Tx) error {
+			if err := put(ctx, tx, "gap"); err != nil {
+				return err
+			}
+			head, err := tx.AuditHead(ctx, nil)
+			if err != nil {
+				return err
+			}
+			return tx.AppendAudit(ctx, []store.AuditRecord{auditRecord(head.Size+5, epoch)})
+		},
+		"ok": func(ctx context.Context, tx *store.Tx) error {
+			if err := put(ctx, tx, "ok"); err != nil {
+				return err
+			}
+			tx.AtEnd(func(ctx context.Context, tx *store.Tx) error { return put(ctx, tx, "ok-end") })
+			return nil
+		},
+		"error": func(ctx context.Context, tx *store.Tx) error {
+			if err := put(ctx, tx, "error"); err != nil {
+				return err
+			}
+			tx.AtEnd(func(ctx context.Context, tx *store.Tx) error { return put(ctx, tx, "error-end") })
+			return boom
+		},
+		"panic": func(ctx context.Context, tx *store.Tx) error {
+			if err := put(ctx, tx, "panic"); err != nil {
+				return err
+			}
+			panic("a bug")
+		},
+		"ok2": func(ctx context.Context, tx *store.Tx) error { return put(ctx, tx, "ok2") },
+	}
+	errs := map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, fn := range fns {
+		wg.Go(func() {
+			err := s.WithGroupTx(ctx, fn)
+			mu.Lock()
+			errs[name] = err
+			mu.Unlock()
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let them queue behind the first
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	stored := func(id string) bool {
+		_, err := s.Get(ctx, "Task", id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	for name, wantErr := range map[string]bool{"gap": true, "ok": false, "error": true, "panic": true, "ok2": false} {
+		if (errs[name] != nil) != wantErr || stored(name) == wantErr {
+			t.Errorf("%s: error %v, stored %v", name, errs[name], stored(name))
+		}
+	}
+	if !errors.Is(errs["error"], boom) || !stored("ok-end") || stored("error-end") {
+		t.Errorf("error: %v; ok's AtEnd write stored %v, error's %v", errs["error"], stored("ok-end"), stored("error-end"))
+	}
+	if size, err := s.AuditSize(ctx); err != nil || size != 0 {
+		t.Errorf("audit log after the refused entry: %d, %v", size, err)
 	}
 }
