@@ -487,7 +487,8 @@ var ErrForeignReferral = errors.New("the referral's ids are those of resources a
 //     to the partners now, and only the state machine changes them;
 //   - a stored Consent that is no longer active (revoked, rejected) is not
 //     made active again by a re-ingest of an older record: a new consent
-//     needs a new Consent (one only proposed or drafted becomes active);
+//     needs a new Consent (one proposed or drafted by the record that made
+//     it, and not changed since, becomes active);
 //   - a stored active Consent is not set back to proposed by a record that
 //     only proposes one (a clinic's referral sent again after the person's
 //     consent was recorded on the API).
@@ -515,9 +516,13 @@ func guardHeads(heads map[string]store.Head, rows []store.Resource, source strin
 			// Kept (its Source is whoever changed it last).
 		case cur.Source != source:
 			return nil, fmt.Errorf("%s: %w", r.Ref(), ErrForeignReferral)
-		case r.Type == "Consent" && r.Status == "active" && cur.Status != "active" && cur.Status != "proposed" && cur.Status != "draft":
-			// A revocation (or a refusal) stands; a consent only proposed
-			// becomes active when a record says it was given.
+		case r.Type == "Consent" && cur.Status != "active" && cur.Status != "proposed" && cur.Status != "draft":
+			// A revocation (or a refusal) stands, whatever the record says.
+		case r.Type == "Consent" && r.Status == "active" && cur.Status != "active" && cur.Version > 1:
+			// So does a consent set back to proposed on the API to pause
+			// sharing; one only proposed by the record that made it, and
+			// not changed since, becomes active when a record says it was
+			// given.
 		case r.Type == "Consent" && cur.Status == "active" && r.Status == "proposed":
 			// A record that only proposes a consent (its person's
 			// consent not recorded with it) leaves the one recorded since.

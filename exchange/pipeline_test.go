@@ -608,3 +608,143 @@ func TestReleaseHeldTwiceAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// heldReferral ingests the sample's R-2026-0101 with its consent only
+// proposed (held for every target) and returns the bundle, its Consent as
+// stored and what was held.
+func heldReferral(t *testing.T, ph *pipelineHarness) (*rpb.Bundle, store.Resource, []store.Held) {
+	t.Helper()
+	ctx := t.Context()
+	b := proto.Clone(sampleBundles(t)["R-2026-0101"]).(*rpb.Bundle)
+	var consentID string
+	for _, e := range b.GetEntry() {
+		if c := e.GetResource().GetConsent(); c != nil {
+			c.Status.Value = cpb.ConsentStateCode_PROPOSED
+			consentID = c.GetId().GetValue()
+		}
+	}
+	if res, err := ph.pipe.Ingest(ctx, "ngo-harbour", b); err != nil || res.Held == 0 {
+		t.Fatalf("ingest: %d held, %v", res.Held, err)
+	}
+	c, err := ph.store.Get(ctx, "Consent", consentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := ph.store.HeldOf(ctx, patientRef(b))
+	if err != nil || len(hs) == 0 {
+		t.Fatalf("held: %d, %v", len(hs), err)
+	}
+	return b, c, hs
+}
+
+// withStatus is r, a Consent or Task as the store holds it, with status.
+func withStatus(r store.Resource, status string) store.Resource {
+	r.Data = []byte(strings.Replace(string(r.Data), `"status":"`+r.Status+`"`, `"status":"`+status+`"`, 1))
+	r.Status = status
+	return r
+}
+
+// TestReleaseDropsACancelledReferral: a referral the referrer cancelled
+// while it was held is not sent when a consent is recorded later.
+func TestReleaseDropsACancelledReferral(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	ctx := t.Context()
+	b, consent, hs := heldReferral(t, ph)
+	for _, e := range b.GetEntry() {
+		if tk := e.GetResource().GetTask(); tk != nil {
+			cur, err := ph.store.Get(ctx, "Task", tk.GetId().GetValue())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ph.store.Put(ctx, withStatus(cur, "cancelled")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := ph.store.Put(ctx, withStatus(consent, "active")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ph.pipe.ReleaseHeld(ctx, patientRef(b))
+	if err != nil || len(rep.Released) != 0 || rep.Dropped != len(hs) {
+		t.Errorf("release of a cancelled referral: %+v, %v; want %d dropped", rep, err, len(hs))
+	}
+	if ms, _ := ph.store.Messages(ctx, store.MessageQuery{}); len(ms) != 0 {
+		t.Errorf("%d messages queued for a cancelled referral", len(ms))
+	}
+	if left, _ := ph.store.HeldOf(ctx, patientRef(b)); len(left) != 0 {
+		t.Errorf("still held: %d", len(left))
+	}
+}
+
+// TestReleaseRequeuesAWithheldCopy: a send withheld at send time (its
+// consent revoked), held again by a re-sent record and released by a
+// consent given again, goes: the withheld message is queued again, not
+// reported released while nothing moves.
+func TestReleaseRequeuesAWithheldCopy(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	ctx := t.Context()
+	b, consent, hs := heldReferral(t, ph)
+	active, err := ph.store.Put(ctx, withStatus(consent, "active"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := ph.pipe.ReleaseHeld(ctx, patientRef(b)); err != nil || len(rep.Released) != len(hs) {
+		t.Fatalf("first release: %+v, %v", rep, err)
+	}
+	claimed, err := ph.store.Claim(ctx, "w1", 10, time.Minute)
+	if err != nil || len(claimed) != len(hs) {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	for _, m := range claimed {
+		if err := ph.store.Withhold(ctx, m.ID, "w1", "no longer permitted: consent revoked"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = ph.store.WithTx(ctx, func(tx *store.Tx) error {
+		for _, h := range hs {
+			if err := tx.Hold(ctx, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ph.store.Put(ctx, withStatus(active, "active")); err != nil { // recorded again
+		t.Fatal(err)
+	}
+	rep, err := ph.pipe.ReleaseHeld(ctx, patientRef(b))
+	if err != nil || len(rep.Released) != len(hs) {
+		t.Fatalf("second release: %+v, %v", rep, err)
+	}
+	pending, err := ph.store.Messages(ctx, store.MessageQuery{State: store.StatePending})
+	if err != nil || len(pending) != len(hs) {
+		t.Errorf("pending after the second release: %d, %v; want the withheld %d again", len(pending), err, len(hs))
+	}
+}
+
+// TestReingestLeavesAPausedConsent: a consent set back to proposed on the
+// API is not made active again by the record re-sent.
+func TestReingestLeavesAPausedConsent(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	ctx := t.Context()
+	b := sampleBundles(t)["R-2026-0101"]
+	if _, err := ph.pipe.Ingest(ctx, "ngo-harbour", b); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := ph.store.Search(ctx, consentsOf(patientRef(b)))
+	if err != nil || len(cs) != 1 || cs[0].Status != "active" {
+		t.Fatalf("consents: %+v, %v", cs, err)
+	}
+	paused, err := ph.store.Put(ctx, withStatus(cs[0], "proposed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ph.pipe.Ingest(ctx, "ngo-harbour", b); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ph.store.Get(ctx, "Consent", cs[0].ID); got.Status != "proposed" || got.Version != paused.Version {
+		t.Errorf("the re-sent record changed the paused consent: %s v%d, want proposed v%d", got.Status, got.Version, paused.Version)
+	}
+}

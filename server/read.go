@@ -155,7 +155,11 @@ func (s *Server) putConsent(w http.ResponseWriter, r *http.Request, c *caller) {
 	// Referrals held for want of this consent go now. The Consent is
 	// recorded whatever happens here: what fails stays held, and the
 	// next consent recorded (or the referral sent again) re-decides it.
-	if _, err := s.o.Pipeline.ReleaseHeld(ctx, sf.Patient); err != nil {
+	// Not on the request's context: a caller that hangs up does not stop
+	// what its recorded consent set going.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if _, err := s.o.Pipeline.ReleaseHeld(rctx, sf.Patient); err != nil {
 		s.o.Logger.LogAttrs(ctx, slog.LevelError, "releasing held referrals", slog.String("ref", "Consent/"+id), slog.String("error", err.Error()))
 	}
 	status := http.StatusOK

@@ -185,3 +185,25 @@ func (tx *Tx) HeldPatients(ctx context.Context, patients, except []string) ([]st
 	}
 	return found, nil
 }
+
+// RequeueWithheld makes the withheld message id pending again, due at
+// once, unless a newer message of its stream is queued or delivered (it
+// would send an older version after a newer one), and reports whether it
+// did: a send withheld for a consent revoked before it went, released by
+// a consent recorded since.
+func (tx *Tx) RequeueWithheld(ctx context.Context, id int64) (bool, error) {
+	s := tx.s
+	now := s.timeArg(s.clock())
+	rs, err := tx.q.query(ctx, rebind(s.dialect, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, last_error = ''
+WHERE id = ? AND state = 'withheld' AND NOT EXISTS (SELECT 1 FROM outbox n WHERE n.stream = outbox.stream AND outbox.stream <> ''
+	AND n.id > outbox.id AND n.state IN ('pending', 'inflight', 'delivered'))
+RETURNING id`), now, now, id)
+	if err != nil {
+		return false, fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	_, found, err := scanID(rs)
+	if err != nil {
+		return false, fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	return found, nil
+}
