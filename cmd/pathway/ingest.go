@@ -293,6 +293,9 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 	// take converts one referral (a record, or a ServiceRequest of a FHIR
 	// document) and queues it for the pipeline, or rejects it.
 	take := func(rec connectors.Record, pos string, fields mappings.Fields) error {
+		if e := failed.Load(); e != nil {
+			return *e // the pipeline stopped: nothing more is converted or rejected
+		}
 		ref, err := m.Apply(fields)
 		if err != nil {
 			var re *mappings.RecordError
@@ -384,8 +387,8 @@ func runIngest(ctx context.Context, o ingestOptions, s streams) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(s.out, "%d records read: %d ingested (%d routed, %d unroutable), %d rejected; %d messages enqueued, %d already queued, %d decisions withheld data, in %.1fs\n",
-			sum.Read, sum.Ingested, sum.Routed, sum.Unroutable, sum.Rejected, sum.Enqueued, sum.Unchanged, sum.Withheld, sum.Elapsed)
+		fmt.Fprintf(s.out, "%d records read: %d ingested (%d routed, %d unroutable), %d rejected; %d messages enqueued, %d already queued, %d decisions withheld data, %d sends held for consent (pathway referrals --held), in %.1fs\n",
+			sum.Read, sum.Ingested, sum.Routed, sum.Unroutable, sum.Rejected, sum.Enqueued, sum.Unchanged, sum.Withheld, sum.Held, sum.Elapsed)
 	}
 	if sum.Rejected > 0 {
 		return &exitError{code: exitInvalid}

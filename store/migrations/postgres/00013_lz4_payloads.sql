@@ -11,10 +11,16 @@
 -- +goose StatementBegin
 DO $$
 BEGIN
-    ALTER TABLE resources ALTER COLUMN data SET COMPRESSION lz4;
-    ALTER TABLE resource_history ALTER COLUMN data SET COMPRESSION lz4;
-    ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION lz4;
-    ALTER TABLE held_messages ALTER COLUMN payload SET COMPRESSION lz4;
+    -- SET COMPRESSION is PostgreSQL 14's: run as text, so that an older
+    -- server skips it rather than fail to parse it.
+    IF current_setting('server_version_num')::int < 140000 THEN
+        RAISE NOTICE 'PostgreSQL before 14 has no per-column compression: values stay compressed with pglz';
+        RETURN;
+    END IF;
+    EXECUTE 'ALTER TABLE resources ALTER COLUMN data SET COMPRESSION lz4';
+    EXECUTE 'ALTER TABLE resource_history ALTER COLUMN data SET COMPRESSION lz4';
+    EXECUTE 'ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION lz4';
+    EXECUTE 'ALTER TABLE held_messages ALTER COLUMN payload SET COMPRESSION lz4';
 EXCEPTION WHEN feature_not_supported THEN
     RAISE NOTICE 'this server has no lz4: values stay compressed with pglz';
 END
@@ -22,7 +28,15 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
-ALTER TABLE resources ALTER COLUMN data SET COMPRESSION DEFAULT;
-ALTER TABLE resource_history ALTER COLUMN data SET COMPRESSION DEFAULT;
-ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION DEFAULT;
-ALTER TABLE held_messages ALTER COLUMN payload SET COMPRESSION DEFAULT;
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        EXECUTE 'ALTER TABLE resources ALTER COLUMN data SET COMPRESSION DEFAULT';
+        EXECUTE 'ALTER TABLE resource_history ALTER COLUMN data SET COMPRESSION DEFAULT';
+        EXECUTE 'ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION DEFAULT';
+        EXECUTE 'ALTER TABLE held_messages ALTER COLUMN payload SET COMPRESSION DEFAULT';
+    END IF;
+END
+$$;
+-- +goose StatementEnd
