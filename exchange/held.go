@@ -55,6 +55,9 @@ func (p *Pipeline) ReleaseHeld(ctx context.Context, patient string) (ReleaseRepo
 			rep.Dropped++
 		case out == releaseHeld:
 			rep.Held++
+			if err := p.Store.Rechecked(ctx, h.Stream, h.Key); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
 	if len(rep.Released) > 0 && p.Audit != nil && p.Audit.Notify != nil {
@@ -179,4 +182,29 @@ func (p *Pipeline) endedTask(ctx context.Context, payload []byte) (bool, error) 
 		}
 	}
 	return false, nil
+}
+
+// SweepHeld re-decides the held messages of every patient with a Consent
+// written since their messages were held or last re-decided (the API
+// releases at once; this catches what that missed: a process stopped
+// between the consent's commit and the release, a release that failed, an
+// ingest that held a message while the consent was being recorded), up to
+// limit patients. The worker runs it now and then.
+func (p *Pipeline) SweepHeld(ctx context.Context, limit int) (ReleaseReport, error) {
+	var rep ReleaseReport
+	patients, err := p.Store.HeldToRecheck(ctx, limit)
+	if err != nil {
+		return rep, err
+	}
+	var first error
+	for _, patient := range patients {
+		r, err := p.ReleaseHeld(ctx, patient)
+		rep.Released = append(rep.Released, r.Released...)
+		rep.Held += r.Held
+		rep.Dropped += r.Dropped
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return rep, first
 }

@@ -748,3 +748,50 @@ func TestReingestLeavesAPausedConsent(t *testing.T) {
 		t.Errorf("the re-sent record changed the paused consent: %s v%d, want proposed v%d", got.Status, got.Version, paused.Version)
 	}
 }
+
+// TestSweepHeldCatchesAMissedRelease: a consent recorded without its
+// release (the process stopped in between) is caught by the sweep; a
+// patient re-decided and still held is not re-decided again until a
+// consent of theirs is written again.
+func TestSweepHeldCatchesAMissedRelease(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ph := newPipelineHarness(t, newURL(t))
+			ctx := t.Context()
+			b, consent, hs := heldReferral(t, ph)
+			// The consent was written in the instant the sends were held:
+			// re-decided once (the race of a hold and a consent), then not.
+			ph.clock.Advance(time.Second)
+			if rep, err := ph.pipe.SweepHeld(ctx, 100); err != nil || len(rep.Released) != 0 || rep.Held != len(hs) {
+				t.Fatalf("first sweep: %+v, %v", rep, err)
+			}
+			if rep, err := ph.pipe.SweepHeld(ctx, 100); err != nil || len(rep.Released)+rep.Held != 0 {
+				t.Fatalf("sweep with no consent written since: %+v, %v", rep, err)
+			}
+			// Written again, still only proposed: re-decided once, still held.
+			again, err := ph.store.Put(ctx, withStatus(consent, "draft"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ph.clock.Advance(time.Second)
+			if rep, err := ph.pipe.SweepHeld(ctx, 100); err != nil || rep.Held != len(hs) {
+				t.Fatalf("sweep after a consent that permits nothing: %+v, %v", rep, err)
+			}
+			if rep, err := ph.pipe.SweepHeld(ctx, 100); err != nil || rep.Held != 0 {
+				t.Fatalf("a second sweep re-decided again: %+v, %v", rep, err)
+			}
+			// Recorded, and the release missed: the sweep sends it.
+			ph.clock.Advance(time.Second)
+			if _, err := ph.store.Put(ctx, withStatus(again, "active")); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := ph.pipe.SweepHeld(ctx, 100)
+			if err != nil || len(rep.Released) != len(hs) {
+				t.Fatalf("sweep after the consent was recorded: %+v, %v", rep, err)
+			}
+			if left, _ := ph.store.HeldOf(ctx, patientRef(b)); len(left) != 0 {
+				t.Errorf("still held after the sweep: %d", len(left))
+			}
+		})
+	}
+}

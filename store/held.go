@@ -207,3 +207,47 @@ RETURNING id`), now, now, id)
 	}
 	return found, nil
 }
+
+// HeldToRecheck returns, at most limit, the patients with a message held
+// since before one of their Consents was last written: a consent recorded
+// that did not get to re-decide them (the process stopped first, or an
+// ingest held a message while the consent was being recorded).
+func (s *Store) HeldToRecheck(ctx context.Context, limit int) ([]string, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, fmt.Errorf("reading held messages: %w", err)
+	}
+	// The condition of the patient index, word for word, for its planner.
+	rs, err := s.be.reader().query(ctx, rebind(s.dialect, `SELECT DISTINCT h.patient FROM held_messages h
+WHERE EXISTS (SELECT 1 FROM resources r WHERE r.resource_type IN ('Consent', 'Task') AND r.resource_type = 'Consent'
+	AND r.patient = h.patient AND r.last_updated >= h.updated_at)
+ORDER BY h.patient LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading held messages: %w", err)
+	}
+	defer rs.Close()
+	var out []string
+	for rs.Next() {
+		var p string
+		if err := rs.Scan(&p); err != nil {
+			return nil, fmt.Errorf("reading held messages: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("reading held messages: %w", err)
+	}
+	return out, nil
+}
+
+// Rechecked records that the message key held in stream was decided again
+// now and is still held, so that HeldToRecheck leaves it until a consent
+// of its patient is written again.
+func (s *Store) Rechecked(ctx context.Context, stream, key string) error {
+	return s.WithTx(ctx, func(tx *Tx) error {
+		now := s.timeArg(s.clock())
+		if err := tx.q.exec(ctx, rebind(s.dialect, "UPDATE held_messages SET updated_at = ? WHERE stream = ? AND idempotency_key = ?"), now, stream, key); err != nil {
+			return fmt.Errorf("marking a held message rechecked: %w", err)
+		}
+		return nil
+	})
+}

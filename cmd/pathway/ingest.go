@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -552,6 +553,14 @@ func runWorker(ctx context.Context, o workerOptions, s streams) error {
 			mu.Unlock()
 		}
 	}
+	// Sends held for want of a consent recorded since go too (once, before
+	// delivering, with --once).
+	pipe := &exchange.Pipeline{Store: st, Config: n.cfg, Engine: n.engine, Audit: n.audit, Logger: slog.New(slog.NewTextHandler(s.err, nil))}
+	if o.once {
+		sweepHeld(ctx, pipe, pipe.Logger, true)
+	} else {
+		go sweepHeld(ctx, pipe, pipe.Logger, false)
+	}
 	done := make(chan error, len(ds))
 	for _, d := range ds {
 		go func() {
@@ -709,4 +718,29 @@ func listHeld(ctx context.Context, st *store.Store, s streams, asJSON bool) erro
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.ServiceRequest, v.Partner, v.Purpose, v.Patient, v.Since, v.Reason)
 	}
 	return tw.Flush()
+}
+
+// heldSweepEvery is how often a worker re-decides the held sends of the
+// patients whose consents were written since (exchange.SweepHeld).
+const heldSweepEvery = time.Minute
+
+// sweepHeld runs pipe.SweepHeld now and every heldSweepEvery until ctx is
+// done; with once, only now.
+func sweepHeld(ctx context.Context, pipe *exchange.Pipeline, logger *slog.Logger, once bool) {
+	for {
+		rep, err := pipe.SweepHeld(ctx, 1000)
+		if err != nil && ctx.Err() == nil {
+			logger.LogAttrs(ctx, slog.LevelError, "re-deciding held sends", slog.String("error", err.Error()))
+		} else if len(rep.Released)+rep.Dropped > 0 {
+			logger.LogAttrs(ctx, slog.LevelInfo, "re-decided held sends", slog.Int("released", len(rep.Released)), slog.Int("dropped", rep.Dropped), slog.Int("still_held", rep.Held))
+		}
+		if once {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(heldSweepEvery):
+		}
+	}
 }

@@ -190,6 +190,7 @@ func runServe(ctx context.Context, o serveOptions, s streams) error {
 			}
 			wg.Go(func() { d.Run(wctx, o.poll) })
 		}
+		wg.Go(func() { sweepHeld(wctx, pipe, logger, false) })
 	}
 
 	errc := make(chan error, 1)
