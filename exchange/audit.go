@@ -162,11 +162,18 @@ func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]au
 
 // decisionEntry builds the entry of rec, keeping its inputs in tx.
 func (a *Auditor) decisionEntry(ctx context.Context, tx *store.Tx, rec DecisionRecord, prefix string) (audit.Entry, error) {
+	// The decided bundle before the configuration, as an ingest keeps
+	// them: transactions that take two rows in the same order never wait
+	// for each other.
+	bundleIn, err := keep(ctx, tx, "Bundle", rec.DecidedID, FormatJSON, rec.Patient, rec.Decided)
+	if err != nil {
+		return audit.Entry{}, err
+	}
 	cfgIn, err := a.keepConfig(ctx, tx)
 	if err != nil {
 		return audit.Entry{}, err
 	}
-	return a.decisionEntryWith(ctx, tx, rec, prefix, cfgIn)
+	return a.entryOf(rec, prefix, cfgIn, bundleIn), nil
 }
 
 // keepConfig keeps the configuration bytes as the decisions' input.
@@ -175,16 +182,6 @@ func (a *Auditor) keepConfig(ctx context.Context, tx *store.Tx) (audit.Input, er
 		return audit.Input{}, errors.New("audit: the configuration bytes are required to keep decisions re-derivable")
 	}
 	return keep(ctx, tx, configType, configID, FormatConfig, "", a.Config)
-}
-
-// decisionEntryWith builds the entry of rec with the configuration kept
-// as cfgIn, keeping the decided bundle in tx.
-func (a *Auditor) decisionEntryWith(ctx context.Context, tx *store.Tx, rec DecisionRecord, prefix string, cfgIn audit.Input) (audit.Entry, error) {
-	bundleIn, err := keep(ctx, tx, "Bundle", rec.DecidedID, FormatJSON, rec.Patient, rec.Decided)
-	if err != nil {
-		return audit.Entry{}, err
-	}
-	return a.entryOf(rec, prefix, cfgIn, bundleIn), nil
 }
 
 // entryOf builds the entry of rec, whose configuration and decided bundle
