@@ -676,8 +676,40 @@ func inlineLabels(m protoreflect.Message) []Label {
 	return out
 }
 
-// hasInlineLabels reports whether any element of m carries an inline label.
+// hasInlineLabels reports whether any element of m carries an inline
+// label: on the walk plans, or where they cannot describe m, as
+// hasInlineLabelsReflect.
 func hasInlineLabels(m protoreflect.Message) bool {
+	p, ptr := planFor(m)
+	if p == nil || !p.ok || p.choice != nil {
+		return hasInlineLabelsReflect(m)
+	}
+	v := visitors.Get().(*visitor)
+	v.fn, v.prims, v.stop, v.deep, v.found = inlineLabelVisit, true, false, 0, false
+	v.walk(p, ptr, nil, 0)
+	found := v.found
+	clear(v.stack[:min(v.deep+1, len(v.stack))])
+	v.fn, v.found = nil, false
+	visitors.Put(v)
+	return found
+}
+
+// inlineLabelVisit is hasInlineLabels' visit: it ends the walk at the
+// first element with an inline label (a DS4P extension with a Coding, as
+// inlineLabels reads them).
+func inlineLabelVisit(v *visitor, n *node) bool {
+	for _, x := range n.plan.extensions(n.ptr) {
+		if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil {
+			v.found, v.stop = true, true
+			return false
+		}
+	}
+	return true
+}
+
+// hasInlineLabelsReflect is hasInlineLabels on the reflective walk: the
+// reference the planned walk is tested against.
+func hasInlineLabelsReflect(m protoreflect.Message) bool {
 	found := false
 	walk(m, nil, true, func(e *elem) bool {
 		if found {

@@ -210,6 +210,9 @@ func compareWalks(t testing.TB, name string, m protoreflect.Message, l *Labeller
 			}
 		}
 	}
+	if got, want := hasInlineLabels(m), hasInlineLabelsReflect(m); got != want {
+		t.Errorf("%s: hasInlineLabels says %v, on the reflective walk %v", name, got, want)
+	}
 	for _, pil := range []bool{false, true} {
 		it := &item{}
 		if pil {
