@@ -33,7 +33,7 @@ func BenchmarkDecide(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if d := e.Decide(req, consents, obs); d.Effect != Permit {
-					b.Fatal(d.Explanation)
+					b.Fatal(d.Explain())
 				}
 			}
 		})
@@ -41,7 +41,7 @@ func BenchmarkDecide(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if d := e.Decide(req, consents); d.Effect != Permit {
-					b.Fatal(d.Explanation)
+					b.Fatal(d.Explain())
 				}
 			}
 		})
@@ -64,7 +64,7 @@ func BenchmarkFilter(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if out, d := e.Filter(req, in); out == nil {
-					b.Fatal(d.Explanation)
+					b.Fatal(d.Explain())
 				}
 			}
 		})
