@@ -745,12 +745,13 @@ func writableMeta(w *cow) *dpb.Meta {
 		slot := (**dpb.Meta)(unsafe.Add(w.ptr, w.plan.metaOff))
 		var meta *dpb.Meta
 		if old := *slot; old == nil {
-			meta = &dpb.Meta{}
+			meta = &dpb.Meta{Security: make([]*dpb.Coding, 0, metaRoom)}
 			w.copies.add(meta.ProtoReflect(), meta.ProtoReflect())
 		} else if c, ok := w.copies.get(old.ProtoReflect()); ok {
 			meta = c.Interface().(*dpb.Meta)
 		} else {
 			meta = (*dpb.Meta)(metaPlan().copy(unsafe.Pointer(old)))
+			meta.Security = slices.Grow(meta.Security, metaRoom)
 			w.copies.add(old.ProtoReflect(), meta.ProtoReflect())
 		}
 		*slot = meta
@@ -765,6 +766,11 @@ func writableMeta(w *cow) *dpb.Meta {
 	w.meta = meta
 	return meta
 }
+
+// metaRoom is the room a copy's meta.security gets for the labels a
+// Filter adds (a sensitivity label, confidentiality, PROCESSINLINELABEL,
+// REDACTED, MASKED, refrain codes...): one array, not one per doubling.
+const metaRoom = 6
 
 var metaPlan = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Meta]()) })
 
