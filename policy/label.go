@@ -638,6 +638,27 @@ func addInline(w *cow, e *elem, lb Label) bool {
 		he = &elem{parent: host, fd: host.Descriptor().Fields().ByName("value"), idx: -1, msg: wrap.Get(set).Message(), name: "value", choice: set, up: e}
 		host = w.current(he.msg)
 	}
+	if !w.reflective {
+		// On the plan: the host's extensions are a []*dpb.Extension at
+		// extOff (what protoreflect's Mutable and Append write to).
+		if p, ptr := planFor(host); p != nil && p.extOff != noOffset {
+			for _, x := range p.extensions(ptr) {
+				if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil && labelOf(x.GetValue().GetCoding()) == lb {
+					return false
+				}
+			}
+			if isPrimDescriptor(host.Descriptor()) {
+				w.primLabels = true
+			}
+			_, wptr := planFor(w.msg(he))
+			exts := (*[]*dpb.Extension)(unsafe.Add(wptr, p.extOff))
+			*exts = append(*exts, &dpb.Extension{
+				Url:   fhir.URI(ExtInlineSecurityLabel),
+				Value: &dpb.Extension_ValueX{Choice: &dpb.Extension_ValueX_Coding{Coding: w.coding(lb)}},
+			})
+			return true
+		}
+	}
 	for _, x := range inlineLabels(host) {
 		if x == lb {
 			return false
