@@ -143,11 +143,11 @@ func TestPipelineIngestRouteDecideDeliver(t *testing.T) {
 			t.Errorf("%s: risk %v routes %+v enqueued %d unroutable %q; want %v to %s, %d enqueued", id, res.Risk, res.Routes, res.Enqueued, res.Unroutable, w.risk, w.partner, w.enqueued)
 		}
 		dec := res.Decisions[w.partner]
-		if dec.Explanation == "" || len(dec.Trail) == 0 {
+		if dec.Explain() == "" || len(dec.Trail) == 0 {
 			t.Errorf("%s: decision without explanation or trail: %+v", id, dec)
 		}
 		if w.enqueued == 0 && dec.Permitted() {
-			t.Errorf("%s: permitted without consent: %s", id, dec.Explanation)
+			t.Errorf("%s: permitted without consent: %s", id, dec.Explain())
 		}
 	}
 	// A re-ingest of the same records changes nothing.
@@ -448,7 +448,7 @@ func TestReingestKeepsARecordedConsent(t *testing.T) {
 	}
 	for p, d := range res.Decisions {
 		if !d.Permitted() {
-			t.Errorf("under the recorded consent %s: %s (%s)", p, d.Effect, d.Explanation)
+			t.Errorf("under the recorded consent %s: %s (%s)", p, d.Effect, d.Explain())
 		}
 	}
 }

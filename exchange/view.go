@@ -124,7 +124,7 @@ func (p *Pipeline) viewFrom(ctx context.Context, src viewSource, partner, patien
 	}
 	v.Purpose = p.Config.PurposeFor(partner)
 	if v.Purpose == "" {
-		v.Decision = policy.Decision{Effect: policy.Deny, Explanation: "No purpose of use is configured for " + partner + "."}
+		v.Decision = policy.NewDecision(policy.Deny, "No purpose of use is configured for "+partner+".")
 		return v, viewed{}, nil
 	}
 	b := &rpb.Bundle{Type: &rpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_COLLECTION}}

@@ -161,7 +161,7 @@ func TestPolicyCases(t *testing.T) {
 					Obligations []string `yaml:"obligations"`
 					Trail       []string `yaml:"trail"`
 					Explanation string   `yaml:"explanation"`
-				}{string(d.Effect), obligationStrings(d.Obligations), stepStrings(d.Trail), d.Explanation}
+				}{string(d.Effect), obligationStrings(d.Obligations), stepStrings(d.Trail), d.Explain()}
 				actual = append(actual, got)
 				if *showCases {
 					b, _ := yaml.Marshal(map[string]any{"expect": got})

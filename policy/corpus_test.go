@@ -62,7 +62,7 @@ func TestCorpusConsents(t *testing.T) {
 			p := &Partner{ID: strings.TrimPrefix(r.Actor, "Organization/")}
 			d := e.Decide(Request{Partner: p, Purpose: r.Purpose, Action: r.Action, At: at}, []*conpb.Consent{c}, res...)
 			if string(d.Effect) != r.Decision {
-				t.Errorf("decision %s, want %s (%s)", d.Effect, r.Decision, d.Explanation)
+				t.Errorf("decision %s, want %s (%s)", d.Effect, r.Decision, d.Explain())
 			}
 			if got := stepStrings(d.Trail); !slices.Equal(got, r.Trail) {
 				t.Errorf("trail:\n  got  %q\n  want %q", got, r.Trail)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"reflect"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -208,6 +209,24 @@ func (w *cow) msg(e *elem) protoreflect.Message {
 	}
 	p := w.holder(e)
 	n := shallowCopy(e.msg)
+	if sl, ptr := w.slotOf(p, e.fd); sl != nil && sl.sub.choice == nil {
+		// What the protoreflect code below does, on the plan: the copy
+		// takes the original's place in the holder (a copy the cow made,
+		// with lists of its own). A choice's slot holds its wrapper: that
+		// is left to protoreflect.
+		old, nptr := protoPointer(e.msg), protoPointer(n)
+		at := unsafe.Add(ptr, sl.off)
+		if sl.list {
+			items := *(*[]unsafe.Pointer)(at)
+			if i := slices.Index(items, old); i >= 0 {
+				items[i] = nptr
+			}
+		} else {
+			*(*unsafe.Pointer)(at) = nptr
+		}
+		w.copies.add(e.msg, n)
+		return n
+	}
 	switch {
 	case e.fd.IsList():
 		l := p.Mutable(e.fd).List()
@@ -236,6 +255,13 @@ func (w *cow) msg(e *elem) protoreflect.Message {
 	}
 	w.copies.add(e.msg, n)
 	return n
+}
+
+// protoPointer returns the struct pointer of a generated message (the
+// data word of its proto.Message).
+func protoPointer(m protoreflect.Message) unsafe.Pointer {
+	x := m.Interface()
+	return ifaceWords(unsafe.Pointer(&x))[1]
 }
 
 // field returns a writable singular message field of a writable message,

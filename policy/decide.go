@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,8 +37,9 @@ type Request struct {
 }
 
 // Decision is the answer: its effect, what must be done to the data before
-// it leaves, why, and the same in plain words. Its JSON form is what
-// `pathway consent check --json` prints.
+// it leaves, why, and the same in plain words (Explain). Its JSON form,
+// {"decision", "obligations", "trail", "explanation"}, is what `pathway
+// consent check --json` prints.
 type Decision struct {
 	// Effect is permit, deny or no-consent.
 	Effect Effect `json:"decision"`
@@ -45,13 +48,67 @@ type Decision struct {
 	Obligations []Obligation `json:"obligations"`
 	// Trail lists the steps that decided, in order.
 	Trail []Step `json:"trail"`
-	// Explanation says the same in a paragraph a link worker can read. It
-	// names the partner and the purpose, never the patient's details.
-	Explanation string `json:"explanation"`
+	// why is the decision as the engine made it, which Explain writes the
+	// explanation from; nil for a decision made with its explanation
+	// (NewDecision, or read from JSON), which text holds.
+	why  *evaluator
+	text string
+}
+
+// NewDecision returns a decision with an effect and an explanation, and
+// neither obligations nor trail: one a caller makes without the engine
+// (nothing decided yet).
+func NewDecision(effect Effect, explanation string) Decision {
+	return Decision{Effect: effect, text: explanation}
 }
 
 // Permitted reports whether anything may be sent.
 func (d Decision) Permitted() bool { return d.Effect == Permit }
+
+// Explain says what the decision says in a paragraph a link worker can
+// read. It names the partner and the purpose, never the patient's
+// details. The engine's decisions write it when asked, from what they
+// were decided on: the trail and obligations as decided (changing the
+// Decision's slices afterwards does not change it) and the request's
+// Partner and Agreement, which must not change meanwhile (the
+// configuration's do not).
+func (d Decision) Explain() string {
+	if d.why == nil {
+		return d.text
+	}
+	return d.why.explain(d.why.effect, d.why.rs)
+}
+
+// decisionJSON is a Decision's JSON form.
+type decisionJSON struct {
+	Effect      Effect       `json:"decision"`
+	Obligations []Obligation `json:"obligations"`
+	Trail       []Step       `json:"trail"`
+	Explanation string       `json:"explanation"`
+}
+
+// MarshalJSON writes the decision with its explanation. It does not
+// escape HTML: json.Marshal escapes what it returns as it escapes any
+// string, and an Encoder with SetEscapeHTML(false) leaves it as is.
+func (d Decision) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(decisionJSON{d.Effect, d.Obligations, d.Trail, d.Explain()}); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// UnmarshalJSON reads a decision's JSON form; its explanation is the text read.
+func (d *Decision) UnmarshalJSON(data []byte) error {
+	var j decisionJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*d = Decision{Effect: j.Effect, Obligations: j.Obligations, Trail: j.Trail, text: j.Explanation}
+	return nil
+}
 
 // ObligationAction is what an obligation asks.
 type ObligationAction string
@@ -215,6 +272,9 @@ type evaluator struct {
 	// denyBuf and permitBuf hold decideItem's steps from one decision to
 	// the next.
 	denyBuf, permitBuf []Step
+	// effect and rs are what finish decided, for Decision.Explain.
+	effect Effect
+	rs     []*resource
 }
 
 func newEvaluator(req Request, consents []*conpb.Consent, keys *keyIndex) *evaluator {

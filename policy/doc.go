@@ -19,7 +19,7 @@
 //   - Trail: the steps that decided, each naming the consent and provision
 //     ("Consent/c1 provision.provision[1]"), the agreement clause, the base
 //     policy or the immigration rule;
-//   - Explanation: the same in a paragraph a link worker can read (it names
+//   - Explain: the same in a paragraph a link worker can read (it names
 //     the partner and the purpose, never the patient's details).
 //
 // # Semantics
@@ -57,7 +57,7 @@
 //		At: now, Base: cfg.Network.BasePolicy,
 //	}, bundle)
 //	if out == nil { // deny or no-consent: nothing leaves
-//		log.Info("not sent", "explanation", decision.Explanation)
+//		log.Info("not sent", "explanation", decision.Explain())
 //	}
 //
 // The Bundle Filter returns shares unchanged parts with its input (copy on

@@ -63,7 +63,7 @@ func TestFilterImmigrationCodesInPrimitiveExtensions(t *testing.T) {
 	p := cfg.Partner("clinic-b")
 	out, d := e.Filter(Request{Partner: p, Agreement: &p.Agreement, Purpose: "TREAT", At: testTime, Base: OptOut}, b)
 	if out == nil {
-		t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+		t.Fatalf("decision %s: %s", d.Effect, d.Explain())
 	}
 	kept := map[string]bool{}
 	for _, en := range out.GetEntry() {

@@ -45,7 +45,7 @@ func TestFilterBundleCarriesOnlyRefrainCodes(t *testing.T) {
 			req := filterRequest(cfg, partner, "COC")
 			out, d := e.Filter(req, in)
 			if out == nil {
-				t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+				t.Fatalf("decision %s: %s", d.Effect, d.Explain())
 			}
 			allowed := map[Label]bool{}
 			for _, c := range req.Agreement.Refrain {
@@ -146,7 +146,7 @@ func TestFilterImmigrationCodesAnywhere(t *testing.T) {
 	p := cfg.Partner("clinic-b")
 	out, d := e.Filter(Request{Partner: p, Agreement: &p.Agreement, Purpose: "TREAT", At: testTime, Base: OptOut}, b)
 	if out == nil {
-		t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+		t.Fatalf("decision %s: %s", d.Effect, d.Explain())
 	}
 	kept := map[string]bool{}
 	for _, en := range out.GetEntry() {
@@ -208,7 +208,7 @@ func TestFilterConsentOnlyForItsPatient(t *testing.T) {
 			req.Base = base
 			out, d := e.Filter(req, twoPatientBundle(t))
 			if out == nil {
-				t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+				t.Fatalf("decision %s: %s", d.Effect, d.Explain())
 			}
 			kept := map[string]bool{}
 			for _, en := range out.GetEntry() {
@@ -267,10 +267,10 @@ func TestFilterNoPatientIgnoresOthersConsent(t *testing.T) {
 			sent = sent || fhir.Key(fhir.Unwrap(en.GetResource())) == "Observation/o1"
 		}
 		if subject == "x" && sent {
-			t.Errorf("Observation about Patient/x sent on a consent about %s: %s", fhir.RefString(c.GetPatient()), d.Explanation)
+			t.Errorf("Observation about Patient/x sent on a consent about %s: %s", fhir.RefString(c.GetPatient()), d.Explain())
 		}
 		if subject == "p1" && !sent {
-			t.Errorf("Observation about %s not sent on their own consent: %s", fhir.RefString(c.GetPatient()), d.Explanation)
+			t.Errorf("Observation about %s not sent on their own consent: %s", fhir.RefString(c.GetPatient()), d.Explain())
 		}
 	}
 }
@@ -307,7 +307,7 @@ func TestFilterEntryRequests(t *testing.T) {
 		t.Run(tt.partner, func(t *testing.T) {
 			out, d := e.Filter(filterRequest(cfg, tt.partner, "COC"), in)
 			if out == nil {
-				t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+				t.Fatalf("decision %s: %s", d.Effect, d.Explain())
 			}
 			for i, en := range out.GetEntry() {
 				if en.GetResource() == nil {
@@ -361,7 +361,7 @@ func TestFilterSearchsetTotalAndLinks(t *testing.T) {
 	}
 	out, d := e.Filter(filterRequest(cfg, "community-c", "COC"), in)
 	if out == nil {
-		t.Fatalf("decision %s: %s", d.Effect, d.Explanation)
+		t.Fatalf("decision %s: %s", d.Effect, d.Explain())
 	}
 	if len(out.Entry) >= len(in.Entry) {
 		t.Fatalf("nothing was withheld (%d entries): the test proves nothing", len(out.Entry))

@@ -133,16 +133,20 @@ func (ev *evaluator) finish(effect Effect, rs []*resource) Decision {
 	if ev.trail == nil {
 		ev.trail = []Step{}
 	}
-	x := ev.explain(effect, rs)
+	// The explanation is written when asked (Decision.Explain): most
+	// callers never read it. What it is written from stays as it is now:
+	// finish is the decision's last step.
+	ev.effect, ev.rs = effect, rs
+	ev.consents, ev.denyBuf, ev.permitBuf = nil, nil, nil // not needed to explain: not kept alive by the Decision
 	if checkExplain != nil {
-		checkExplain(ev, effect, rs, x)
+		checkExplain(ev, effect, rs)
 	}
-	return Decision{Effect: effect, Obligations: ev.obl, Trail: ev.trail, Explanation: x}
+	return Decision{Effect: effect, Obligations: ev.obl, Trail: ev.trail, why: ev}
 }
 
-// checkExplain, when a test sets it, sees every explanation with what it
-// was written from (TestExplainMatchesReference).
-var checkExplain func(ev *evaluator, effect Effect, rs []*resource, explanation string)
+// checkExplain, when a test sets it, sees every decision as finish makes
+// it, with what its explanation is written from (TestExplainMatchesReference).
+var checkExplain func(ev *evaluator, effect Effect, rs []*resource)
 
 // coveredBy reports whether a removal is implied by another removal of an
 // element holding it.

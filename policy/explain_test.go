@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -9,22 +10,42 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	rpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	conpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/consent_go_proto"
 )
 
-// TestExplainMatchesReference: explain writes, word for word, what
-// explainReference (its earlier form, below) writes, on the decisions of
-// every Bundle of the test data for every partner and purpose, on
-// generated Bundles, and on decisions without data.
+// TestExplainMatchesReference: Decision.Explain writes, word for word,
+// what explainReference (explain's earlier form, below) writes as the
+// decision is made, on the decisions of every Bundle of the test data for
+// every partner and purpose, on generated Bundles, and on decisions
+// without data; and its JSON form says the same.
 func TestExplainMatchesReference(t *testing.T) {
 	checked := 0
-	checkExplain = func(ev *evaluator, effect Effect, rs []*resource, got string) {
-		checked++
-		if want := ev.explainReference(effect, rs); got != want {
-			t.Errorf("explain differs from the reference:\n got: %s\nwant: %s", got, want)
-		}
+	var want []string // the references written as finish made the decisions
+	checkExplain = func(ev *evaluator, effect Effect, rs []*resource) {
+		want = append(want, ev.explainReference(effect, rs))
 	}
 	defer func() { checkExplain = nil }()
+	check := func(d Decision) {
+		t.Helper()
+		if len(want) != 1 {
+			t.Fatalf("%d decisions made, want 1", len(want))
+		}
+		checked++
+		if got := d.Explain(); got != want[0] {
+			t.Errorf("explain differs from the reference:\n got: %s\nwant: %s", got, want[0])
+		}
+		var j struct{ Explanation string }
+		if data, err := json.Marshal(d); err != nil || json.Unmarshal(data, &j) != nil || j.Explanation != want[0] {
+			t.Errorf("JSON explanation differs from the reference (%v):\n got: %s\nwant: %s", err, j.Explanation, want[0])
+		}
+		want = want[:0]
+	}
+	filter := func(e *Engine, req Request, b *rpb.Bundle, consents ...*conpb.Consent) {
+		t.Helper()
+		_, d := e.Filter(req, b, consents...)
+		check(d)
+	}
 	cfg := testConfig(t)
 	pcfg := permissiveConfig(t)
 	purposes := []string{"COC", "TREAT", "HOPERAT", "ETREAT"}
@@ -56,8 +77,8 @@ func TestExplainMatchesReference(t *testing.T) {
 				p := &c.Partners[i]
 				for _, purpose := range purposes {
 					for _, base := range []BasePolicy{OptIn, OptOut} {
-						e.Filter(Request{Partner: p, Agreement: &p.Agreement, Purpose: purpose, At: testTime, Base: base}, b)
-						e.Filter(Request{Partner: p, Purpose: purpose, At: testTime, Base: base}, b, consents...)
+						filter(e, Request{Partner: p, Agreement: &p.Agreement, Purpose: purpose, At: testTime, Base: base}, b)
+						filter(e, Request{Partner: p, Purpose: purpose, At: testTime, Base: base}, b, consents...)
 					}
 				}
 			}
@@ -65,11 +86,11 @@ func TestExplainMatchesReference(t *testing.T) {
 		for i := range c.Partners {
 			p := &c.Partners[i]
 			for _, purpose := range purposes {
-				e.Decide(Request{Partner: p, Agreement: &p.Agreement, Purpose: purpose, At: testTime}, consents)
-				e.Decide(Request{Partner: p, Agreement: &Agreement{ID: "no-purposes"}, Purpose: purpose, At: testTime}, consents)
-				e.Decide(Request{Partner: p, Purpose: purpose, At: testTime}, many)
+				check(e.Decide(Request{Partner: p, Agreement: &p.Agreement, Purpose: purpose, At: testTime}, consents))
+				check(e.Decide(Request{Partner: p, Agreement: &Agreement{ID: "no-purposes"}, Purpose: purpose, At: testTime}, consents))
+				check(e.Decide(Request{Partner: p, Purpose: purpose, At: testTime}, many))
 				for _, cs := range consents {
-					e.Decide(Request{Partner: p, Purpose: purpose, At: testTime}, []*conpb.Consent{cs})
+					check(e.Decide(Request{Partner: p, Purpose: purpose, At: testTime}, []*conpb.Consent{cs}))
 				}
 			}
 		}
@@ -82,7 +103,7 @@ func TestExplainMatchesReference(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := &c.Partners[g.r.IntN(len(c.Partners))]
-		e.Filter(Request{Partner: p, Agreement: &p.Agreement, Purpose: g.pick(purposes), At: testTime}, g.bundle())
+		filter(e, Request{Partner: p, Agreement: &p.Agreement, Purpose: g.pick(purposes), At: testTime}, g.bundle())
 	}
 	if checked < 1000 {
 		t.Fatalf("only %d explanations checked", checked)
@@ -234,4 +255,54 @@ func (ev *evaluator) explainReference(effect Effect, rs []*resource) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// TestDecisionJSON: a Decision's JSON is what the struct with an
+// Explanation field it replaced wrote, through json.Marshal, MarshalIndent
+// and an Encoder that does not escape HTML, and reads back.
+func TestDecisionJSON(t *testing.T) {
+	type earlier struct {
+		Effect      Effect       `json:"decision"`
+		Obligations []Obligation `json:"obligations"`
+		Trail       []Step       `json:"trail"`
+		Explanation string       `json:"explanation"`
+	}
+	text := "Partner <A&B> may not receive this for \u2028coordination of care (COC)."
+	obl := []Obligation{{Action: Remove, Target: "Observation/o1", Because: "x & y"}}
+	trail := []Step{{Source: SourceConsent, Ref: "Consent/c1", Path: "provision", Effect: Deny}}
+	d := NewDecision(Deny, text)
+	d.Obligations, d.Trail = obl, trail
+	old := earlier{Deny, obl, trail, text}
+	encode := func(v any, escape bool) string {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(escape)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	for _, escape := range []bool{true, false} {
+		if got, want := encode(d, escape), encode(old, escape); got != want {
+			t.Errorf("Encoder (escape HTML %v):\n got %s\nwant %s", escape, got, want)
+		}
+	}
+	got, _ := json.Marshal(d)
+	want, _ := json.Marshal(old)
+	if string(got) != string(want) {
+		t.Errorf("Marshal:\n got %s\nwant %s", got, want)
+	}
+	got, _ = json.MarshalIndent(d, "", "  ")
+	want, _ = json.MarshalIndent(old, "", "  ")
+	if string(got) != string(want) {
+		t.Errorf("MarshalIndent:\n got %s\nwant %s", got, want)
+	}
+	var back Decision
+	if err := json.Unmarshal(got, &back); err != nil || back.Explain() != text || back.Effect != Deny || len(back.Trail) != 1 || len(back.Obligations) != 1 {
+		t.Errorf("read back %+v (%v)", back, err)
+	}
+	if empty, _ := json.Marshal(NewDecision(Deny, "")); string(empty) != `{"decision":"deny","obligations":null,"trail":null,"explanation":""}` {
+		t.Errorf("Marshal of a decision without obligations and trail: %s", empty)
+	}
 }

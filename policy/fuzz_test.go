@@ -66,13 +66,13 @@ func FuzzDecide(f *testing.F) {
 		req := Request{Partner: &Partner{ID: "clinic-b", Kind: KindClinic}, Purpose: purpose, At: testTime}
 		d1 := e.Decide(req, []*conpb.Consent{c}, obs)
 		d2 := e.Decide(req, []*conpb.Consent{c}, obs)
-		if d1.Effect == "" || d1.Explanation == "" || d1.Effect != d2.Effect || d1.Explanation != d2.Explanation {
+		if d1.Effect == "" || d1.Explain() == "" || d1.Effect != d2.Effect || d1.Explain() != d2.Explain() {
 			t.Fatalf("decisions %+v and %+v", d1, d2)
 		}
-		if d1.Effect == Permit && strings.Contains(d1.Explanation, "Immigration and legal-status information is included") {
+		if d1.Effect == Permit && strings.Contains(d1.Explain(), "Immigration and legal-status information is included") {
 			// Released immigration data needs the exact purpose.
 			if !explicitPermitExists([]*conpb.Consent{c}, req.Partner, purpose, testTime) {
-				t.Fatalf("immigration data released without an explicit provision: %s", d1.Explanation)
+				t.Fatalf("immigration data released without an explicit provision: %s", d1.Explain())
 			}
 		}
 	})

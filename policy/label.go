@@ -638,6 +638,27 @@ func addInline(w *cow, e *elem, lb Label) bool {
 		he = &elem{parent: host, fd: host.Descriptor().Fields().ByName("value"), idx: -1, msg: wrap.Get(set).Message(), name: "value", choice: set, up: e}
 		host = w.current(he.msg)
 	}
+	if !w.reflective {
+		// On the plan: the host's extensions are a []*dpb.Extension at
+		// extOff (what protoreflect's Mutable and Append write to).
+		if p, ptr := planFor(host); p != nil && p.extOff != noOffset {
+			for _, x := range p.extensions(ptr) {
+				if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil && labelOf(x.GetValue().GetCoding()) == lb {
+					return false
+				}
+			}
+			if isPrimDescriptor(host.Descriptor()) {
+				w.primLabels = true
+			}
+			_, wptr := planFor(w.msg(he))
+			exts := (*[]*dpb.Extension)(unsafe.Add(wptr, p.extOff))
+			*exts = append(*exts, &dpb.Extension{
+				Url:   fhir.URI(ExtInlineSecurityLabel),
+				Value: &dpb.Extension_ValueX{Choice: &dpb.Extension_ValueX_Coding{Coding: w.coding(lb)}},
+			})
+			return true
+		}
+	}
 	for _, x := range inlineLabels(host) {
 		if x == lb {
 			return false
@@ -676,8 +697,40 @@ func inlineLabels(m protoreflect.Message) []Label {
 	return out
 }
 
-// hasInlineLabels reports whether any element of m carries an inline label.
+// hasInlineLabels reports whether any element of m carries an inline
+// label: on the walk plans, or where they cannot describe m, as
+// hasInlineLabelsReflect.
 func hasInlineLabels(m protoreflect.Message) bool {
+	p, ptr := planFor(m)
+	if p == nil || !p.ok || p.choice != nil {
+		return hasInlineLabelsReflect(m)
+	}
+	v := visitors.Get().(*visitor)
+	v.fn, v.prims, v.stop, v.deep, v.found = inlineLabelVisit, true, false, 0, false
+	v.walk(p, ptr, nil, 0)
+	found := v.found
+	clear(v.stack[:min(v.deep+1, len(v.stack))])
+	v.fn, v.found = nil, false
+	visitors.Put(v)
+	return found
+}
+
+// inlineLabelVisit is hasInlineLabels' visit: it ends the walk at the
+// first element with an inline label (a DS4P extension with a Coding, as
+// inlineLabels reads them).
+func inlineLabelVisit(v *visitor, n *node) bool {
+	for _, x := range n.plan.extensions(n.ptr) {
+		if x.GetUrl().GetValue() == ExtInlineSecurityLabel && x.GetValue().GetCoding() != nil {
+			v.found, v.stop = true, true
+			return false
+		}
+	}
+	return true
+}
+
+// hasInlineLabelsReflect is hasInlineLabels on the reflective walk: the
+// reference the planned walk is tested against.
+func hasInlineLabelsReflect(m protoreflect.Message) bool {
 	found := false
 	walk(m, nil, true, func(e *elem) bool {
 		if found {
@@ -713,12 +766,13 @@ func writableMeta(w *cow) *dpb.Meta {
 		slot := (**dpb.Meta)(unsafe.Add(w.ptr, w.plan.metaOff))
 		var meta *dpb.Meta
 		if old := *slot; old == nil {
-			meta = &dpb.Meta{}
+			meta = &dpb.Meta{Security: make([]*dpb.Coding, 0, metaRoom)}
 			w.copies.add(meta.ProtoReflect(), meta.ProtoReflect())
 		} else if c, ok := w.copies.get(old.ProtoReflect()); ok {
 			meta = c.Interface().(*dpb.Meta)
 		} else {
 			meta = (*dpb.Meta)(metaPlan().copy(unsafe.Pointer(old)))
+			meta.Security = slices.Grow(meta.Security, metaRoom)
 			w.copies.add(old.ProtoReflect(), meta.ProtoReflect())
 		}
 		*slot = meta
@@ -733,6 +787,11 @@ func writableMeta(w *cow) *dpb.Meta {
 	w.meta = meta
 	return meta
 }
+
+// metaRoom is the room a copy's meta.security gets for the labels a
+// Filter adds (a sensitivity label, confidentiality, PROCESSINLINELABEL,
+// REDACTED, MASKED, refrain codes...): one array, not one per doubling.
+const metaRoom = 6
 
 var metaPlan = sync.OnceValue(func() *walkPlan { return planOfType(reflect.TypeFor[dpb.Meta]()) })
 

@@ -689,7 +689,7 @@ type visitor struct {
 	// (searchPlan): search decides at each element, without nodes or fn.
 	codes    *labelRule
 	skipMeta bool // the search leaves out meta and the narrative
-	found    bool
+	found    bool // what the search (or hasInlineLabels) found
 	stack    [24]node
 }
 

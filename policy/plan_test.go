@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -209,6 +210,9 @@ func compareWalks(t testing.TB, name string, m protoreflect.Message, l *Labeller
 				t.Errorf("%s (prims %v, prune %s): planned walk differs:\n%s", name, prims, pn, firstVisitDiff(want, got))
 			}
 		}
+	}
+	if got, want := hasInlineLabels(m), hasInlineLabelsReflect(m); got != want {
+		t.Errorf("%s: hasInlineLabels says %v, on the reflective walk %v", name, got, want)
 	}
 	for _, pil := range []bool{false, true} {
 		it := &item{}
@@ -589,7 +593,7 @@ func TestFilterConcurrent(t *testing.T) {
 	partners := []string{"clinic-b", "community-c"}
 	type result struct {
 		out *rpb.Bundle
-		d   Decision
+		d   []byte // the decision's JSON, explained while other Filters run
 	}
 	results := make([][]result, 8)
 	var wg sync.WaitGroup
@@ -599,7 +603,8 @@ func TestFilterConcurrent(t *testing.T) {
 			defer wg.Done()
 			for j := range 20 {
 				out, d := e.Filter(filterRequest(cfg, partners[(i+j)%2], "COC"), in)
-				results[i] = append(results[i], result{out, d})
+				dj, _ := json.Marshal(d)
+				results[i] = append(results[i], result{out, dj})
 			}
 		}()
 	}
@@ -609,12 +614,13 @@ func TestFilterConcurrent(t *testing.T) {
 	for _, p := range partners {
 		out, d := e.Filter(filterRequest(cfg, p, "COC"), in)
 		want[p], _ = proto.Marshal(out)
-		wantD[p] = fmt.Sprint(d)
+		j, _ := json.Marshal(d) // all of it: the explanation too
+		wantD[p] = string(j)
 	}
 	for i, rs := range results {
 		for j, r := range rs {
 			p := partners[(i+j)%2]
-			if got, _ := proto.Marshal(r.out); !bytes.Equal(got, want[p]) || fmt.Sprint(r.d) != wantD[p] {
+			if got, _ := proto.Marshal(r.out); !bytes.Equal(got, want[p]) || string(r.d) != wantD[p] {
 				t.Errorf("a concurrent Filter for %s gave another result than a lone one", p)
 			}
 		}

@@ -178,7 +178,7 @@ func TestFilterRedactionDetails(t *testing.T) {
 	}
 	out, d := e.Filter(filterRequest(cfg, "no-patients", "COC"), c)
 	if out == nil {
-		t.Fatalf("denied: %s", d.Explanation)
+		t.Fatalf("denied: %s", d.Explain())
 	}
 	if is := fhir.Validate(out); is.HasErrors() {
 		t.Fatalf("not valid: %v", is.Errors())
@@ -232,7 +232,7 @@ func TestDecideIgnoresOtherResourcesAndKeepsInput(t *testing.T) {
 	p := &Partner{ID: "legal-aid-d"}
 	d := e.Decide(Request{Partner: p, Purpose: "COC", At: testTime}, []*conpb.Consent{con.GetConsent()}, obs)
 	if d.Effect != Permit {
-		t.Fatalf("%s: %s", d.Effect, d.Explanation)
+		t.Fatalf("%s: %s", d.Effect, d.Explain())
 	}
 	if after, _ := proto.Marshal(obs); string(before) != string(after) {
 		t.Error("Decide labelled its input")
@@ -272,7 +272,7 @@ func ExampleEngine_Decide() {
 	for _, s := range d.Trail {
 		fmt.Println(s)
 	}
-	fmt.Println(d.Explanation)
+	fmt.Println(d.Explain())
 	// Output:
 	// no-consent
 	// permit
@@ -315,7 +315,7 @@ func TestFilterNamesWhatPermittedEachResource(t *testing.T) {
 	}
 	out, d := e.Filter(filterRequest(cfg, "clinic-b", "COC"), b, parsed.Resource.GetConsent())
 	if out == nil {
-		t.Fatal(d.Explanation)
+		t.Fatal(d.Explain())
 	}
 	found := false
 	for _, s := range d.Trail {

@@ -505,7 +505,7 @@ func TestPropertyNeverImmigrationWithoutExplicitConsent(t *testing.T) {
 // effect: a permit never reads as a refusal of the whole, a deny or
 // no-consent never as a permission.
 func explanationMatches(d Decision) error {
-	x := d.Explanation
+	x := d.Explain()
 	switch d.Effect {
 	case Permit:
 		if !strings.Contains(x, " may receive this for ") || strings.Contains(x, " refuses it (") || strings.Contains(x, " may not receive ") {
@@ -537,7 +537,7 @@ func TestPropertyOutputValidAndDeterministic(t *testing.T) {
 		out1, d1 := e.Filter(req, b)
 		out2, d2 := e.Filter(req, proto.Clone(b).(*rpb.Bundle))
 		if err := explanationMatches(d1); err != nil {
-			t.Fatalf("case %d: %v\n%s", i, err, d1.Explanation)
+			t.Fatalf("case %d: %v\n%s", i, err, d1.Explain())
 		}
 		j1, _ := json.Marshal(d1)
 		j2, _ := json.Marshal(d2)

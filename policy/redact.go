@@ -476,9 +476,18 @@ type remover struct {
 }
 
 func (rm *remover) add(e *elem) {
-	if e.parent != nil {
-		rm.all = append(rm.all, e)
+	if e.parent == nil {
+		return
 	}
+	if rm.all == nil {
+		rm.all = make([]*elem, 0, 8) // room for a few at once, not an array per doubling
+	}
+	rm.all = append(rm.all, e)
+}
+
+// grow makes room for n more elements (and a few after them).
+func (rm *remover) grow(n int) {
+	rm.all = slices.Grow(rm.all, n+4)
 }
 
 func (rm *remover) empty() bool { return len(rm.all) == 0 }
@@ -527,7 +536,8 @@ func removeBatch(w *cow, batch []*elem) {
 		msgs []protoreflect.Message
 		all  bool // the whole list goes (keepFields)
 	}
-	var groups []group
+	var room [8]group // a batch's lists are a few: on the stack
+	groups := room[:0]
 	for _, e := range batch {
 		p := w.holder(e)
 		if !e.fd.IsList() {
@@ -744,6 +754,7 @@ func keepFields(w *cow, keep []string, rm *remover, r *resource, because string)
 		return
 	}
 	es := make([]elem, 0, n) // the elems removed, in one array (the remover points into it)
+	rm.grow(n)
 	r.redactions = slices.Grow(r.redactions, n)
 	for _, fd := range drop {
 		if !set(fd) {

@@ -102,7 +102,7 @@ func TestFilterCases(t *testing.T) {
 				t.Fatal("Filter changed its input Bundle")
 			}
 			if string(d.Effect) != c.Decision {
-				t.Errorf("decision %s, want %s: %s", d.Effect, c.Decision, d.Explanation)
+				t.Errorf("decision %s, want %s: %s", d.Effect, c.Decision, d.Explain())
 			}
 			if (out != nil) != (d.Effect == Permit) {
 				t.Fatalf("a %s decision came with bundle %v", d.Effect, out != nil)

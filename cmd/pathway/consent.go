@@ -310,7 +310,7 @@ func hasIdentifier(ids []*dpb.Identifier, want []policy.Identifier) bool {
 // writeDecisionText prints a decision for people.
 func writeDecisionText(w io.Writer, d policy.Decision) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "decision: %s\n\n%s\n", d.Effect, d.Explanation)
+	fmt.Fprintf(&b, "decision: %s\n\n%s\n", d.Effect, d.Explain())
 	if len(d.Obligations) > 0 {
 		b.WriteString("\nobligations:\n")
 		for _, o := range d.Obligations {

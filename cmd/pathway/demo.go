@@ -444,7 +444,7 @@ func demoReferral(ctx context.Context, pipe *exchange.Pipeline, in demoInput, m 
 	for _, r := range res.Routes {
 		d := res.Decisions[r.Partner]
 		if !d.Permitted() {
-			rep.Withheld = append(rep.Withheld, demoWithheld{Referral: pos, Partner: r.Partner, Decision: string(d.Effect), Why: d.Explanation})
+			rep.Withheld = append(rep.Withheld, demoWithheld{Referral: pos, Partner: r.Partner, Decision: string(d.Effect), Why: d.Explain()})
 			continue
 		}
 		var removed []string
