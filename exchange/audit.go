@@ -150,7 +150,7 @@ func keepBundles(ctx context.Context, tx *store.Tx, recs []DecisionRecord) ([]au
 			h.Version++
 			h.Hash = hash
 			heads[rec.DecidedID] = h // what the next record of this id follows
-			rows = append(rows, store.Resource{Type: "Bundle", ID: rec.DecidedID, Format: FormatJSON, Data: rec.Decided, Patient: rec.Patient, Source: "pathway"})
+			rows = append(rows, store.Resource{Type: "Bundle", ID: rec.DecidedID, Format: FormatJSON, Data: rec.Decided, Patient: rec.Patient, Source: "pathway", Hash: hash})
 		}
 		ins[i] = audit.Input{Ref: audit.Ref("Bundle", rec.DecidedID, h.Version), Hash: hash}
 	}

@@ -852,6 +852,7 @@ func storeRows(b *rpb.Bundle, source string) ([]store.Resource, error) {
 		rows = append(rows, store.Resource{
 			Type: e.Type, ID: e.ID, Source: source, Format: FormatJSON, Data: e.Data,
 			Patient: e.Search.Patient, Status: e.Search.Status, Owner: e.Search.Owner, Requester: e.Search.Requester,
+			Hash: sha256.Sum256(e.Data), // here, on a preparing core, not in the writer
 		})
 	}
 	return rows, nil

@@ -373,7 +373,13 @@ func (s *Store) putBatch(ctx context.Context, q querier, rs []Resource) error {
 		if err := checkResource(&r); err != nil {
 			return fmt.Errorf("putting batch: item %d: %w", i, err)
 		}
-		stamp(&r, at)
+		if r.Hash != ([32]byte{}) && r.Version == 0 && r.LastUpdated.IsZero() {
+			// Hashed by the caller, which has it (the pipeline hashes on
+			// the cores that prepare, not on the one writer).
+			r.LastUpdated = at
+		} else {
+			stamp(&r, at)
+		}
 		batch[i] = r
 	}
 	rounds := splitRounds(batch)

@@ -245,7 +245,8 @@ func (tx *Tx) Put(ctx context.Context, r Resource) (Resource, error) {
 	return tx.s.put(ctx, tx.q, r)
 }
 
-// PutBatch writes rs as in Store.PutBatch, inside the transaction.
+// PutBatch writes rs as in Store.PutBatch (a caller's Hash included),
+// inside the transaction.
 func (tx *Tx) PutBatch(ctx context.Context, rs []Resource) error {
 	return tx.s.putBatch(ctx, tx.q, rs)
 }
@@ -292,7 +293,10 @@ func (s *Store) Put(ctx context.Context, r Resource) (Resource, error) {
 
 // PutBatch stores every resource in rs as Put would, in one transaction and
 // with multi-row statements: either all of them are written or none. A
-// resource that appears more than once is applied in slice order.
+// resource that appears more than once is applied in slice order. A
+// resource made by the caller (Version 0, no LastUpdated: not one read
+// from the store) whose Hash is set is written with that Hash, which must
+// be the SHA-256 of its Data; any other is hashed here.
 func (s *Store) PutBatch(ctx context.Context, rs []Resource) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("putting batch: %w", err)

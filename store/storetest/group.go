@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -222,5 +223,40 @@ func testGroupTxFailures(t *testing.T, newURL NewURL) {
 	}
 	if size, err := s.AuditSize(ctx); err != nil || size != 0 {
 		t.Errorf("audit log after the refused entry: %d, %v", size, err)
+	}
+}
+
+func init() {
+	cases = append(cases, []struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{
+		{"PutBatchTakesACallersHash", testPutBatchHash},
+	}...)
+}
+
+// testPutBatchHash: PutBatch writes a new resource with the hash its
+// caller computed, and hashes one read from the store (whose Hash is of
+// the data read, not of the data changed since) itself.
+func testPutBatchHash(t *testing.T, newURL NewURL) {
+	s, clock := fresh(t, newURL)
+	ctx := t.Context()
+	r := task("h1", 1)
+	r.Hash = sha256.Sum256(r.Data)
+	if err := s.PutBatch(ctx, []store.Resource{r}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "Task", "h1")
+	if err != nil || got.Hash != r.Hash || got.Version != 1 {
+		t.Fatalf("put with its hash: v%d %x, %v; want v1 %x", got.Version, got.Hash, err, r.Hash)
+	}
+	clock.Advance(time.Second)
+	got.Data = task("h1", 2).Data // changed; got.Hash is still the old data's
+	if err := s.PutBatch(ctx, []store.Resource{got}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Get(ctx, "Task", "h1")
+	if err != nil || again.Version != 2 || again.Hash != sha256.Sum256(again.Data) {
+		t.Errorf("a read resource changed and put again: v%d, hash of its data %v, %v", again.Version, again.Hash == sha256.Sum256(again.Data), err)
 	}
 }
