@@ -113,6 +113,7 @@ func (s *Store) runGroup(reqs []*groupReq) {
 			return nil
 		}
 		last, lastEnd := -1, 0 // the function whose statements may be unsent, and its AtEnd mark
+		made := false          // a savepoint was made
 		// settle sends what last left with stmt, charging an error to last.
 		settle := func(stmt string) error {
 			err := tx.q.exec(ctx, stmt)
@@ -135,6 +136,7 @@ func (s *Store) runGroup(reqs []*groupReq) {
 			if err := settle("SAVEPOINT pathway_group"); err != nil {
 				return err
 			}
+			made = true
 			mark := len(tx.atEnd)
 			if errs[i] = s.runGroupFn(ctx, tx, r); errs[i] != nil {
 				tx.atEnd = tx.atEnd[:mark]
@@ -145,6 +147,9 @@ func (s *Store) runGroup(reqs []*groupReq) {
 				continue
 			}
 			last, lastEnd = i, mark
+		}
+		if !made {
+			return nil // every caller gave up before its turn
 		}
 		return settle("RELEASE SAVEPOINT pathway_group")
 	})
