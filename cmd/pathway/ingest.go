@@ -102,7 +102,10 @@ the result is that of ingesting them one by one), prepared on every core.
 
 A re-ingest of the same input changes nothing. A referral no partner can
 take is held as unroutable with its reason ('pathway referrals
---unroutable'). A rejected record goes to --rejects (or standard error)
+--unroutable'). A target whose decision does not permit the send (no
+consent of the person yet, say) gets nothing: the send is held ('pathway
+referrals --held') and goes once a consent recorded for the person permits
+it. A rejected record goes to --rejects (or standard error)
 with its position and reasons; the others go on. A record whose resources
 another partner sent (the same ids) is rejected, and nothing of it is
 written.
