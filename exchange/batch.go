@@ -280,12 +280,17 @@ func (p *Pipeline) writeGroup(ctx context.Context, source string, idx []int, pla
 		if err != nil {
 			return err
 		}
+
 		var rows []store.Resource
 		for j, pl := range plans {
 			if errs[idx[j]] != nil {
 				continue
 			}
-			kept, err := guardHeads(heads, pl.rows, source)
+			paused, err := pausedConsents(ctx, tx, heads, pl.rows)
+			if err != nil {
+				return err
+			}
+			kept, err := guardHeads(heads, pl.rows, source, paused)
 			if err != nil {
 				// Refused before anything of it was written: the rest go on.
 				errs[idx[j]] = fmt.Errorf("ingesting %s: %w", pl.facts.ServiceRequest, err)

@@ -428,6 +428,14 @@ func (d *Deliverer) settle(ctx context.Context, r *Result) {
 	case OutcomeDelivered, OutcomeWithheld:
 		if d.OnSettle != nil {
 			err = d.Store.WithTx(sctx, func(tx *store.Tx) error {
+				// The decided bundle's row before the message's: an ingest
+				// (and a release) of the same referral takes them in that
+				// order, and the two must never wait for each other.
+				if r.Decision != nil && r.Decision.DecidedID != "" {
+					if _, err := tx.LockHeads(sctx, "Bundle", []string{r.Decision.DecidedID}); err != nil {
+						return err
+					}
+				}
 				var err error
 				if r.Outcome == OutcomeDelivered {
 					err = tx.Ack(sctx, id, d.Owner)

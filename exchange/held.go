@@ -58,6 +58,11 @@ func (p *Pipeline) ReleaseHeld(ctx context.Context, patient string) (ReleaseRepo
 			if err := p.Store.Rechecked(ctx, h.Stream, h.Key); err != nil && first == nil {
 				first = err
 			}
+		case out == releaseLater:
+			rep.Held++
+			if err := p.Store.RecheckSoon(ctx, h.Stream, h.Key); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
 	if len(rep.Released) > 0 && p.Audit != nil && p.Audit.Notify != nil {
@@ -73,10 +78,15 @@ const (
 	releaseQueued                        // queued, or its withheld copy queued again
 	releaseDropped                       // its Task ended: nothing to send
 	releaseGone                          // superseded or released since: its slot holds something else
+	releaseLater                         // a worker holds its queued copy: decided again at the next sweep
 )
 
-// errNotHeld rolls back a release whose slot no longer holds the message.
-var errNotHeld = errors.New("the held message was superseded or released since")
+// errNotHeld rolls back a release whose slot no longer holds the message;
+// errInflight one whose queued copy a worker holds.
+var (
+	errNotHeld  = errors.New("the held message was superseded or released since")
+	errInflight = errors.New("the held message's queued copy is being sent")
+)
 
 // releaseOne re-decides h and, when permitted, queues it. It takes the
 // rows in the order an ingest takes them (the kept decided bundle, the
@@ -134,9 +144,22 @@ func (p *Pipeline) releaseOne(ctx context.Context, h store.Held) (releaseOutcome
 		if !created {
 			// Queued before: a copy withheld at send time (a consent
 			// revoked then) goes again; one pending or delivered needs
-			// nothing more.
-			if again, err := tx.RequeueWithheld(ctx, id); err != nil || !again {
+			// nothing more. One a worker holds now may yet be withheld
+			// (decided before this consent): it stays held, for the next
+			// sweep to decide again once the worker has settled it.
+			again, state, err := tx.RequeueWithheld(ctx, id)
+			switch {
+			case err != nil:
 				return err
+			case state == store.StateInflight:
+				return errInflight
+			case !again && state == store.StateWithheld:
+				// A newer version of the referral is queued or delivered:
+				// this one is superseded.
+				p.logger().LogAttrs(ctx, slog.LevelInfo, "held referral superseded by a newer version", slog.String("stream", h.Stream))
+				return nil
+			case !again:
+				return nil
 			}
 		}
 		out = releaseQueued
@@ -150,11 +173,17 @@ func (p *Pipeline) releaseOne(ctx context.Context, h store.Held) (releaseOutcome
 		_, err = audit.AppendNew(ctx, tx, p.Audit.entryOf(rec, "r", cfgIn, bundleIn)) // not again if logged already
 		return err
 	})
-	if errors.Is(err, errNotHeld) {
+	switch {
+	case errors.Is(err, errNotHeld):
 		return releaseGone, nil
+	case errors.Is(err, errInflight):
+		return releaseLater, nil
 	}
 	return out, err
 }
+
+// endedTaskStatuses are the Task statuses a referral does not leave.
+var endedTaskStatuses = map[string]bool{"cancelled": true, "rejected": true, "completed": true, "failed": true, "entered-in-error": true}
 
 // endedTask reports whether a Task of the held bundle (the one addressed
 // to its partner) is stored in a state that has ended (cancelled by the
@@ -177,7 +206,7 @@ func (p *Pipeline) endedTask(ctx context.Context, payload []byte) (bool, error) 
 		if err != nil {
 			return false, err
 		}
-		if !store.IsOpenTaskStatus(cur.Status) {
+		if endedTaskStatuses[cur.Status] {
 			return true, nil
 		}
 	}

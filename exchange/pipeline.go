@@ -487,8 +487,9 @@ var ErrForeignReferral = errors.New("the referral's ids are those of resources a
 //     to the partners now, and only the state machine changes them;
 //   - a stored Consent that is no longer active (revoked, rejected) is not
 //     made active again by a re-ingest of an older record: a new consent
-//     needs a new Consent (one proposed or drafted by the record that made
-//     it, and not changed since, becomes active);
+//     needs a new Consent (one only ever proposed or drafted becomes
+//     active; one paused on the API, proposed again after being active,
+//     stays paused);
 //   - a stored active Consent is not set back to proposed by a record that
 //     only proposes one (a clinic's referral sent again after the person's
 //     consent was recorded on the API).
@@ -501,11 +502,40 @@ func (p *Pipeline) guard(ctx context.Context, tx *store.Tx, rows []store.Resourc
 	if err != nil {
 		return nil, err
 	}
-	return guardHeads(heads, rows, source)
+	paused, err := pausedConsents(ctx, tx, heads, rows)
+	if err != nil {
+		return nil, err
+	}
+	return guardHeads(heads, rows, source, paused)
+}
+
+// pausedConsents returns the Consents of rows that a record would make
+// active while the stored one is proposed or draft after having been
+// active (set back on the API to pause sharing): those stand. One only
+// proposed or drafted since it was first written may become active.
+func pausedConsents(ctx context.Context, tx *store.Tx, heads map[string]store.Head, rows []store.Resource) (map[string]bool, error) {
+	var paused map[string]bool
+	for _, r := range rows {
+		cur, ok := heads[r.Ref()]
+		if !ok || r.Type != "Consent" || r.Status != "active" || cur.Version < 2 || cur.Status != "proposed" && cur.Status != "draft" {
+			continue
+		}
+		was, err := tx.EverStatus(ctx, "Consent", r.ID, "active")
+		if err != nil {
+			return nil, err
+		}
+		if was {
+			if paused == nil {
+				paused = map[string]bool{}
+			}
+			paused[r.Ref()] = true
+		}
+	}
+	return paused, nil
 }
 
 // guardHeads is guard with the stored heads of the rows read.
-func guardHeads(heads map[string]store.Head, rows []store.Resource, source string) ([]store.Resource, error) {
+func guardHeads(heads map[string]store.Head, rows []store.Resource, source string, paused map[string]bool) ([]store.Resource, error) {
 	kept := make([]store.Resource, 0, len(rows))
 	for _, r := range rows {
 		cur, ok := heads[r.Ref()]
@@ -518,11 +548,10 @@ func guardHeads(heads map[string]store.Head, rows []store.Resource, source strin
 			return nil, fmt.Errorf("%s: %w", r.Ref(), ErrForeignReferral)
 		case r.Type == "Consent" && cur.Status != "active" && cur.Status != "proposed" && cur.Status != "draft":
 			// A revocation (or a refusal) stands, whatever the record says.
-		case r.Type == "Consent" && r.Status == "active" && cur.Status != "active" && cur.Version > 1:
+		case r.Type == "Consent" && r.Status == "active" && paused[r.Ref()]:
 			// So does a consent set back to proposed on the API to pause
-			// sharing; one only proposed by the record that made it, and
-			// not changed since, becomes active when a record says it was
-			// given.
+			// sharing (pausedConsents); one only ever proposed or drafted
+			// becomes active when a record says it was given.
 		case r.Type == "Consent" && cur.Status == "active" && r.Status == "proposed":
 			// A record that only proposes a consent (its person's
 			// consent not recorded with it) leaves the one recorded since.

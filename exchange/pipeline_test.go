@@ -761,7 +761,7 @@ func TestSweepHeldCatchesAMissedRelease(t *testing.T) {
 			b, consent, hs := heldReferral(t, ph)
 			// The consent was written in the instant the sends were held:
 			// re-decided once (the race of a hold and a consent), then not.
-			ph.clock.Advance(time.Second)
+			ph.clock.Advance(3 * time.Minute) // past the store's margin for statements stamped before they commit
 			if rep, err := ph.pipe.SweepHeld(ctx, 100); err != nil || len(rep.Released) != 0 || rep.Held != len(hs) {
 				t.Fatalf("first sweep: %+v, %v", rep, err)
 			}
@@ -773,7 +773,7 @@ func TestSweepHeldCatchesAMissedRelease(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ph.clock.Advance(time.Second)
+			ph.clock.Advance(3 * time.Minute) // past the store's margin for statements stamped before they commit
 			if rep, err := ph.pipe.SweepHeld(ctx, 100); err != nil || rep.Held != len(hs) {
 				t.Fatalf("sweep after a consent that permits nothing: %+v, %v", rep, err)
 			}
@@ -781,7 +781,7 @@ func TestSweepHeldCatchesAMissedRelease(t *testing.T) {
 				t.Fatalf("a second sweep re-decided again: %+v, %v", rep, err)
 			}
 			// Recorded, and the release missed: the sweep sends it.
-			ph.clock.Advance(time.Second)
+			ph.clock.Advance(3 * time.Minute) // past the store's margin for statements stamped before they commit
 			if _, err := ph.store.Put(ctx, withStatus(again, "active")); err != nil {
 				t.Fatal(err)
 			}
@@ -791,6 +791,91 @@ func TestSweepHeldCatchesAMissedRelease(t *testing.T) {
 			}
 			if left, _ := ph.store.HeldOf(ctx, patientRef(b)); len(left) != 0 {
 				t.Errorf("still held after the sweep: %d", len(left))
+			}
+		})
+	}
+}
+
+// TestReleaseWhileAWorkerHoldsTheCopy: a held send whose queued copy a
+// worker is sending (and may yet withhold, decided before the consent)
+// stays held, and the next sweep queues the copy once it is withheld.
+func TestReleaseWhileAWorkerHoldsTheCopy(t *testing.T) {
+	ph := newPipelineHarness(t, sqliteURL(t))
+	ctx := t.Context()
+	b, consent, hs := heldReferral(t, ph)
+	active, err := ph.store.Put(ctx, withStatus(consent, "active"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := ph.pipe.ReleaseHeld(ctx, patientRef(b)); err != nil || len(rep.Released) != len(hs) {
+		t.Fatalf("first release: %+v, %v", rep, err)
+	}
+	// Held again (a re-sent record after a revocation), while the queued
+	// copy is claimed by a worker.
+	if err := ph.store.WithTx(ctx, func(tx *store.Tx) error {
+		for _, h := range hs {
+			if err := tx.Hold(ctx, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := ph.store.Claim(ctx, "w1", 10, time.Minute)
+	if err != nil || len(claimed) != len(hs) {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	ph.clock.Advance(3 * time.Minute)
+	if _, err := ph.store.Put(ctx, withStatus(active, "active")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ph.pipe.ReleaseHeld(ctx, patientRef(b))
+	if err != nil || len(rep.Released) != 0 || rep.Held != len(hs) {
+		t.Fatalf("release while the copy is in flight: %+v, %v; want it held", rep, err)
+	}
+	// The worker withholds it (it decided before the consent); long after,
+	// the sweep sends it.
+	for _, m := range claimed {
+		if err := ph.store.Withhold(ctx, m.ID, "w1", "no longer permitted"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ph.clock.Advance(time.Hour)
+	rep, err = ph.pipe.SweepHeld(ctx, 100)
+	if err != nil || len(rep.Released) != len(hs) {
+		t.Fatalf("sweep after the worker settled: %+v, %v", rep, err)
+	}
+	if pending, _ := ph.store.Messages(ctx, store.MessageQuery{State: store.StatePending}); len(pending) != len(hs) {
+		t.Errorf("pending after the sweep: %d, want %d", len(pending), len(hs))
+	}
+}
+
+// TestReingestActivatesAConsentOnlyEverProposed: a consent proposed, then
+// proposed again with changed content, becomes active when the record
+// says it was given (only one active once and set back stays paused).
+func TestReingestActivatesAConsentOnlyEverProposed(t *testing.T) {
+	for name, newURL := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ph := newPipelineHarness(t, newURL(t))
+			ctx := t.Context()
+			b, consent, _ := heldReferral(t, ph)
+			changed := consent
+			changed.Data = []byte(strings.Replace(string(consent.Data), `"resourceType":"Consent"`, `"resourceType":"Consent","language":"en"`, 1))
+			if _, err := ph.store.Put(ctx, changed); err != nil {
+				t.Fatal(err)
+			}
+			given := proto.Clone(b).(*rpb.Bundle)
+			for _, e := range given.GetEntry() {
+				if c := e.GetResource().GetConsent(); c != nil {
+					c.Status.Value = cpb.ConsentStateCode_ACTIVE
+				}
+			}
+			if _, err := ph.pipe.Ingest(ctx, "ngo-harbour", given); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := ph.store.Get(ctx, "Consent", consent.ID); got.Status != "active" {
+				t.Errorf("a consent only ever proposed, after the record says it was given: %s v%d", got.Status, got.Version)
 			}
 		})
 	}

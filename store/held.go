@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Held is an outbox message a referral's decision did not permit when it
@@ -189,9 +190,9 @@ func (tx *Tx) HeldPatients(ctx context.Context, patients, except []string) ([]st
 // RequeueWithheld makes the withheld message id pending again, due at
 // once, unless a newer message of its stream is queued or delivered (it
 // would send an older version after a newer one), and reports whether it
-// did: a send withheld for a consent revoked before it went, released by
-// a consent recorded since.
-func (tx *Tx) RequeueWithheld(ctx context.Context, id int64) (bool, error) {
+// did and, when it did not, the message's state: a send withheld for a
+// consent revoked before it went, released by a consent recorded since.
+func (tx *Tx) RequeueWithheld(ctx context.Context, id int64) (bool, MessageState, error) {
 	s := tx.s
 	now := s.timeArg(s.clock())
 	rs, err := tx.q.query(ctx, rebind(s.dialect, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?, last_error = ''
@@ -199,44 +200,93 @@ WHERE id = ? AND state = 'withheld' AND NOT EXISTS (SELECT 1 FROM outbox n WHERE
 	AND n.id > outbox.id AND n.state IN ('pending', 'inflight', 'delivered'))
 RETURNING id`), now, now, id)
 	if err != nil {
-		return false, fmt.Errorf("requeueing message %d: %w", id, err)
+		return false, "", fmt.Errorf("requeueing message %d: %w", id, err)
 	}
 	_, found, err := scanID(rs)
 	if err != nil {
-		return false, fmt.Errorf("requeueing message %d: %w", id, err)
+		return false, "", fmt.Errorf("requeueing message %d: %w", id, err)
 	}
-	return found, nil
+	if found {
+		return true, StatePending, nil
+	}
+	rs, err = tx.q.query(ctx, rebind(s.dialect, `SELECT state FROM outbox WHERE id = ?`), id)
+	if err != nil {
+		return false, "", fmt.Errorf("requeueing message %d: %w", id, err)
+	}
+	defer rs.Close()
+	var state string
+	if rs.Next() {
+		if err := rs.Scan(&state); err != nil {
+			return false, "", fmt.Errorf("requeueing message %d: %w", id, err)
+		}
+	}
+	return false, MessageState(state), rs.Err()
 }
 
+// heldRecheckMargin is how much earlier than a held message a Consent of
+// its patient may have been stamped and still count as written after it:
+// a row is stamped when its statement runs, not when it commits, so a
+// consent stamped at t1 and committed at t3 may see a message held at t2
+// (t1 < t2 < t3) by an ingest that decided before t3; clocks of several
+// processes differ too. A consent that recent makes the sweep decide a
+// message again a few times more, no more.
+const heldRecheckMargin = 2 * time.Minute
+
 // HeldToRecheck returns, at most limit, the patients with a message held
-// since before one of their Consents was last written: a consent recorded
-// that did not get to re-decide them (the process stopped first, or an
-// ingest held a message while the consent was being recorded).
+// since before one of their Consents was last written (within
+// heldRecheckMargin): a consent recorded that did not get to re-decide
+// them (the process stopped first, or an ingest held a message while the
+// consent was being recorded), or a message marked to be decided again
+// (RecheckSoon).
 func (s *Store) HeldToRecheck(ctx context.Context, limit int) ([]string, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("reading held messages: %w", err)
 	}
 	// The condition of the patient index, word for word, for its planner.
-	rs, err := s.be.reader().query(ctx, rebind(s.dialect, `SELECT DISTINCT h.patient FROM held_messages h
-WHERE EXISTS (SELECT 1 FROM resources r WHERE r.resource_type IN ('Consent', 'Task') AND r.resource_type = 'Consent'
-	AND r.patient = h.patient AND r.last_updated >= h.updated_at)
-ORDER BY h.patient LIMIT ?`), limit)
+	rs, err := s.be.reader().query(ctx, `SELECT h.patient, h.updated_at,
+	(SELECT max(r.last_updated) FROM resources r WHERE r.resource_type IN ('Consent', 'Task') AND r.resource_type = 'Consent' AND r.patient = h.patient)
+FROM held_messages h ORDER BY h.patient`)
 	if err != nil {
 		return nil, fmt.Errorf("reading held messages: %w", err)
 	}
 	defer rs.Close()
 	var out []string
 	for rs.Next() {
-		var p string
-		if err := rs.Scan(&p); err != nil {
+		var (
+			p       string
+			held    timeValue
+			consent nullTime
+		)
+		if err := rs.Scan(&p, &held, &consent); err != nil {
 			return nil, fmt.Errorf("reading held messages: %w", err)
 		}
-		out = append(out, p)
+		due := held.t.IsZero() || held.t.Equal(recheckSoon) || !consent.t.IsZero() && !consent.t.Add(heldRecheckMargin).Before(held.t)
+		if due && (len(out) == 0 || out[len(out)-1] != p) {
+			out = append(out, p)
+			if len(out) == limit {
+				break
+			}
+		}
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("reading held messages: %w", err)
 	}
 	return out, nil
+}
+
+// recheckSoon is the time RecheckSoon stamps: before any consent.
+var recheckSoon = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// RecheckSoon marks the message key held in stream to be decided again at
+// the next sweep (HeldToRecheck), whenever its patient's consents were
+// written: its release could not finish (a worker held its queued copy).
+func (s *Store) RecheckSoon(ctx context.Context, stream, key string) error {
+	return s.WithTx(ctx, func(tx *Tx) error {
+		if err := tx.q.exec(ctx, rebind(s.dialect, "UPDATE held_messages SET updated_at = ? WHERE stream = ? AND idempotency_key = ?"), s.timeArg(recheckSoon), stream, key); err != nil {
+			return fmt.Errorf("marking a held message for a recheck: %w", err)
+		}
+		return nil
+	})
 }
 
 // Rechecked records that the message key held in stream was decided again
@@ -250,4 +300,16 @@ func (s *Store) Rechecked(ctx context.Context, stream, key string) error {
 		}
 		return nil
 	})
+}
+
+// EverStatus reports whether a version of the resource before its current
+// one had status (a Consent active once, say), from its history.
+func (tx *Tx) EverStatus(ctx context.Context, resourceType, id, status string) (bool, error) {
+	rs, err := tx.q.query(ctx, rebind(tx.s.dialect, "SELECT 1 FROM resource_history WHERE resource_type = ? AND id = ? AND status = ? LIMIT 1"), resourceType, id, status)
+	if err != nil {
+		return false, fmt.Errorf("reading the history of %s/%s: %w", resourceType, id, err)
+	}
+	defer rs.Close()
+	found := rs.Next()
+	return found, rs.Err()
 }
