@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // MaxGroupTx is the most functions WithGroupTx runs in one transaction.
@@ -65,6 +67,9 @@ type groupReq struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *Tx) error
 	done chan error
+	// retried: the function was chosen as a deadlock's victim once, and
+	// run again in the next transaction.
+	retried bool
 }
 
 // runGroups runs the queue's transactions until the queue is empty.
@@ -153,6 +158,7 @@ func (s *Store) runGroup(reqs []*groupReq) {
 		}
 		return settle("RELEASE SAVEPOINT pathway_group")
 	})
+	var again []*groupReq
 	for i, r := range reqs {
 		switch {
 		case errors.Is(err, errGroupFnFailed):
@@ -160,8 +166,29 @@ func (s *Store) runGroup(reqs []*groupReq) {
 		case err != nil && errs[i] == nil:
 			errs[i] = err
 		}
+		// A function the database chose to break a deadlock with (its
+		// rows locked in another order than a concurrent transaction's,
+		// sync's say) runs once more, in the next transaction; its writes
+		// were rolled back with its savepoint.
+		if errs[i] != nil && !r.retried && isDeadlock(errs[i]) && r.ctx.Err() == nil {
+			r.retried = true
+			again = append(again, r)
+			continue
+		}
 		r.done <- errs[i]
 	}
+	if len(again) > 0 {
+		g := &s.group
+		g.mu.Lock()
+		g.queue = append(again, g.queue...)
+		g.mu.Unlock()
+	}
+}
+
+// isDeadlock reports whether err is PostgreSQL's deadlock_detected.
+func isDeadlock(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
 }
 
 // rollbackTo rolls the shared transaction back to its latest savepoint.

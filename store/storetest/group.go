@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pathway-fhir/pathway/store"
 )
 
@@ -258,5 +260,48 @@ func testPutBatchHash(t *testing.T, newURL NewURL) {
 	again, err := s.Get(ctx, "Task", "h1")
 	if err != nil || again.Version != 2 || again.Hash != sha256.Sum256(again.Data) {
 		t.Errorf("a read resource changed and put again: v%d, hash of its data %v, %v", again.Version, again.Hash == sha256.Sum256(again.Data), err)
+	}
+}
+
+func init() {
+	cases = append(cases, []struct {
+		name string
+		run  func(t *testing.T, newURL NewURL)
+	}{
+		{"GroupTxRetriesADeadlockVictimOnce", testGroupTxDeadlock},
+	}...)
+}
+
+// testGroupTxDeadlock: a function that fails as a deadlock's victim runs
+// once more, in the next transaction (its first writes rolled back); a
+// second deadlock is its caller's error.
+func testGroupTxDeadlock(t *testing.T, newURL NewURL) {
+	s, _ := fresh(t, newURL)
+	ctx := t.Context()
+	deadlock := &pgconn.PgError{Code: "40P01", Message: "deadlock detected"}
+	calls := 0
+	err := s.WithGroupTx(ctx, func(ctx context.Context, tx *store.Tx) error {
+		calls++
+		if _, err := tx.Put(ctx, task(fmt.Sprintf("d-%d", calls), 1)); err != nil {
+			return err
+		}
+		if calls == 1 {
+			return deadlock
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("a deadlock's victim: %v after %d calls, want success on the second", err, calls)
+	}
+	if _, err := s.Get(ctx, "Task", "d-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the first call's write: %v, want rolled back", err)
+	}
+	if _, err := s.Get(ctx, "Task", "d-2"); err != nil {
+		t.Errorf("the second call's write: %v", err)
+	}
+	always := 0
+	err = s.WithGroupTx(ctx, func(ctx context.Context, tx *store.Tx) error { always++; return deadlock })
+	if !errors.As(err, new(*pgconn.PgError)) || always != 2 {
+		t.Errorf("always a victim: %v after %d calls, want the deadlock after 2", err, always)
 	}
 }
