@@ -564,25 +564,8 @@ func TestReleaseHeldTwiceAtOnce(t *testing.T) {
 			ph := newPipelineHarness(t, newURL(t))
 			ph.pipe.Audit = &Auditor{Config: ph.cfg.Raw}
 			ctx := t.Context()
-			b := proto.Clone(sampleBundles(t)["R-2026-0101"]).(*rpb.Bundle)
-			var consentID string
-			for _, e := range b.GetEntry() {
-				if c := e.GetResource().GetConsent(); c != nil {
-					c.Status.Value = cpb.ConsentStateCode_PROPOSED
-					consentID = c.GetId().GetValue()
-				}
-			}
-			res, err := ph.pipe.Ingest(ctx, "ngo-harbour", b)
-			if err != nil || res.Held == 0 {
-				t.Fatalf("ingest: %d held, %v", res.Held, err)
-			}
-			stored, err := ph.store.Get(ctx, "Consent", consentID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stored.Data = []byte(strings.Replace(string(stored.Data), `"status":"proposed"`, `"status":"active"`, 1))
-			stored.Status = "active"
-			if _, err := ph.store.Put(ctx, stored); err != nil {
+			b, consent, hs := heldReferral(t, ph)
+			if _, err := ph.store.Put(ctx, withStatus(consent, "active")); err != nil {
 				t.Fatal(err)
 			}
 			var wg sync.WaitGroup
@@ -595,12 +578,12 @@ func TestReleaseHeldTwiceAtOnce(t *testing.T) {
 			if errs[0] != nil || errs[1] != nil {
 				t.Fatal(errs)
 			}
-			if got := len(reps[0].Released) + len(reps[1].Released); got != res.Held {
-				t.Errorf("released %v and %v, want %d in all", reps[0].Released, reps[1].Released, res.Held)
+			if got := len(reps[0].Released) + len(reps[1].Released); got != len(hs) {
+				t.Errorf("released %v and %v, want %d in all", reps[0].Released, reps[1].Released, len(hs))
 			}
 			ms, err := ph.store.Messages(ctx, store.MessageQuery{})
-			if err != nil || len(ms) != res.Held {
-				t.Errorf("%d messages after two releases, want %d (%v)", len(ms), res.Held, err)
+			if err != nil || len(ms) != len(hs) {
+				t.Errorf("%d messages after two releases, want %d (%v)", len(ms), len(hs), err)
 			}
 			if rep := verifyLog(t, ph.store); !rep.OK() {
 				t.Errorf("audit log after the releases: %+v", rep.Problems)

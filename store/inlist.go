@@ -53,6 +53,14 @@ func (s *Store) keysFrom(types, ids []string) (string, []any) {
 	}
 	// CROSS JOIN keeps the list as the outer loop: one primary-key lookup
 	// a pair, never a scan of the table.
+	return "json_each(?) AS k CROSS JOIN resources r ON r.resource_type = k.value ->> 0 AND r.id = k.value ->> 1",
+		[]any{jsonKeys(types, ids, nil)}
+}
+
+// jsonKeys is the JSON array of the keys [types[i], ids[i]] (and, when
+// versions is not nil, [types[i], ids[i], versions[i]]): SQLite's one
+// argument for a list of keys, read with json_each.
+func jsonKeys(types, ids []string, versions []int64) string {
 	var b strings.Builder
 	b.Grow(len(types) * 48)
 	b.WriteByte('[')
@@ -64,11 +72,14 @@ func (s *Store) keysFrom(types, ids []string) (string, []any) {
 		writeJSONString(&b, types[i])
 		b.WriteByte(',')
 		writeJSONString(&b, ids[i])
+		if versions != nil {
+			b.WriteByte(',')
+			b.WriteString(strconv.FormatInt(versions[i], 10))
+		}
 		b.WriteByte(']')
 	}
 	b.WriteByte(']')
-	return "json_each(?) AS k CROSS JOIN resources r ON r.resource_type = k.value ->> 0 AND r.id = k.value ->> 1",
-		[]any{b.String()}
+	return b.String()
 }
 
 // jsonStrings is vals as a JSON array of strings.

@@ -647,24 +647,9 @@ func (s *Store) versionsQuery(types, ids []string, nums []int64) (string, []any)
 	LATERAL (SELECT data FROM %s WHERE resource_type = k.t AND id = k.i AND version = k.v OFFSET 0) AS x`
 		return fmt.Sprintf(one, "resources") + "\nUNION ALL\n" + fmt.Sprintf(one, "resource_history"), []any{types, ids, nums}
 	}
-	var b strings.Builder
-	b.WriteByte('[')
-	for i := range types {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('[')
-		writeJSONString(&b, types[i])
-		b.WriteByte(',')
-		writeJSONString(&b, ids[i])
-		b.WriteByte(',')
-		b.WriteString(strconv.FormatInt(nums[i], 10))
-		b.WriteByte(']')
-	}
-	b.WriteByte(']')
 	const one = `SELECT k.key, x.data FROM json_each(?%d) AS k CROSS JOIN %s x
 	ON x.resource_type = k.value ->> 0 AND x.id = k.value ->> 1 AND x.version = k.value ->> 2`
-	return fmt.Sprintf(one, 1, "resources") + "\nUNION ALL\n" + fmt.Sprintf(one, 1, "resource_history"), []any{b.String()}
+	return fmt.Sprintf(one, 1, "resources") + "\nUNION ALL\n" + fmt.Sprintf(one, 1, "resource_history"), []any{jsonKeys(types, ids, nums)}
 }
 
 func scanMessages(rs rows) ([]Message, error) {

@@ -21,6 +21,8 @@ func init() {
 	}{
 		{"GroupTxSharesAndIsolates", testGroupTx},
 		{"GroupTxChargesEachItsOwnFailure", testGroupTxFailures},
+		{"GroupTxRetriesADeadlockVictimOnce", testGroupTxDeadlock},
+		{"PutBatchTakesACallersHash", testPutBatchHash},
 	}...)
 }
 
@@ -228,15 +230,6 @@ func testGroupTxFailures(t *testing.T, newURL NewURL) {
 	}
 }
 
-func init() {
-	cases = append(cases, []struct {
-		name string
-		run  func(t *testing.T, newURL NewURL)
-	}{
-		{"PutBatchTakesACallersHash", testPutBatchHash},
-	}...)
-}
-
 // testPutBatchHash: PutBatch writes a new resource with the hash its
 // caller computed, and hashes one read from the store (whose Hash is of
 // the data read, not of the data changed since) itself.
@@ -261,15 +254,6 @@ func testPutBatchHash(t *testing.T, newURL NewURL) {
 	if err != nil || again.Version != 2 || again.Hash != sha256.Sum256(again.Data) {
 		t.Errorf("a read resource changed and put again: v%d, hash of its data %v, %v", again.Version, again.Hash == sha256.Sum256(again.Data), err)
 	}
-}
-
-func init() {
-	cases = append(cases, []struct {
-		name string
-		run  func(t *testing.T, newURL NewURL)
-	}{
-		{"GroupTxRetriesADeadlockVictimOnce", testGroupTxDeadlock},
-	}...)
 }
 
 // testGroupTxDeadlock: a function that fails as a deadlock's victim runs
